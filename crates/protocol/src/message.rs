@@ -1,0 +1,295 @@
+//! The messages themselves. JSON text frames, internally tagged by `type`, fields in camelCase:
+//!
+//! ```text
+//! → {"type":"join","v":1,"apiKey":"…","callId":"team-standup","extraData":{"name":"Ada"}}
+//! ← {"type":"joined","v":1,"peerId":"…","peers":[{"id":"…","extraData":"{\"name\":\"Bo\"}"}],"resumeToken":"…","resumed":false}
+//! ← {"type":"peerJoined","peer":{"id":"…","extraData":"…"}}
+//! → {"type":"data","data":{"text":"hi"},"to":"…"}      (`to` absent: everyone else)
+//! ← {"type":"data","from":"…","data":{"text":"hi"}}
+//! → {"type":"leave"}
+//! ← {"type":"peerLeft","peerId":"…"}
+//! ← {"type":"error","code":"invalid_api_key","message":"…","fatal":true}
+//! ```
+//!
+//! `join` must be the first message and carries the protocol version `v`. A client that lost
+//! its socket sends `join` again with `resume` (its old peer ID and the server's resume token)
+//! to keep its identity; the server answers `resumed: true` if it still held the slot.
+
+use crate::limits::{MAX_DATA_BYTES, MAX_EXTRA_DATA_BYTES, MAX_MESSAGE_BYTES, MAX_PEER_ID_CHARS};
+use crate::{ErrorCode, ProtocolError, validate_call_id};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this crate speaks, sent in `join` and `joined`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+const MAX_API_KEY_CHARS: usize = 256;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    Join {
+        v: u32,
+        api_key: String,
+        call_id: String,
+        #[serde(default)]
+        extra_data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
+    },
+    Data {
+        data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    Leave,
+}
+
+const CLIENT_TYPES: &[&str] = &["join", "data", "leave"];
+
+/// Proof that a reconnecting client is the participant it claims to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    pub peer_id: String,
+    pub token: String,
+}
+
+/// Another participant as this one sees it. `extra_data` is a string, as the API promises: the
+/// string the peer gave, or the JSON text of any other value it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    pub id: String,
+    pub extra_data: String,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    Joined {
+        v: u32,
+        peer_id: String,
+        peers: Vec<PeerInfo>,
+        resume_token: String,
+        resumed: bool,
+    },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        peer_id: String,
+    },
+    Data {
+        from: String,
+        data: Value,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// The server closes the socket after a fatal error; the client must not rejoin with
+        /// the same request.
+        fatal: bool,
+    },
+}
+
+const SERVER_TYPES: &[&str] = &["joined", "peerJoined", "peerLeft", "data", "error"];
+
+impl ServerMessage {
+    pub fn error(err: &ProtocolError, fatal: bool) -> Self {
+        Self::Error {
+            code: err.code,
+            message: err.message.clone(),
+            fatal,
+        }
+    }
+}
+
+/// Serializes a message. Our message types always serialize (string keys, no custom impls).
+pub fn encode<M: Serialize>(msg: &M) -> String {
+    serde_json::to_string(msg).unwrap_or_else(|e| {
+        format!(r#"{{"type":"error","code":"internal","message":"encode: {e}","fatal":false}}"#)
+    })
+}
+
+/// The string peers receive for a participant's `extraData`.
+pub fn extra_data_to_string(extra_data: &Value) -> String {
+    match extra_data {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Decodes and validates a client message: size, JSON, known type, field types, every limit.
+pub fn decode_client(text: &str) -> Result<ClientMessage, ProtocolError> {
+    let value = parse_envelope(text, CLIENT_TYPES)?;
+    if value.get("type").and_then(Value::as_str) == Some("join") {
+        check_version(&value)?;
+    }
+    let msg: ClientMessage = serde_json::from_value(value).map_err(|e| {
+        ProtocolError::new(ErrorCode::InvalidMessage, format!("Malformed message: {e}."))
+    })?;
+    validate_client(&msg)?;
+    Ok(msg)
+}
+
+/// Decodes a server message (the client's side). Only size, JSON and shape are checked: the
+/// client trusts the server's content but must not crash on a newer or broken one.
+pub fn decode_server(text: &str) -> Result<ServerMessage, ProtocolError> {
+    let value = parse_envelope(text, SERVER_TYPES)?;
+    serde_json::from_value(value).map_err(|e| {
+        ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!("Malformed server message: {e}."),
+        )
+    })
+}
+
+fn parse_envelope(text: &str, known: &[&str]) -> Result<Value, ProtocolError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "The message has {} bytes; at most {MAX_MESSAGE_BYTES} are allowed.",
+                text.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!("The message is not valid JSON: {e}."),
+        )
+    })?;
+    let Some(ty) = value.get("type") else {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "The message is not a JSON object with a \"type\" field.",
+        ));
+    };
+    let Some(ty) = ty.as_str() else {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "The message's \"type\" field is not a string.",
+        ));
+    };
+    if !known.contains(&ty) {
+        return Err(ProtocolError::new(
+            ErrorCode::UnknownMessageType,
+            format!(
+                "Unknown message type {:?}; known types are {}.",
+                truncate(ty, 40),
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn check_version(value: &Value) -> Result<(), ProtocolError> {
+    match value.get("v").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => Ok(()),
+        Some(v) => Err(ProtocolError::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "This server speaks protocol version {PROTOCOL_VERSION}, the client sent {v}. Update the app."
+            ),
+        )),
+        None => Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "The join message has no protocol version \"v\".",
+        )),
+    }
+}
+
+fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
+    match msg {
+        ClientMessage::Join {
+            api_key,
+            call_id,
+            extra_data,
+            resume,
+            ..
+        } => {
+            if api_key.is_empty() || api_key.chars().count() > MAX_API_KEY_CHARS {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidApiKey,
+                    "The API key is missing or malformed. Check the key in the settings.",
+                ));
+            }
+            validate_call_id(call_id)?;
+            let size = json_len(extra_data);
+            if size > MAX_EXTRA_DATA_BYTES {
+                return Err(ProtocolError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "extraData has {size} bytes as JSON; at most {MAX_EXTRA_DATA_BYTES} are allowed."
+                    ),
+                ));
+            }
+            if let Some(r) = resume {
+                validate_peer_id(&r.peer_id)?;
+                if r.token.len() > MAX_PEER_ID_CHARS {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidArgument,
+                        "The resume token is malformed.",
+                    ));
+                }
+            }
+        }
+        ClientMessage::Data { data, to } => {
+            let size = json_len(data);
+            if size > MAX_DATA_BYTES {
+                return Err(ProtocolError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "The data message has {size} bytes as JSON; at most {MAX_DATA_BYTES} are allowed."
+                    ),
+                ));
+            }
+            if let Some(to) = to {
+                validate_peer_id(to)?;
+            }
+        }
+        ClientMessage::Leave => {}
+    }
+    Ok(())
+}
+
+fn validate_peer_id(id: &str) -> Result<(), ProtocolError> {
+    if id.is_empty() || id.len() > MAX_PEER_ID_CHARS {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidArgument,
+            format!("{:?} is not a peer ID.", truncate(id, 40)),
+        ));
+    }
+    Ok(())
+}
+
+/// The length of a value's JSON text, counted without building the text.
+pub(crate) fn json_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail; a value that could not serialize counts as empty.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;
