@@ -1,1 +1,80 @@
-fn main(){}
+//! `between`: a headless Between participant. `between join` joins a call as a bot and prints
+//! every event as one JSON line on stdout; `between bench` measures the system. Logs go to
+//! stderr, so stdout stays machine-readable.
+
+mod bench;
+mod duration;
+mod join;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "between",
+    version,
+    about = "A headless Between participant and benchmarks"
+)]
+struct Cli {
+    /// Log filter for stderr, e.g. `warn` or `between_engine=debug`.
+    #[arg(long, global = true, env = "BETWEEN_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Join a call and print every event as a JSON line.
+    Join(join::JoinArgs),
+    /// Measure the system (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_logs(filter: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let targets: Targets = filter
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(targets),
+        )
+        .init();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logs(&cli.log) {
+        eprintln!("between: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("between: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Join(args) => join::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("between: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -54,7 +54,15 @@ mod tests {
 
     #[test]
     fn rejects_empty_long_and_odd_characters() {
-        for id in ["", &"x".repeat(129), "with space", "slash/y", "émoji", "a\nb", "q?x"] {
+        for id in [
+            "",
+            &"x".repeat(129),
+            "with space",
+            "slash/y",
+            "émoji",
+            "a\nb",
+            "q?x",
+        ] {
             let err = validate_call_id(id).expect_err(id);
             assert_eq!(err.code, ErrorCode::InvalidCallId, "{id}");
         }

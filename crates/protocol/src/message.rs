@@ -27,7 +27,11 @@ const MAX_API_KEY_CHARS: usize = 256;
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
     Join {
         v: u32,
@@ -67,7 +71,11 @@ pub struct PeerInfo {
 
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     Joined {
         v: u32,
@@ -129,7 +137,10 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, ProtocolError> {
         check_version(&value)?;
     }
     let msg: ClientMessage = serde_json::from_value(value).map_err(|e| {
-        ProtocolError::new(ErrorCode::InvalidMessage, format!("Malformed message: {e}."))
+        ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!("Malformed message: {e}."),
+        )
     })?;
     validate_client(&msg)?;
     Ok(msg)

@@ -102,7 +102,13 @@ fn extra_data_reaches_peers_as_a_string() {
 #[test]
 fn missing_extra_data_defaults_to_null() {
     let msg = decode_client(r#"{"type":"join","v":1,"apiKey":"k","callId":"c"}"#).expect("ok");
-    assert!(matches!(msg, ClientMessage::Join { extra_data: Value::Null, .. }));
+    assert!(matches!(
+        msg,
+        ClientMessage::Join {
+            extra_data: Value::Null,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -1,0 +1,189 @@
+//! `between-server`: admits clients by API key, keeps rooms by call ID (one namespace per
+//! tenant), relays signaling and data messages, and tells everyone who joins and leaves.
+//! The SFU that forwards media joins this crate with the media work.
+//!
+//! It reads top-down: [`start`] binds and serves ([`http`]); each WebSocket runs in
+//! [`connection`]; connections share a [`hub::Hub`] that wraps the sans-IO room
+//! [`rooms::Registry`]. The crate depends on `between-protocol` only: never on the engine, on
+//! device crates or on Tauri. It is a library too, so the desktop app can embed it.
+
+mod connection;
+mod http;
+mod hub;
+pub mod keys;
+mod metrics;
+pub mod rooms;
+
+use hub::Hub;
+pub use keys::{ApiKeys, DEV_API_KEY, KeysError};
+use rooms::RegistryLimits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Heartbeat and resume timing. The defaults declare a silently vanished participant gone
+/// within `ping_timeout + resume_grace` = 9 s, and one whose socket closed within 4 s.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ping_interval: Duration,
+    /// A connection with no frame from the client for this long is dead.
+    pub ping_timeout: Duration,
+    /// How long a participant whose connection died may come back as itself.
+    pub resume_grace: Duration,
+    /// How long a new connection may take to send `join`.
+    pub join_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(2),
+            ping_timeout: Duration::from_secs(5),
+            resume_grace: Duration::from_secs(4),
+            join_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timing {
+    fn registry_limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            resume_grace: self.resume_grace,
+            ..RegistryLimits::default()
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub keys: ApiKeys,
+    pub timing: Timing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "no API keys configured: pass --api-keys-file FILE, set BETWEEN_API_KEYS=key1,key2, or use --dev for local development"
+    )]
+    NoKeys,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A server that is accepting connections. Dropping it without [`RunningServer::shutdown`]
+/// leaves it running until the runtime ends.
+pub struct RunningServer {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    serve: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Binds and starts serving.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    if config.keys.is_empty() {
+        return Err(ServerError::NoKeys);
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let hub = Arc::new(Hub::new(config.keys, config.timing));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let app = http::router(http::AppState {
+        hub: hub.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+    let mut serve_shutdown = shutdown_rx.clone();
+    let serve = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = serve_shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    let sweeper = tokio::spawn(sweep(hub.clone(), shutdown_rx));
+    tracing::info!(%addr, keys = hub.keys.len(), "between-server listening");
+    Ok(RunningServer {
+        addr,
+        hub,
+        shutdown,
+        serve,
+        sweeper,
+    })
+}
+
+/// Expires detached participants whose resume grace ran out.
+async fn sweep(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.expire(std::time::Instant::now()),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients connect to, e.g. `ws://127.0.0.1:7880`.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The `/metrics` text, for embedding hosts and tests.
+    pub fn metrics_text(&self) -> String {
+        self.hub.metrics_text()
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.hub.connection_count()
+    }
+
+    /// Tells every client the server is going away (close code 1001, so they reconnect), waits
+    /// up to `grace` for the connections to close, and stops listening.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let hub = self.hub.clone();
+        let drained = tokio::time::timeout(grace, async move {
+            loop {
+                let gone = hub.conn_gone.notified();
+                if hub.connection_count() == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = self.hub.connection_count(),
+                "connections still open after the shutdown grace"
+            );
+        }
+        let _ = self.serve.await;
+        let _ = self.sweeper.await;
+        tracing::info!("between-server stopped");
+    }
+}

@@ -1,0 +1,268 @@
+//! `Conference`: one call for its whole lifetime. Holds the call's identity and state; the
+//! socket itself lives in the signaling task ([`crate::signaling`]) that `start_call` spawns.
+
+use crate::config::EngineConfig;
+use crate::data_handler::DataHandler;
+use crate::error::BAError;
+use crate::events::{ConferenceEvent, EventHub, EventStream};
+use crate::peer::Peer;
+use crate::roster::Roster;
+use crate::signaling::{self, Command};
+use between_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Resume, validate_call_id};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Data messages held while the socket reconnects, beyond which `send` fails.
+pub(crate) const MAX_PENDING_DATA: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Idle,
+    Joining,
+    Connected,
+    Reconnecting,
+}
+
+pub(crate) struct CallState {
+    pub phase: Phase,
+    pub peer_id: Option<String>,
+    pub resume: Option<Resume>,
+    pub roster: Roster,
+    pub commands: Option<mpsc::UnboundedSender<Command>>,
+    /// Data sent while reconnecting, oldest first.
+    pub pending: VecDeque<(Value, Option<String>)>,
+    pub task: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub api_key: String,
+    pub call_id: String,
+    pub extra_data: Value,
+    pub events: EventHub,
+    state: Mutex<CallState>,
+}
+
+impl Inner {
+    pub fn lock(&self) -> MutexGuard<'_, CallState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn join_message(&self, resume: Option<Resume>) -> ClientMessage {
+        ClientMessage::Join {
+            v: PROTOCOL_VERSION,
+            api_key: self.api_key.clone(),
+            call_id: self.call_id.clone(),
+            extra_data: self.extra_data.clone(),
+            resume,
+        }
+    }
+
+    pub fn send_data(&self, data: Value, to: Option<&str>) -> Result<(), BAError> {
+        let mut state = self.lock();
+        if let Some(to) = to {
+            if state.roster.get(to).is_none() {
+                return Err(BAError::new(
+                    ErrorCode::PeerNotFound,
+                    format!("No participant with ID {to:?} is in this call."),
+                ));
+            }
+        }
+        let to = to.map(str::to_string);
+        match state.phase {
+            Phase::Connected => {
+                let sent = state
+                    .commands
+                    .as_ref()
+                    .is_some_and(|tx| tx.send(Command::Data { data, to }).is_ok());
+                if sent {
+                    Ok(())
+                } else {
+                    Err(BAError::not_in_call())
+                }
+            }
+            Phase::Reconnecting => {
+                if state.pending.len() >= MAX_PENDING_DATA {
+                    return Err(BAError::new(
+                        ErrorCode::ServerUnreachable,
+                        format!(
+                            "The connection is down and {MAX_PENDING_DATA} messages are already waiting. Try again once it is back."
+                        ),
+                    ));
+                }
+                state.pending.push_back((data, to));
+                Ok(())
+            }
+            Phase::Idle | Phase::Joining => Err(BAError::not_in_call()),
+        }
+    }
+}
+
+/// One call. Create it, subscribe to its [`events`](Conference::events), then
+/// [`start_call`](Conference::start_call).
+pub struct Conference {
+    inner: Arc<Inner>,
+}
+
+impl Conference {
+    /// Checks the call ID and stores what `start_call` sends. `extra_data` reaches the other
+    /// participants as a string (the string itself, or the JSON text of any other value).
+    pub fn new(
+        config: EngineConfig,
+        api_key: impl Into<String>,
+        call_id: impl Into<String>,
+        extra_data: Value,
+    ) -> Result<Self, BAError> {
+        let call_id = call_id.into();
+        validate_call_id(&call_id)?;
+        let api_key = api_key.into();
+        if api_key.is_empty() {
+            return Err(BAError::new(
+                ErrorCode::InvalidApiKey,
+                "No API key was given. Enter the server's API key in the settings.",
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                api_key,
+                call_id,
+                extra_data,
+                events: EventHub::default(),
+                state: Mutex::new(CallState {
+                    phase: Phase::Idle,
+                    peer_id: None,
+                    resume: None,
+                    roster: Roster::default(),
+                    commands: None,
+                    pending: VecDeque::new(),
+                    task: None,
+                }),
+            }),
+        })
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.inner.call_id
+    }
+
+    /// This participant's ID, once joined (it can change if a reconnect could not resume).
+    pub fn peer_id(&self) -> Option<String> {
+        self.inner.lock().peer_id.clone()
+    }
+
+    pub fn data_handler(&self) -> DataHandler {
+        DataHandler {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// A new subscription to this call's events, from now on.
+    pub fn events(&self) -> EventStream {
+        self.inner.events.subscribe()
+    }
+
+    /// The other participants, in join order.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.inner.lock().roster.peers().to_vec()
+    }
+
+    pub fn is_in_call(&self) -> bool {
+        matches!(
+            self.inner.lock().phase,
+            Phase::Connected | Phase::Reconnecting
+        )
+    }
+
+    /// Connects, verifies the API key and joins. Resolves once joined; `PeerJoined` has then
+    /// been emitted for everyone already in the call.
+    pub async fn start_call(&self) -> Result<(), BAError> {
+        {
+            let mut state = self.inner.lock();
+            if state.phase != Phase::Idle {
+                return Err(BAError::new(
+                    ErrorCode::AlreadyInCall,
+                    "This conference is already in the call. End it before starting again.",
+                ));
+            }
+            state.phase = Phase::Joining;
+        }
+        let join = self.inner.join_message(None);
+        let (ws, joined) = match signaling::connect_and_join(&self.inner.config, &join).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.inner.lock().phase = Phase::Idle;
+                return Err(e);
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let joined_peers = {
+            let mut state = self.inner.lock();
+            state.phase = Phase::Connected;
+            state.peer_id = Some(joined.peer_id.clone());
+            state.resume = Some(Resume {
+                peer_id: joined.peer_id,
+                token: joined.resume_token,
+            });
+            state.commands = Some(tx);
+            state.roster.replace(joined.peers).joined
+        };
+        for peer in joined_peers {
+            self.inner.events.emit(ConferenceEvent::PeerJoined(peer));
+        }
+        let task = tokio::spawn(signaling::run(self.inner.clone(), ws, rx));
+        self.inner.lock().task = Some(task);
+        Ok(())
+    }
+
+    /// Leaves the call: tells the server (the others get `peerLeft` at once), closes the
+    /// socket, emits `socketClose` then `sessionTerminated`.
+    pub async fn end_call(&self) -> Result<(), BAError> {
+        let (commands, task) = {
+            let mut state = self.inner.lock();
+            if !matches!(state.phase, Phase::Connected | Phase::Reconnecting) {
+                return Err(BAError::not_in_call());
+            }
+            (state.commands.take(), state.task.take())
+        };
+        if let Some(tx) = commands {
+            let (done, said_goodbye) = oneshot::channel();
+            if tx.send(Command::Leave(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), said_goodbye).await;
+            }
+        }
+        if let Some(mut task) = task {
+            if tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        {
+            let mut state = self.inner.lock();
+            state.phase = Phase::Idle;
+            state.peer_id = None;
+            state.resume = None;
+            state.pending.clear();
+            state.roster.clear();
+        }
+        self.inner.events.emit(ConferenceEvent::SocketClose);
+        self.inner.events.emit(ConferenceEvent::SessionTerminated);
+        Ok(())
+    }
+}
+
+impl Drop for Conference {
+    /// A dropped conference vanishes without a goodbye, like a crashed app: the server
+    /// notices the closed socket and tells the others after its resume grace.
+    fn drop(&mut self) {
+        if let Some(task) = self.inner.lock().task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! How the engine reaches the server and how patient it is.
+
+use crate::reconnect::ReconnectPolicy;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `ws://host:port` of a `between-server`.
+    pub server_url: String,
+    /// Time allowed for the TCP + WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// Time allowed from sending `join` to receiving `joined`.
+    pub join_timeout: Duration,
+    /// The server pings every 2 s; silence this long means the connection is dead.
+    pub liveness_timeout: Duration,
+    pub reconnect: ReconnectPolicy,
+}
+
+impl EngineConfig {
+    pub fn new(server_url: impl Into<String>) -> Self {
+        Self {
+            server_url: server_url.into(),
+            connect_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(5),
+            liveness_timeout: Duration::from_secs(6),
+            reconnect: ReconnectPolicy::default(),
+        }
+    }
+}

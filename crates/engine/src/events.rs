@@ -1,0 +1,108 @@
+//! The event stream. Every event the API names, with the API's spelling available through
+//! [`ConferenceEvent::name`] and [`ConferenceEvent::to_json`] for the app and the CLI.
+//! Subscribers get every event from the moment they subscribe, none dropped: events are few
+//! and small, and losing a `peerLeft` would leave a ghost tile.
+
+use crate::error::BAError;
+use crate::peer::Peer;
+use serde_json::{Value, json};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConferenceEvent {
+    /// Another participant is in the call (also fired for each one already there at join).
+    PeerJoined(Peer),
+    /// A participant left, or vanished and did not come back in time.
+    PeerLeft(String),
+    /// A `dataHandler` message (the page API delivers it as `dataHandler.on("data")`).
+    Data { from: String, data: Value },
+    /// The socket dropped, or a reconnect attempt failed; the engine keeps trying.
+    SocketFailed,
+    /// The engine gave up reconnecting; the call is over.
+    SocketDisconnected,
+    /// The socket was closed on purpose (`end_call`).
+    SocketClose,
+    /// *Ours*: the socket is back after `SocketFailed`. `resumed` says whether the peer kept
+    /// its ID; if not, `peer_id` is the new one and the roster events show the difference.
+    SocketReconnected { peer_id: String, resumed: bool },
+    /// `end_call` finished cleaning up.
+    SessionTerminated,
+    /// *Ours*: the server refused something asynchronous (e.g. data to a peer that just left).
+    Error(BAError),
+}
+
+impl ConferenceEvent {
+    /// The event's name in the page API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PeerJoined(_) => "peerJoined",
+            Self::PeerLeft(_) => "peerLeft",
+            Self::Data { .. } => "data",
+            Self::SocketFailed => "socketFailed",
+            Self::SocketDisconnected => "socketDisconnected",
+            Self::SocketClose => "socketClose",
+            Self::SocketReconnected { .. } => "socketReconnected",
+            Self::SessionTerminated => "sessionTerminated",
+            Self::Error(_) => "error",
+        }
+    }
+
+    /// One JSON object: `{"event": name, ...payload}`.
+    pub fn to_json(&self) -> Value {
+        let name = self.name();
+        match self {
+            Self::PeerJoined(p) => {
+                json!({"event": name, "peerId": p.id(), "extraData": p.extra_data()})
+            }
+            Self::PeerLeft(id) => json!({"event": name, "peerId": id}),
+            Self::Data { from, data } => json!({"event": name, "from": from, "data": data}),
+            Self::SocketReconnected { peer_id, resumed } => {
+                json!({"event": name, "peerId": peer_id, "resumed": resumed})
+            }
+            Self::Error(e) => json!({"event": name, "code": e.code, "message": e.message}),
+            Self::SocketFailed
+            | Self::SocketDisconnected
+            | Self::SocketClose
+            | Self::SessionTerminated => json!({"event": name}),
+        }
+    }
+}
+
+/// A subscription to a conference's events.
+pub struct EventStream(mpsc::UnboundedReceiver<ConferenceEvent>);
+
+impl EventStream {
+    /// The next event; `None` once the conference is dropped.
+    pub async fn recv(&mut self) -> Option<ConferenceEvent> {
+        self.0.recv().await
+    }
+
+    /// An event already waiting, without blocking.
+    pub fn try_recv(&mut self) -> Option<ConferenceEvent> {
+        self.0.try_recv().ok()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct EventHub {
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<ConferenceEvent>>>,
+}
+
+impl EventHub {
+    pub fn subscribe(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.push(tx);
+        }
+        EventStream(rx)
+    }
+
+    pub fn emit(&self, event: ConferenceEvent) {
+        tracing::debug!(event = event.name(), "event");
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|tx| tx.send(event.clone()).is_ok());
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `Peer`: a remote participant. A cheap handle; clones share state, so a volume set through
+//! one clone is the volume the media pipeline reads.
+
+use crate::error::BAError;
+use between_protocol::{ErrorCode, PeerInfo};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[derive(Clone)]
+pub struct Peer(Arc<Shared>);
+
+struct Shared {
+    id: String,
+    extra_data: String,
+    /// f32 bits; 1.0 until the user changes it.
+    volume: AtomicU32,
+}
+
+impl Peer {
+    pub(crate) fn new(info: PeerInfo) -> Self {
+        Self(Arc::new(Shared {
+            id: info.id,
+            extra_data: info.extra_data,
+            volume: AtomicU32::new(1.0f32.to_bits()),
+        }))
+    }
+
+    /// The peer's ID, assigned by the server.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The `extraData` the peer joined with, as a string.
+    pub fn extra_data(&self) -> &str {
+        &self.0.extra_data
+    }
+
+    /// This peer's playback volume, 0 to 1.
+    pub fn set_volume(&self, volume: f64) -> Result<(), BAError> {
+        if !(0.0..=1.0).contains(&volume) {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                format!("Volume must be between 0 and 1; got {volume}."),
+            ));
+        }
+        self.0
+            .volume
+            .store((volume as f32).to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn volume(&self) -> f32 {
+        f32::from_bits(self.0.volume.load(Ordering::Relaxed))
+    }
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.0.id)
+            .field("extra_data", &self.0.extra_data)
+            .finish()
+    }
+}
+
+impl PartialEq for Peer {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_is_validated_and_shared_by_clones() {
+        let peer = Peer::new(PeerInfo {
+            id: "p".into(),
+            extra_data: "x".into(),
+        });
+        let clone = peer.clone();
+        assert_eq!(peer.volume(), 1.0);
+        clone.set_volume(0.25).expect("valid");
+        assert_eq!(peer.volume(), 0.25);
+        for bad in [-0.1, 1.01, f64::NAN, f64::INFINITY] {
+            let err = peer.set_volume(bad).expect_err("invalid");
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+        }
+        assert_eq!(peer.volume(), 0.25, "a rejected volume changes nothing");
+    }
+}

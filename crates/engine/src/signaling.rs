@@ -1,0 +1,447 @@
+//! The signaling session: the task that owns the WebSocket while in a call. It applies server
+//! messages to the roster and turns them into events, writes data messages, watches liveness,
+//! and on an unexpected drop runs the reconnect schedule, resuming the peer identity when the
+//! server still holds it.
+
+use crate::conference::{Inner, Phase};
+use crate::config::EngineConfig;
+use crate::error::BAError;
+use crate::events::ConferenceEvent;
+use crate::reconnect::Backoff;
+use between_protocol::{
+    ClientMessage, ErrorCode, PeerInfo, Resume, ServerMessage, decode_server, encode,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{MissedTickBehavior, interval, sleep, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub(crate) enum Command {
+    Data { data: Value, to: Option<String> },
+    Leave(oneshot::Sender<()>),
+}
+
+/// The server's answer to `join`.
+pub(crate) struct JoinedInfo {
+    pub peer_id: String,
+    pub peers: Vec<PeerInfo>,
+    pub resume_token: String,
+    pub resumed: bool,
+}
+
+fn unreachable(url: &str, why: impl std::fmt::Display) -> BAError {
+    BAError::new(
+        ErrorCode::ServerUnreachable,
+        format!(
+            "Could not reach the Between server at {url}: {why}. Check the server address and that the server is running."
+        ),
+    )
+}
+
+/// Opens the socket and joins. Errors are the server's own (`invalid_api_key`, ...) or
+/// `server_unreachable`.
+pub(crate) async fn connect_and_join(
+    config: &EngineConfig,
+    join: &ClientMessage,
+) -> Result<(Ws, JoinedInfo), BAError> {
+    let url = config.server_url.as_str();
+    if url.starts_with("wss://") {
+        return Err(BAError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{url}: secure WebSocket (wss://) is not supported by this build yet; use ws://."
+            ),
+        ));
+    }
+    if !url.starts_with("ws://") {
+        return Err(BAError::new(
+            ErrorCode::InvalidArgument,
+            format!("{url:?} is not a server address; it should look like ws://host:7880."),
+        ));
+    }
+    let (mut ws, _) = timeout(
+        config.connect_timeout,
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| {
+        unreachable(
+            url,
+            format!("no answer within {} s", config.connect_timeout.as_secs()),
+        )
+    })?
+    .map_err(|e| unreachable(url, e))?;
+    ws.send(Message::Text(encode(join).into()))
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    let deadline = tokio::time::Instant::now() + config.join_timeout;
+    loop {
+        let frame = timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| unreachable(url, "the server did not answer the join request in time"))?;
+        match frame {
+            Some(Ok(Message::Text(text))) => match decode_server(&text) {
+                Ok(ServerMessage::Joined {
+                    peer_id,
+                    peers,
+                    resume_token,
+                    resumed,
+                    ..
+                }) => {
+                    return Ok((
+                        ws,
+                        JoinedInfo {
+                            peer_id,
+                            peers,
+                            resume_token,
+                            resumed,
+                        },
+                    ));
+                }
+                Ok(ServerMessage::Error { code, message, .. }) => {
+                    return Err(BAError::new(code, message));
+                }
+                Ok(other) => tracing::debug!(?other, "ignored before joined"),
+                Err(e) => return Err(BAError::new(ErrorCode::Internal, e.message)),
+            },
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(unreachable(url, e)),
+            None => return Err(unreachable(url, "the server closed the connection")),
+        }
+    }
+}
+
+/// How one connected stretch ended.
+enum Ended {
+    Dropped,
+    /// The server refused us for good (e.g. our key was revoked).
+    Refused(BAError),
+    Left(oneshot::Sender<()>),
+    /// The conference is gone.
+    Orphaned,
+}
+
+/// How a reconnect ended.
+enum Reconnect {
+    Back(Ws),
+    Left(oneshot::Sender<()>),
+    GaveUp(Option<BAError>),
+    Orphaned,
+}
+
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    mut ws: Ws,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    loop {
+        let ended = connected(&inner, &mut ws, &mut commands).await;
+        let give_up_with = match ended {
+            Ended::Left(done) => {
+                let _ = done.send(());
+                return;
+            }
+            Ended::Orphaned => return,
+            Ended::Refused(e) => Some(e),
+            Ended::Dropped => None,
+        };
+        if let Some(e) = give_up_with {
+            give_up(&inner, Some(e));
+            return;
+        }
+        enter_reconnecting(&inner, &mut commands);
+        inner.events.emit(ConferenceEvent::SocketFailed);
+        match reconnect(&inner, &mut commands).await {
+            Reconnect::Back(new_ws) => ws = new_ws,
+            Reconnect::Left(done) => {
+                let _ = done.send(());
+                return;
+            }
+            Reconnect::GaveUp(e) => {
+                give_up(&inner, e);
+                return;
+            }
+            Reconnect::Orphaned => return,
+        }
+        if !flush_pending(&inner, &mut ws).await {
+            // Dropped again while flushing: what was not written is back in the queue.
+            continue;
+        }
+    }
+}
+
+/// Reads and writes until the connection ends.
+async fn connected(
+    inner: &Inner,
+    ws: &mut Ws,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Ended {
+    let mut last_seen = Instant::now();
+    let mut tick = interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                last_seen = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(ended) = on_server_text(inner, &text) {
+                            return ended;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        tracing::info!(?frame, "server closed the socket");
+                        return Ended::Dropped;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "socket error");
+                        return Ended::Dropped;
+                    }
+                    None => return Ended::Dropped,
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                None => {
+                    let _ = ws.close(None).await;
+                    return Ended::Orphaned;
+                }
+                Some(Command::Data { data, to }) => {
+                    let text = encode(&ClientMessage::Data { data: data.clone(), to: to.clone() });
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        inner.lock().pending.push_front((data, to));
+                        return Ended::Dropped;
+                    }
+                }
+                Some(Command::Leave(done)) => {
+                    say_goodbye(ws).await;
+                    return Ended::Left(done);
+                }
+            },
+            _ = tick.tick() => {
+                if last_seen.elapsed() > inner.config.liveness_timeout {
+                    tracing::info!("no word from the server; reconnecting");
+                    return Ended::Dropped;
+                }
+            }
+        }
+    }
+}
+
+/// Sends `leave` and waits briefly for the server to close, so `peerLeft` goes out before
+/// `end_call` returns.
+async fn say_goodbye(ws: &mut Ws) {
+    let leave = encode(&ClientMessage::Leave);
+    if ws.send(Message::Text(leave.into())).await.is_ok() {
+        let _ = timeout(Duration::from_secs(1), async {
+            while let Some(Ok(frame)) = ws.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let _ = ws.close(None).await;
+}
+
+fn on_server_text(inner: &Inner, text: &str) -> Option<Ended> {
+    let msg = match decode_server(text) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a malformed server message");
+            return None;
+        }
+    };
+    match msg {
+        ServerMessage::PeerJoined { peer } => {
+            let added = inner.lock().roster.add(peer);
+            if let Some(peer) = added {
+                inner.events.emit(ConferenceEvent::PeerJoined(peer));
+            }
+        }
+        ServerMessage::PeerLeft { peer_id } => {
+            let removed = inner.lock().roster.remove(&peer_id);
+            if removed {
+                inner.events.emit(ConferenceEvent::PeerLeft(peer_id));
+            }
+        }
+        ServerMessage::Data { from, data } => {
+            inner.events.emit(ConferenceEvent::Data { from, data });
+        }
+        ServerMessage::Error {
+            code,
+            message,
+            fatal,
+        } => {
+            let err = BAError::new(code, message);
+            if fatal {
+                return Some(Ended::Refused(err));
+            }
+            if code != ErrorCode::ServerShuttingDown && code != ErrorCode::SlowConsumer {
+                inner.events.emit(ConferenceEvent::Error(err));
+            }
+        }
+        ServerMessage::Joined { .. } => tracing::warn!("unexpected joined message"),
+    }
+    None
+}
+
+/// Marks the call as reconnecting. Commands already queued to the task are moved into the
+/// pending queue first, under the same lock, so data keeps its order.
+fn enter_reconnecting(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) {
+    let mut state = inner.lock();
+    let mut leave = None;
+    while let Ok(cmd) = commands.try_recv() {
+        match cmd {
+            Command::Data { data, to } => state.pending.push_back((data, to)),
+            Command::Leave(done) => leave = Some(done),
+        }
+    }
+    state.phase = Phase::Reconnecting;
+    drop(state);
+    // A leave cannot be queued here (end_call takes the sender first); answer it anyway.
+    if let Some(done) = leave {
+        let _ = done.send(());
+    }
+}
+
+async fn reconnect(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> Reconnect {
+    let mut backoff = Backoff::new(inner.config.reconnect, random_seed());
+    loop {
+        let Some(delay) = backoff.next_delay() else {
+            return Reconnect::GaveUp(None);
+        };
+        let wait = sleep(delay);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                cmd = commands.recv() => match cmd {
+                    None => return Reconnect::Orphaned,
+                    Some(Command::Leave(done)) => return Reconnect::Left(done),
+                    Some(Command::Data { data, to }) => inner.lock().pending.push_back((data, to)),
+                }
+            }
+        }
+        let resume = inner.lock().resume.clone();
+        let join = inner.join_message(resume);
+        tracing::info!(attempt = backoff.attempts(), "reconnecting");
+        match connect_and_join(&inner.config, &join).await {
+            Ok((ws, joined)) => {
+                rejoined(inner, joined);
+                return Reconnect::Back(ws);
+            }
+            Err(e) if retryable(e.code) => {
+                tracing::info!(error = %e, "reconnect attempt failed");
+                inner.events.emit(ConferenceEvent::SocketFailed);
+            }
+            Err(e) => return Reconnect::GaveUp(Some(e)),
+        }
+    }
+}
+
+fn retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ServerUnreachable
+            | ErrorCode::ServerShuttingDown
+            | ErrorCode::SlowConsumer
+            | ErrorCode::Internal
+    )
+}
+
+/// Applies a successful rejoin: identity, then the roster difference.
+fn rejoined(inner: &Inner, joined: JoinedInfo) {
+    let changes = {
+        let mut state = inner.lock();
+        state.peer_id = Some(joined.peer_id.clone());
+        state.resume = Some(Resume {
+            peer_id: joined.peer_id.clone(),
+            token: joined.resume_token,
+        });
+        state.roster.replace(joined.peers)
+    };
+    tracing::info!(peer = %joined.peer_id, resumed = joined.resumed, "reconnected");
+    inner.events.emit(ConferenceEvent::SocketReconnected {
+        peer_id: joined.peer_id,
+        resumed: joined.resumed,
+    });
+    for id in changes.left {
+        inner.events.emit(ConferenceEvent::PeerLeft(id));
+    }
+    for peer in changes.joined {
+        inner.events.emit(ConferenceEvent::PeerJoined(peer));
+    }
+}
+
+/// Sends what waited during the outage, then lets new sends go straight to the task. Returns
+/// false if the socket dropped again (the rest stays queued).
+async fn flush_pending(inner: &Inner, ws: &mut Ws) -> bool {
+    loop {
+        let next = {
+            let mut state = inner.lock();
+            let next = state.pending.pop_front();
+            if next.is_none() {
+                state.phase = Phase::Connected;
+            }
+            next
+        };
+        let Some((data, to)) = next else {
+            return true;
+        };
+        // A peer that left during the outage cannot receive its message; drop it quietly
+        // rather than get an error from the server for each.
+        if let Some(id) = &to {
+            if inner.lock().roster.get(id).is_none() {
+                continue;
+            }
+        }
+        let text = encode(&ClientMessage::Data {
+            data: data.clone(),
+            to: to.clone(),
+        });
+        if ws.send(Message::Text(text.into())).await.is_err() {
+            inner.lock().pending.push_front((data, to));
+            return false;
+        }
+    }
+}
+
+/// The engine stopped trying: the call is over for this conference.
+fn give_up(inner: &Inner, error: Option<BAError>) {
+    {
+        let mut state = inner.lock();
+        state.phase = Phase::Idle;
+        state.commands = None;
+        state.task = None;
+        state.pending.clear();
+        state.resume = None;
+        state.roster.clear();
+    }
+    if let Some(e) = error {
+        tracing::warn!(error = %e, "the server refused to rejoin");
+        inner.events.emit(ConferenceEvent::Error(e));
+    }
+    inner.events.emit(ConferenceEvent::SocketDisconnected);
+}
+
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Jitter only spreads reconnects out; the clock is random enough for that.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(1);
+        return u64::from(nanos);
+    }
+    u64::from_le_bytes(bytes)
+}

@@ -1,0 +1,370 @@
+//! The room registry: who is in which call, and who must be told what. Sans-IO: every
+//! operation takes the current time and returns [`Output`]s for the connection layer to carry
+//! out, so membership, resume and expiry are tested without sockets or clocks.
+//!
+//! A participant whose socket dies is *detached*, not removed: for `resume_grace` its slot,
+//! peer ID and unsent data wait for it to reconnect with its resume token. Only when the grace
+//! runs out do the others get `peerLeft`. A `leave` removes it at once.
+
+use crate::keys::TenantId;
+use between_protocol::{ErrorCode, PROTOCOL_VERSION, PeerInfo, ProtocolError, ServerMessage};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// Identifies one WebSocket connection (a participant may go through several).
+pub type ConnId = u64;
+
+/// Something the connection layer must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send one message to each of these connections, in order with earlier outputs.
+    Send { to: Vec<ConnId>, msg: ServerMessage },
+    /// This connection was replaced by a resumed one: close it without detaching anyone.
+    Close { conn: ConnId },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryLimits {
+    /// How long a detached participant's slot is kept for it to resume.
+    pub resume_grace: Duration,
+    /// Data messages held for a detached participant; the oldest go first past this.
+    pub pending_max_messages: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        Self {
+            resume_grace: Duration::from_secs(4),
+            pending_max_messages: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RoomKey {
+    tenant: TenantId,
+    call_id: String,
+}
+
+struct Slot {
+    room: RoomKey,
+    extra_data: String,
+    resume_token: String,
+    conn: Option<ConnId>,
+    detached_at: Option<Instant>,
+    pending: VecDeque<ServerMessage>,
+}
+
+/// A join request after the API key was checked.
+pub struct JoinRequest<'a> {
+    pub conn: ConnId,
+    pub tenant: TenantId,
+    pub call_id: &'a str,
+    pub extra_data: String,
+    pub resume: Option<&'a between_protocol::Resume>,
+    /// A fresh random peer ID and resume token, used unless the join resumes.
+    pub fresh_peer_id: String,
+    pub fresh_token: String,
+}
+
+/// What a join became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub peer_id: String,
+    pub resumed: bool,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    limits: RegistryLimits,
+    /// Members of each room in join order.
+    rooms: HashMap<RoomKey, Vec<String>>,
+    slots: HashMap<String, Slot>,
+    dropped_pending: u64,
+}
+
+impl Registry {
+    pub fn new(limits: RegistryLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Data messages dropped because a detached participant's queue was full.
+    pub fn dropped_pending(&self) -> u64 {
+        self.dropped_pending
+    }
+
+    pub fn join(&mut self, req: JoinRequest<'_>) -> (Joined, Vec<Output>) {
+        let key = RoomKey {
+            tenant: req.tenant,
+            call_id: req.call_id.to_string(),
+        };
+        if let Some(resume) = req.resume {
+            if let Some(outcome) = self.try_resume(&key, resume, req.conn) {
+                return outcome;
+            }
+        }
+        let peer_id = req.fresh_peer_id;
+        let me = PeerInfo {
+            id: peer_id.clone(),
+            extra_data: req.extra_data.clone(),
+        };
+        let members = self.rooms.entry(key.clone()).or_default();
+        let others: Vec<String> = members.clone();
+        members.push(peer_id.clone());
+        self.slots.insert(
+            peer_id.clone(),
+            Slot {
+                room: key,
+                extra_data: req.extra_data,
+                resume_token: req.fresh_token.clone(),
+                conn: Some(req.conn),
+                detached_at: None,
+                pending: VecDeque::new(),
+            },
+        );
+        let mut out = vec![Output::Send {
+            to: vec![req.conn],
+            msg: ServerMessage::Joined {
+                v: PROTOCOL_VERSION,
+                peer_id: peer_id.clone(),
+                peers: self.infos(&others),
+                resume_token: req.fresh_token,
+                resumed: false,
+            },
+        }];
+        self.send_to_members(&others, ServerMessage::PeerJoined { peer: me }, &mut out);
+        (
+            Joined {
+                peer_id,
+                resumed: false,
+            },
+            out,
+        )
+    }
+
+    fn try_resume(
+        &mut self,
+        key: &RoomKey,
+        resume: &between_protocol::Resume,
+        conn: ConnId,
+    ) -> Option<(Joined, Vec<Output>)> {
+        let slot = self.slots.get_mut(&resume.peer_id)?;
+        let token_ok: bool = slot
+            .resume_token
+            .as_bytes()
+            .ct_eq(resume.token.as_bytes())
+            .into();
+        if !token_ok || slot.room != *key {
+            return None;
+        }
+        let mut out = Vec::new();
+        if let Some(old) = slot.conn.replace(conn) {
+            if old != conn {
+                out.push(Output::Close { conn: old });
+            }
+        }
+        slot.detached_at = None;
+        let pending: Vec<ServerMessage> = slot.pending.drain(..).collect();
+        let token = slot.resume_token.clone();
+        let others: Vec<String> = self
+            .rooms
+            .get(key)
+            .map(|m| {
+                m.iter()
+                    .filter(|id| **id != resume.peer_id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Output::Send {
+            to: vec![conn],
+            msg: ServerMessage::Joined {
+                v: PROTOCOL_VERSION,
+                peer_id: resume.peer_id.clone(),
+                peers: self.infos(&others),
+                resume_token: token,
+                resumed: true,
+            },
+        });
+        out.extend(pending.into_iter().map(|msg| Output::Send {
+            to: vec![conn],
+            msg,
+        }));
+        Some((
+            Joined {
+                peer_id: resume.peer_id.clone(),
+                resumed: true,
+            },
+            out,
+        ))
+    }
+
+    /// Relays a data message from `from` to everyone else in its room, or to one of them.
+    pub fn data(
+        &mut self,
+        from: &str,
+        data: serde_json::Value,
+        to: Option<&str>,
+    ) -> Result<Vec<Output>, ProtocolError> {
+        let Some(slot) = self.slots.get(from) else {
+            return Err(not_in_call());
+        };
+        let room = slot.room.clone();
+        let recipients: Vec<String> = match to {
+            Some(to) => {
+                let same_room = self.slots.get(to).is_some_and(|s| s.room == room);
+                if !same_room || to == from {
+                    return Err(ProtocolError::new(
+                        ErrorCode::PeerNotFound,
+                        format!("No other participant with ID {to:?} is in this call."),
+                    ));
+                }
+                vec![to.to_string()]
+            }
+            None => self
+                .rooms
+                .get(&room)
+                .map(|m| m.iter().filter(|id| *id != from).cloned().collect())
+                .unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        let msg = ServerMessage::Data {
+            from: from.to_string(),
+            data,
+        };
+        self.send_to_members(&recipients, msg, &mut out);
+        Ok(out)
+    }
+
+    /// The participant said goodbye: remove it now.
+    pub fn leave(&mut self, peer_id: &str) -> Vec<Output> {
+        self.remove(peer_id)
+    }
+
+    /// The participant's connection `conn` ended without a goodbye. Ignored if the participant
+    /// has already moved to another connection.
+    pub fn detach(&mut self, peer_id: &str, conn: ConnId, now: Instant) -> Vec<Output> {
+        let grace = self.limits.resume_grace;
+        let Some(slot) = self.slots.get_mut(peer_id) else {
+            return Vec::new();
+        };
+        if slot.conn != Some(conn) {
+            return Vec::new();
+        }
+        if grace.is_zero() {
+            return self.remove(peer_id);
+        }
+        slot.conn = None;
+        slot.detached_at = Some(now);
+        Vec::new()
+    }
+
+    /// Removes detached participants whose grace ran out.
+    pub fn expire(&mut self, now: Instant) -> Vec<Output> {
+        let grace = self.limits.resume_grace;
+        let expired: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.detached_at
+                    .is_some_and(|t| now.duration_since(t) >= grace)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        expired.iter().flat_map(|id| self.remove(id)).collect()
+    }
+
+    /// The earliest time [`Registry::expire`] has work, if any participant is detached.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter_map(|s| s.detached_at)
+            .min()
+            .map(|t| t + self.limits.resume_grace)
+    }
+
+    /// Every connection, for a server-wide announcement such as shutdown.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.slots.values().filter_map(|s| s.conn).collect()
+    }
+
+    fn remove(&mut self, peer_id: &str) -> Vec<Output> {
+        let Some(slot) = self.slots.remove(peer_id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut remaining = Vec::new();
+        if let Some(members) = self.rooms.get_mut(&slot.room) {
+            members.retain(|id| id != peer_id);
+            remaining = members.clone();
+            if members.is_empty() {
+                self.rooms.remove(&slot.room);
+            }
+        }
+        self.send_to_members(
+            &remaining,
+            ServerMessage::PeerLeft {
+                peer_id: peer_id.to_string(),
+            },
+            &mut out,
+        );
+        out
+    }
+
+    fn infos(&self, ids: &[String]) -> Vec<PeerInfo> {
+        ids.iter()
+            .filter_map(|id| {
+                self.slots.get(id).map(|s| PeerInfo {
+                    id: id.clone(),
+                    extra_data: s.extra_data.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends to attached members; queues data for detached ones. Membership changes are not
+    /// queued: a resuming client gets the whole member list in `joined`.
+    fn send_to_members(&mut self, ids: &[String], msg: ServerMessage, out: &mut Vec<Output>) {
+        let mut to = Vec::with_capacity(ids.len());
+        let queue = matches!(msg, ServerMessage::Data { .. });
+        for id in ids {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            match slot.conn {
+                Some(conn) => to.push(conn),
+                None if queue => {
+                    if slot.pending.len() >= self.limits.pending_max_messages {
+                        slot.pending.pop_front();
+                        self.dropped_pending += 1;
+                    }
+                    slot.pending.push_back(msg.clone());
+                }
+                None => {}
+            }
+        }
+        if !to.is_empty() {
+            out.push(Output::Send { to, msg });
+        }
+    }
+}
+
+fn not_in_call() -> ProtocolError {
+    ProtocolError::new(ErrorCode::NotInCall, "Join a call before sending messages.")
+}
+
+#[cfg(test)]
+#[path = "rooms_tests.rs"]
+mod tests;
