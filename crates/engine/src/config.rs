@@ -11,7 +11,7 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Time allowed from sending `join` to receiving `joined`.
     pub join_timeout: Duration,
-    /// The server pings every 2 s; silence this long means the connection is dead.
+    /// The server pings every second; silence this long means the connection is dead.
     pub liveness_timeout: Duration,
     pub reconnect: ReconnectPolicy,
 }
@@ -22,7 +22,7 @@ impl EngineConfig {
             server_url: server_url.into(),
             connect_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(5),
-            liveness_timeout: Duration::from_secs(6),
+            liveness_timeout: Duration::from_secs(4),
             reconnect: ReconnectPolicy::default(),
         }
     }

@@ -35,8 +35,8 @@ impl Backoff {
         Self {
             policy,
             attempt: 0,
-            // xorshift must not start at zero.
-            rng: seed | 1,
+            // Scrambled so that nearby seeds give unrelated sequences; xorshift must not be 0.
+            rng: splitmix64(seed) | 1,
         }
     }
 
@@ -67,6 +67,13 @@ impl Backoff {
         self.rng ^= self.rng << 17;
         (self.rng >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

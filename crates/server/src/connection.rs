@@ -139,7 +139,9 @@ async fn serve(
         let _ = c.send_raw(Message::Close(Some(frame))).await;
     }
     tracing::debug!(peer = ?c.peer, "connection closed");
-    hub.unregister(conn, c.peer.as_deref());
+    // The resume grace counts from when the client was last heard, so a silent client is
+    // declared gone within ping_timeout + ping_interval + a sweep, not that plus the grace.
+    hub.unregister(conn, c.peer.as_deref(), last_seen);
 }
 
 impl Conn {

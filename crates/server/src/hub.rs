@@ -69,12 +69,12 @@ impl Hub {
         (conn, rx)
     }
 
-    pub fn unregister(&self, conn: ConnId, peer: Option<&str>) {
+    pub fn unregister(&self, conn: ConnId, peer: Option<&str>, last_heard: Instant) {
         {
             let mut state = self.lock();
             state.outboxes.remove(&conn);
             if let Some(peer) = peer {
-                let out = state.registry.detach(peer, conn, Instant::now());
+                let out = state.registry.detach(peer, conn, last_heard);
                 self.deliver(&mut state, out);
             }
         }

@@ -24,8 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Heartbeat and resume timing. The defaults declare a silently vanished participant gone
-/// within `ping_timeout + resume_grace` = 9 s, and one whose socket closed within 4 s.
+/// Heartbeat and resume timing. The grace counts from when a client was last heard, so the
+/// defaults declare a participant gone 5 s after its socket closed, and a silently vanished
+/// one (no FIN: a pulled cable) within `ping_timeout + ping_interval` = 5 s, at most 5.1 s
+/// with the sweep. A client whose link comes back within that time keeps its identity.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub ping_interval: Duration,
@@ -40,9 +42,9 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Self {
-            ping_interval: Duration::from_secs(2),
-            ping_timeout: Duration::from_secs(5),
-            resume_grace: Duration::from_secs(4),
+            ping_interval: Duration::from_secs(1),
+            ping_timeout: Duration::from_secs(4),
+            resume_grace: Duration::from_secs(5),
             join_timeout: Duration::from_secs(10),
         }
     }

@@ -35,7 +35,7 @@ pub struct RegistryLimits {
 impl Default for RegistryLimits {
     fn default() -> Self {
         Self {
-            resume_grace: Duration::from_secs(4),
+            resume_grace: Duration::from_secs(5),
             pending_max_messages: 256,
         }
     }
@@ -253,9 +253,10 @@ impl Registry {
         self.remove(peer_id)
     }
 
-    /// The participant's connection `conn` ended without a goodbye. Ignored if the participant
-    /// has already moved to another connection.
-    pub fn detach(&mut self, peer_id: &str, conn: ConnId, now: Instant) -> Vec<Output> {
+    /// The participant's connection `conn` ended without a goodbye; `last_heard` is when the
+    /// client last sent anything, where its grace starts. Ignored if the participant has
+    /// already moved to another connection.
+    pub fn detach(&mut self, peer_id: &str, conn: ConnId, last_heard: Instant) -> Vec<Output> {
         let grace = self.limits.resume_grace;
         let Some(slot) = self.slots.get_mut(peer_id) else {
             return Vec::new();
@@ -267,7 +268,7 @@ impl Registry {
             return self.remove(peer_id);
         }
         slot.conn = None;
-        slot.detached_at = Some(now);
+        slot.detached_at = Some(last_heard);
         Vec::new()
     }
 

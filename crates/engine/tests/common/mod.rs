@@ -1,0 +1,199 @@
+//! Shared test helpers: a real `between-server` on a free loopback port, engine participants,
+//! waiting for events with a deadline, and a TCP proxy that can cut or black-hole a link.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use between_engine::{Conference, ConferenceEvent, EngineConfig, EventStream, ReconnectPolicy};
+use between_server::{ApiKeys, RunningServer, ServerConfig, Timing};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub const KEY: &str = "test-key-alpha";
+pub const OTHER_KEY: &str = "test-key-beta";
+
+pub async fn server_on(listen: SocketAddr) -> RunningServer {
+    let mut keys = ApiKeys::default();
+    keys.add(KEY, Some("alpha")).unwrap();
+    keys.add(OTHER_KEY, Some("beta")).unwrap();
+    between_server::start(ServerConfig {
+        listen,
+        keys,
+        timing: Timing::default(),
+    })
+    .await
+    .expect("server starts")
+}
+
+pub async fn server() -> RunningServer {
+    server_on("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A reconnect schedule short enough for tests (about 10 s in all).
+pub fn quick_config(url: &str) -> EngineConfig {
+    let mut config = EngineConfig::new(url);
+    config.reconnect = ReconnectPolicy {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
+        max_attempts: 30,
+    };
+    config
+}
+
+pub struct Participant {
+    pub conf: Conference,
+    pub events: EventStream,
+}
+
+impl Participant {
+    pub fn new(url: &str, key: &str, call: &str, name: &str) -> Self {
+        Self::with_config(quick_config(url), key, call, name)
+    }
+
+    pub fn with_config(config: EngineConfig, key: &str, call: &str, name: &str) -> Self {
+        let conf = Conference::new(config, key, call, json!({ "name": name })).unwrap();
+        let events = conf.events();
+        Self { conf, events }
+    }
+
+    pub async fn joined(url: &str, key: &str, call: &str, name: &str) -> Self {
+        let p = Self::new(url, key, call, name);
+        p.conf.start_call().await.expect("start_call");
+        p
+    }
+
+    pub fn id(&self) -> String {
+        self.conf.peer_id().expect("joined")
+    }
+
+    /// The next event that `pick` accepts, skipping others; panics after `within`.
+    pub async fn wait_for<T>(
+        &mut self,
+        within: Duration,
+        what: &str,
+        mut pick: impl FnMut(&ConferenceEvent) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) => {
+                    if let Some(v) = pick(&ev) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("event stream ended while waiting for {what}"),
+                Err(_) => panic!("no {what} within {within:?}"),
+            }
+        }
+    }
+
+    pub async fn peer_joined(&mut self, within: Duration) -> (String, String) {
+        self.wait_for(within, "peerJoined", |e| match e {
+            ConferenceEvent::PeerJoined(p) => Some((p.id().to_string(), p.extra_data().to_string())),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn peer_left(&mut self, within: Duration) -> String {
+        self.wait_for(within, "peerLeft", |e| match e {
+            ConferenceEvent::PeerLeft(id) => Some(id.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn data(&mut self, within: Duration) -> (String, Value) {
+        self.wait_for(within, "data", |e| match e {
+            ConferenceEvent::Data { from, data } => Some((from.clone(), data.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every event already delivered, without waiting.
+    pub fn drain(&mut self) -> Vec<ConferenceEvent> {
+        std::iter::from_fn(|| self.events.try_recv()).collect()
+    }
+}
+
+pub fn name_of(extra: &str) -> String {
+    serde_json::from_str::<Value>(extra).unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub const SHORT: Duration = Duration::from_secs(3);
+
+/// A TCP proxy in front of the server. `cut` closes every current connection (a network
+/// blip); `freeze` silently discards everything in both directions (a pulled cable).
+pub struct Proxy {
+    pub url: String,
+    frozen: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (cut, cut_rx) = watch::channel(0u64);
+        let f = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(client, server, f.clone(), cut_rx.clone()));
+            }
+        });
+        Self { url, frozen, cut }
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+}
+
+async fn pipe(a: TcpStream, b: TcpStream, frozen: Arc<AtomicBool>, mut cut: watch::Receiver<u64>) {
+    cut.mark_unchanged();
+    let (mut ar, mut aw) = a.into_split();
+    let (mut br, mut bw) = b.into_split();
+    let f1 = frozen.clone();
+    let up = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = ar.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if !f1.load(Ordering::SeqCst) && bw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = br.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if !frozen.load(Ordering::SeqCst) && aw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = cut.changed() => {}
+    }
+}
