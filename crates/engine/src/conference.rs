@@ -207,6 +207,7 @@ impl Conference {
             state.resume = Some(Resume {
                 peer_id: joined.peer_id,
                 token: joined.resume_token,
+                last_seq: 0,
             });
             state.commands = Some(tx);
             state.roster.replace(joined.peers).joined

@@ -13,6 +13,7 @@ use between_protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -34,6 +35,21 @@ pub(crate) struct JoinedInfo {
     pub peers: Vec<PeerInfo>,
     pub resume_token: String,
     pub resumed: bool,
+    pub acked_seq: u64,
+}
+
+/// Data messages written recently, kept to resend after a resume.
+const RESEND_WINDOW: usize = 256;
+
+/// Sequence numbers of data messages in both directions (see the protocol's module docs).
+#[derive(Default)]
+struct Sequencing {
+    /// The last number given to a message we sent.
+    sent_seq: u64,
+    /// Messages written to the socket, by number, that the server may not have taken.
+    sent: VecDeque<(u64, Value, Option<String>)>,
+    /// The last number of a data message we received.
+    received_seq: u64,
 }
 
 fn unreachable(url: &str, why: impl std::fmt::Display) -> BAError {
@@ -93,6 +109,7 @@ pub(crate) async fn connect_and_join(
                     peers,
                     resume_token,
                     resumed,
+                    acked_seq,
                     ..
                 }) => {
                     return Ok((
@@ -102,6 +119,7 @@ pub(crate) async fn connect_and_join(
                             peers,
                             resume_token,
                             resumed,
+                            acked_seq,
                         },
                     ));
                 }
@@ -130,7 +148,7 @@ enum Ended {
 
 /// How a reconnect ended.
 enum Reconnect {
-    Back(Ws),
+    Back(Ws, JoinedInfo),
     Left(oneshot::Sender<()>),
     GaveUp(Option<BAError>),
     Orphaned,
@@ -141,8 +159,9 @@ pub(crate) async fn run(
     mut ws: Ws,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let mut seqs = Sequencing::default();
     loop {
-        let ended = connected(&inner, &mut ws, &mut commands).await;
+        let ended = connected(&inner, &mut ws, &mut commands, &mut seqs).await;
         let give_up_with = match ended {
             Ended::Left(done) => {
                 let _ = done.send(());
@@ -158,8 +177,25 @@ pub(crate) async fn run(
         }
         enter_reconnecting(&inner, &mut commands);
         inner.events.emit(ConferenceEvent::SocketFailed);
-        match reconnect(&inner, &mut commands).await {
-            Reconnect::Back(new_ws) => ws = new_ws,
+        match reconnect(&inner, &mut commands, seqs.received_seq).await {
+            Reconnect::Back(new_ws, joined) => {
+                ws = new_ws;
+                if joined.resumed {
+                    // The server took messages up to acked_seq; what followed goes again.
+                    seqs.sent.retain(|(seq, _, _)| *seq > joined.acked_seq);
+                    let mut resend = std::mem::take(&mut seqs.sent);
+                    let mut state = inner.lock();
+                    while let Some((_, data, to)) = resend.pop_back() {
+                        state.pending.push_front((data, to));
+                    }
+                } else {
+                    // A new identity: the server numbers from 1 again and has no record of
+                    // what we sent, so nothing can be resent without risking doubles.
+                    seqs.received_seq = 0;
+                    seqs.sent.clear();
+                }
+                rejoined(&inner, joined);
+            }
             Reconnect::Left(done) => {
                 let _ = done.send(());
                 return;
@@ -170,7 +206,7 @@ pub(crate) async fn run(
             }
             Reconnect::Orphaned => return,
         }
-        if !flush_pending(&inner, &mut ws).await {
+        if !flush_pending(&inner, &mut ws, &mut seqs).await {
             // Dropped again while flushing: what was not written is back in the queue.
             continue;
         }
@@ -182,6 +218,7 @@ async fn connected(
     inner: &Inner,
     ws: &mut Ws,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    seqs: &mut Sequencing,
 ) -> Ended {
     let mut last_seen = Instant::now();
     let mut tick = interval(Duration::from_millis(500));
@@ -192,7 +229,7 @@ async fn connected(
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(ended) = on_server_text(inner, &text) {
+                        if let Some(ended) = on_server_text(inner, &text, seqs) {
                             return ended;
                         }
                     }
@@ -214,9 +251,7 @@ async fn connected(
                     return Ended::Orphaned;
                 }
                 Some(Command::Data { data, to }) => {
-                    let text = encode(&ClientMessage::Data { data: data.clone(), to: to.clone() });
-                    if ws.send(Message::Text(text.into())).await.is_err() {
-                        inner.lock().pending.push_front((data, to));
+                    if !write_data(inner, ws, seqs, data, to).await {
                         return Ended::Dropped;
                     }
                 }
@@ -252,7 +287,34 @@ async fn say_goodbye(ws: &mut Ws) {
     let _ = ws.close(None).await;
 }
 
-fn on_server_text(inner: &Inner, text: &str) -> Option<Ended> {
+/// Numbers and writes one data message. On failure it goes back to the front of the pending
+/// queue, so it is sent after the reconnect, in its place.
+async fn write_data(
+    inner: &Inner,
+    ws: &mut Ws,
+    seqs: &mut Sequencing,
+    data: Value,
+    to: Option<String>,
+) -> bool {
+    let seq = seqs.sent_seq + 1;
+    let text = encode(&ClientMessage::Data {
+        data: data.clone(),
+        to: to.clone(),
+        seq: Some(seq),
+    });
+    if ws.send(Message::Text(text.into())).await.is_err() {
+        inner.lock().pending.push_front((data, to));
+        return false;
+    }
+    seqs.sent_seq = seq;
+    if seqs.sent.len() >= RESEND_WINDOW {
+        seqs.sent.pop_front();
+    }
+    seqs.sent.push_back((seq, data, to));
+    true
+}
+
+fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<Ended> {
     let msg = match decode_server(text) {
         Ok(msg) => msg,
         Err(e) => {
@@ -273,7 +335,12 @@ fn on_server_text(inner: &Inner, text: &str) -> Option<Ended> {
                 inner.events.emit(ConferenceEvent::PeerLeft(peer_id));
             }
         }
-        ServerMessage::Data { from, data } => {
+        ServerMessage::Data { from, data, seq } => {
+            if seq <= seqs.received_seq {
+                tracing::debug!(seq, "dropping a replayed message we already have");
+                return None;
+            }
+            seqs.received_seq = seq;
             inner.events.emit(ConferenceEvent::Data { from, data });
         }
         ServerMessage::Error {
@@ -313,7 +380,11 @@ fn enter_reconnecting(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Comm
     }
 }
 
-async fn reconnect(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -> Reconnect {
+async fn reconnect(
+    inner: &Inner,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    received_seq: u64,
+) -> Reconnect {
     let mut backoff = Backoff::new(inner.config.reconnect, random_seed());
     loop {
         let Some(delay) = backoff.next_delay() else {
@@ -331,14 +402,14 @@ async fn reconnect(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command
                 }
             }
         }
-        let resume = inner.lock().resume.clone();
+        let resume = inner.lock().resume.clone().map(|r| Resume {
+            last_seq: received_seq,
+            ..r
+        });
         let join = inner.join_message(resume);
         tracing::info!(attempt = backoff.attempts(), "reconnecting");
         match connect_and_join(&inner.config, &join).await {
-            Ok((ws, joined)) => {
-                rejoined(inner, joined);
-                return Reconnect::Back(ws);
-            }
+            Ok((ws, joined)) => return Reconnect::Back(ws, joined),
             Err(e) if retryable(e.code) => {
                 tracing::info!(error = %e, "reconnect attempt failed");
                 inner.events.emit(ConferenceEvent::SocketFailed);
@@ -366,6 +437,7 @@ fn rejoined(inner: &Inner, joined: JoinedInfo) {
         state.resume = Some(Resume {
             peer_id: joined.peer_id.clone(),
             token: joined.resume_token,
+            last_seq: 0,
         });
         state.roster.replace(joined.peers)
     };
@@ -384,7 +456,7 @@ fn rejoined(inner: &Inner, joined: JoinedInfo) {
 
 /// Sends what waited during the outage, then lets new sends go straight to the task. Returns
 /// false if the socket dropped again (the rest stays queued).
-async fn flush_pending(inner: &Inner, ws: &mut Ws) -> bool {
+async fn flush_pending(inner: &Inner, ws: &mut Ws, seqs: &mut Sequencing) -> bool {
     loop {
         let next = {
             let mut state = inner.lock();
@@ -404,12 +476,7 @@ async fn flush_pending(inner: &Inner, ws: &mut Ws) -> bool {
                 continue;
             }
         }
-        let text = encode(&ClientMessage::Data {
-            data: data.clone(),
-            to: to.clone(),
-        });
-        if ws.send(Message::Text(text.into())).await.is_err() {
-            inner.lock().pending.push_front((data, to));
+        if !write_data(inner, ws, seqs, data, to).await {
             return false;
         }
     }

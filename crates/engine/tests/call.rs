@@ -79,7 +79,11 @@ async fn data_arrives_in_order_to_everyone_or_to_one() {
                 private.push(data["private"].as_u64().unwrap());
             }
         }
-        assert_eq!(broadcast, (0..200).collect::<Vec<_>>(), "broadcast in order");
+        assert_eq!(
+            broadcast,
+            (0..200).collect::<Vec<_>>(),
+            "broadcast in order"
+        );
         if expect_private {
             assert_eq!(private, (0..50).collect::<Vec<_>>(), "unicast in order");
         } else {
@@ -97,7 +101,11 @@ async fn sender_does_not_receive_its_own_broadcast() {
     a.conf.data_handler().send(json!("ping"), None).unwrap();
     b.conf.data_handler().send(json!("pong"), None).unwrap();
     assert_eq!(b.data(SHORT).await.1, json!("ping"));
-    assert_eq!(a.data(SHORT).await.1, json!("pong"), "a's first data is b's, not its own");
+    assert_eq!(
+        a.data(SHORT).await.1,
+        json!("pong"),
+        "a's first data is b's, not its own"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +129,10 @@ async fn ending_the_call_tells_the_others_and_terminates_the_session() {
     let err = c.conf.end_call().await.unwrap_err();
     assert_eq!(err.code, ErrorCode::NotInCall);
     // The others keep talking.
-    a.conf.data_handler().send(json!("still here"), None).unwrap();
+    a.conf
+        .data_handler()
+        .send(json!("still here"), None)
+        .unwrap();
     assert_eq!(b.data(SHORT).await.1, json!("still here"));
 }
 
@@ -161,12 +172,22 @@ async fn same_call_id_under_different_keys_never_meets() {
     let alpha2 = Participant::joined(&url, KEY, "shared-name", "alpha2").await;
     let (id, _) = alpha1.peer_joined(SHORT).await;
     assert_eq!(id, alpha2.id(), "alpha1's first peer is alpha2, not beta");
-    beta.conf.data_handler().send(json!("anyone?"), None).unwrap();
-    alpha2.conf.data_handler().send(json!("marker"), None).unwrap();
+    beta.conf
+        .data_handler()
+        .send(json!("anyone?"), None)
+        .unwrap();
+    alpha2
+        .conf
+        .data_handler()
+        .send(json!("marker"), None)
+        .unwrap();
     assert_eq!(alpha1.data(SHORT).await.1, json!("marker"));
     assert!(beta.conf.peers().is_empty());
     assert!(
-        !beta.drain().iter().any(|e| matches!(e, ConferenceEvent::PeerJoined(_))),
+        !beta
+            .drain()
+            .iter()
+            .any(|e| matches!(e, ConferenceEvent::PeerJoined(_))),
         "beta saw someone from another tenant"
     );
 }
@@ -176,7 +197,9 @@ async fn api_errors_are_typed_and_readable() {
     let server = server().await;
     let url = server.url();
 
-    let err = Conference::new(EngineConfig::new(&url), KEY, "no spaces", json!({})).err().unwrap();
+    let err = Conference::new(EngineConfig::new(&url), KEY, "no spaces", json!({}))
+        .err()
+        .unwrap();
     assert_eq!(err.code, ErrorCode::InvalidCallId);
     assert!(err.message.contains("' '"), "{}", err.message);
 
@@ -185,24 +208,48 @@ async fn api_errors_are_typed_and_readable() {
     assert_eq!(err.code, ErrorCode::InvalidApiKey);
     assert!(!wrong.is_in_call());
 
-    let dead = Conference::new(EngineConfig::new("ws://127.0.0.1:9"), KEY, "room", json!({})).unwrap();
+    let dead = Conference::new(
+        EngineConfig::new("ws://127.0.0.1:9"),
+        KEY,
+        "room",
+        json!({}),
+    )
+    .unwrap();
     let err = dead.start_call().await.unwrap_err();
     assert_eq!(err.code, ErrorCode::ServerUnreachable);
     assert!(err.message.contains("ws://127.0.0.1:9"), "{}", err.message);
 
     let bad_url = Conference::new(EngineConfig::new("http://x"), KEY, "room", json!({})).unwrap();
-    assert_eq!(bad_url.start_call().await.unwrap_err().code, ErrorCode::InvalidArgument);
+    assert_eq!(
+        bad_url.start_call().await.unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
 
     let p = Participant::joined(&url, KEY, "room", "P").await;
-    assert_eq!(p.conf.start_call().await.unwrap_err().code, ErrorCode::AlreadyInCall);
+    assert_eq!(
+        p.conf.start_call().await.unwrap_err().code,
+        ErrorCode::AlreadyInCall
+    );
     let dh = p.conf.data_handler();
-    assert_eq!(dh.send(json!(1), Some("nobody")).unwrap_err().code, ErrorCode::PeerNotFound);
+    assert_eq!(
+        dh.send(json!(1), Some("nobody")).unwrap_err().code,
+        ErrorCode::PeerNotFound
+    );
     let big = json!("x".repeat(70 * 1024));
-    assert_eq!(dh.send(big, None).unwrap_err().code, ErrorCode::MessageTooLarge);
+    assert_eq!(
+        dh.send(big, None).unwrap_err().code,
+        ErrorCode::MessageTooLarge
+    );
 
     let idle = Conference::new(EngineConfig::new(&url), KEY, "room", json!({})).unwrap();
-    assert_eq!(idle.data_handler().send(json!(1), None).unwrap_err().code, ErrorCode::NotInCall);
-    assert_eq!(idle.end_call().await.unwrap_err().code, ErrorCode::NotInCall);
+    assert_eq!(
+        idle.data_handler().send(json!(1), None).unwrap_err().code,
+        ErrorCode::NotInCall
+    );
+    assert_eq!(
+        idle.end_call().await.unwrap_err().code,
+        ErrorCode::NotInCall
+    );
 }
 
 #[tokio::test]

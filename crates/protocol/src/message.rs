@@ -14,6 +14,13 @@
 //! `join` must be the first message and carries the protocol version `v`. A client that lost
 //! its socket sends `join` again with `resume` (its old peer ID and the server's resume token)
 //! to keep its identity; the server answers `resumed: true` if it still held the slot.
+//!
+//! Data messages carry sequence numbers in both directions so that none is lost or doubled
+//! across a reconnect: the server numbers what it delivers to each participant (`seq`), the
+//! client numbers what it sends (`seq`). On resume the client says the last `seq` it
+//! received (`lastSeq`) and the server replays what followed; `joined.ackedSeq` says the last
+//! client `seq` the server took, and the client resends what followed. Duplicates are dropped
+//! by number on both sides.
 
 use crate::limits::{MAX_DATA_BYTES, MAX_EXTRA_DATA_BYTES, MAX_MESSAGE_BYTES, MAX_PEER_ID_CHARS};
 use crate::{ErrorCode, ProtocolError, validate_call_id};
@@ -46,6 +53,9 @@ pub enum ClientMessage {
         data: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
+        /// The client's own increasing number for this message, for resends after a resume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     Leave,
 }
@@ -58,6 +68,9 @@ const CLIENT_TYPES: &[&str] = &["join", "data", "leave"];
 pub struct Resume {
     pub peer_id: String,
     pub token: String,
+    /// The last data `seq` this client received from the server.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 /// Another participant as this one sees it. `extra_data` is a string, as the API promises: the
@@ -83,6 +96,9 @@ pub enum ServerMessage {
         peers: Vec<PeerInfo>,
         resume_token: String,
         resumed: bool,
+        /// On resume: the last client data `seq` the server took; the client resends later ones.
+        #[serde(default)]
+        acked_seq: u64,
     },
     PeerJoined {
         peer: PeerInfo,
@@ -93,6 +109,8 @@ pub enum ServerMessage {
     Data {
         from: String,
         data: Value,
+        /// Numbered per recipient, from 1, so a resumed client can say what it has.
+        seq: u64,
     },
     Error {
         code: ErrorCode,
@@ -250,7 +268,7 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 }
             }
         }
-        ClientMessage::Data { data, to } => {
+        ClientMessage::Data { data, to, .. } => {
             let size = json_len(data);
             if size > MAX_DATA_BYTES {
                 return Err(ProtocolError::new(

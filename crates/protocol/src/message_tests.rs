@@ -19,6 +19,7 @@ fn join_round_trips() {
         resume: Some(Resume {
             peer_id: "p1".into(),
             token: "t1".into(),
+            last_seq: 7,
         }),
     };
     let text = encode(&msg);
@@ -34,10 +35,12 @@ fn data_and_leave_round_trip() {
         ClientMessage::Data {
             data: json!({"text": "hi", "n": [1, 2]}),
             to: None,
+            seq: None,
         },
         ClientMessage::Data {
             data: json!("plain"),
             to: Some("peer-1".into()),
+            seq: Some(3),
         },
         ClientMessage::Leave,
     ] {
@@ -62,6 +65,7 @@ fn server_messages_round_trip() {
             peers: vec![peer.clone()],
             resume_token: "tok".into(),
             resumed: false,
+            acked_seq: 0,
         },
         ServerMessage::PeerJoined { peer },
         ServerMessage::PeerLeft {
@@ -70,6 +74,7 @@ fn server_messages_round_trip() {
         ServerMessage::Data {
             from: "p2".into(),
             data: json!({"text": "hello"}),
+            seq: 1,
         },
         ServerMessage::error(
             &ProtocolError::new(ErrorCode::InvalidApiKey, "Wrong key."),

@@ -201,8 +201,8 @@ impl Conn {
                     ProtocolError::new(ErrorCode::JoinRequired, "The first message must be join.");
                 self.reject(&err).await
             }
-            (ClientMessage::Data { data, to }, Some(peer)) => {
-                match self.hub.data(&peer, data, to.as_deref()) {
+            (ClientMessage::Data { data, to, seq }, Some(peer)) => {
+                match self.hub.data(&peer, data, to.as_deref(), seq) {
                     Ok(()) => None,
                     Err(err) => self.reject(&err).await,
                 }

@@ -118,9 +118,10 @@ impl Hub {
         from: &str,
         data: serde_json::Value,
         to: Option<&str>,
+        seq: Option<u64>,
     ) -> Result<(), ProtocolError> {
         let mut state = self.lock();
-        let out = state.registry.data(from, data, to)?;
+        let out = state.registry.data(from, data, to, seq)?;
         self.deliver(&mut state, out);
         Ok(())
     }
@@ -144,7 +145,7 @@ impl Hub {
                 rooms: state.registry.room_count(),
                 peers: state.registry.peer_count(),
                 connections: state.outboxes.len(),
-                dropped_pending: state.registry.dropped_pending(),
+                replay_misses: state.registry.replay_misses(),
             }
         };
         self.metrics.render(&gauges)

@@ -24,7 +24,7 @@ pub struct Gauges {
     pub rooms: usize,
     pub peers: usize,
     pub connections: usize,
-    pub dropped_pending: u64,
+    pub replay_misses: u64,
 }
 
 impl Metrics {
@@ -117,8 +117,8 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# HELP between_pending_dropped_total Data messages dropped from a full resume queue.\n# TYPE between_pending_dropped_total counter\nbetween_pending_dropped_total {}",
-            g.dropped_pending
+            "# HELP between_replay_misses_total Data messages a resuming client missed (outside the replay window).\n# TYPE between_replay_misses_total counter\nbetween_replay_misses_total {}",
+            g.replay_misses
         );
         let _ = writeln!(
             s,
@@ -147,7 +147,7 @@ mod tests {
             rooms: 2,
             peers: 5,
             connections: 4,
-            dropped_pending: 0,
+            replay_misses: 0,
         });
         assert!(text.contains("\nbetween_rooms 2\n"), "{text}");
         assert!(text.contains("\nbetween_peers 5\n"), "{text}");

@@ -3,8 +3,12 @@
 //! out, so membership, resume and expiry are tested without sockets or clocks.
 //!
 //! A participant whose socket dies is *detached*, not removed: for `resume_grace` its slot,
-//! peer ID and unsent data wait for it to reconnect with its resume token. Only when the grace
+//! peer ID and recent data wait for it to reconnect with its resume token. Only when the grace
 //! runs out do the others get `peerLeft`. A `leave` removes it at once.
+//!
+//! Each participant's data messages are numbered, and the last `replay_window` of them are
+//! kept, delivered or not: a socket can die with messages still in flight, so on resume the
+//! client says what it has (`lastSeq`) and gets the rest again.
 
 use crate::keys::TenantId;
 use between_protocol::{ErrorCode, PROTOCOL_VERSION, PeerInfo, ProtocolError, ServerMessage};
@@ -28,15 +32,15 @@ pub enum Output {
 pub struct RegistryLimits {
     /// How long a detached participant's slot is kept for it to resume.
     pub resume_grace: Duration,
-    /// Data messages held for a detached participant; the oldest go first past this.
-    pub pending_max_messages: usize,
+    /// Data messages kept per participant for replay on resume; the oldest go first.
+    pub replay_window: usize,
 }
 
 impl Default for RegistryLimits {
     fn default() -> Self {
         Self {
             resume_grace: Duration::from_secs(5),
-            pending_max_messages: 256,
+            replay_window: 256,
         }
     }
 }
@@ -53,7 +57,12 @@ struct Slot {
     resume_token: String,
     conn: Option<ConnId>,
     detached_at: Option<Instant>,
-    pending: VecDeque<ServerMessage>,
+    /// The `seq` of the last data message numbered for this participant.
+    out_seq: u64,
+    /// Recent data messages to this participant, by `seq`.
+    recent: VecDeque<(u64, ServerMessage)>,
+    /// The last client `seq` taken from this participant.
+    in_seq: u64,
 }
 
 /// A join request after the API key was checked.
@@ -81,7 +90,8 @@ pub struct Registry {
     /// Members of each room in join order.
     rooms: HashMap<RoomKey, Vec<String>>,
     slots: HashMap<String, Slot>,
-    dropped_pending: u64,
+    /// Messages a resuming participant asked for that had left the replay window.
+    replay_misses: u64,
 }
 
 impl Registry {
@@ -100,9 +110,9 @@ impl Registry {
         self.slots.len()
     }
 
-    /// Data messages dropped because a detached participant's queue was full.
-    pub fn dropped_pending(&self) -> u64 {
-        self.dropped_pending
+    /// Data messages lost because a participant was away longer than the replay window.
+    pub fn replay_misses(&self) -> u64 {
+        self.replay_misses
     }
 
     pub fn join(&mut self, req: JoinRequest<'_>) -> (Joined, Vec<Output>) {
@@ -131,7 +141,9 @@ impl Registry {
                 resume_token: req.fresh_token.clone(),
                 conn: Some(req.conn),
                 detached_at: None,
-                pending: VecDeque::new(),
+                out_seq: 0,
+                recent: VecDeque::new(),
+                in_seq: 0,
             },
         );
         let mut out = vec![Output::Send {
@@ -142,6 +154,7 @@ impl Registry {
                 peers: self.infos(&others),
                 resume_token: req.fresh_token,
                 resumed: false,
+                acked_seq: 0,
             },
         }];
         self.send_to_members(&others, ServerMessage::PeerJoined { peer: me }, &mut out);
@@ -176,8 +189,19 @@ impl Registry {
             }
         }
         slot.detached_at = None;
-        let pending: Vec<ServerMessage> = slot.pending.drain(..).collect();
+        let replay: Vec<ServerMessage> = slot
+            .recent
+            .iter()
+            .filter(|(seq, _)| *seq > resume.last_seq)
+            .map(|(_, msg)| msg.clone())
+            .collect();
+        let first_kept = slot
+            .recent
+            .front()
+            .map_or(slot.out_seq + 1, |(seq, _)| *seq);
+        self.replay_misses += first_kept.saturating_sub(resume.last_seq + 1);
         let token = slot.resume_token.clone();
+        let acked_seq = slot.in_seq;
         let others: Vec<String> = self
             .rooms
             .get(key)
@@ -196,9 +220,10 @@ impl Registry {
                 peers: self.infos(&others),
                 resume_token: token,
                 resumed: true,
+                acked_seq,
             },
         });
-        out.extend(pending.into_iter().map(|msg| Output::Send {
+        out.extend(replay.into_iter().map(|msg| Output::Send {
             to: vec![conn],
             msg,
         }));
@@ -212,15 +237,22 @@ impl Registry {
     }
 
     /// Relays a data message from `from` to everyone else in its room, or to one of them.
+    /// `seq` is the client's number for it; one already taken is a resend and is dropped.
     pub fn data(
         &mut self,
         from: &str,
         data: serde_json::Value,
         to: Option<&str>,
+        seq: Option<u64>,
     ) -> Result<Vec<Output>, ProtocolError> {
-        let Some(slot) = self.slots.get(from) else {
+        let Some(slot) = self.slots.get_mut(from) else {
             return Err(not_in_call());
         };
+        if let Some(seq) = seq {
+            if seq <= slot.in_seq {
+                return Ok(Vec::new());
+            }
+        }
         let room = slot.room.clone();
         let recipients: Vec<String> = match to {
             Some(to) => {
@@ -239,12 +271,32 @@ impl Registry {
                 .map(|m| m.iter().filter(|id| *id != from).cloned().collect())
                 .unwrap_or_default(),
         };
-        let mut out = Vec::new();
-        let msg = ServerMessage::Data {
-            from: from.to_string(),
-            data,
-        };
-        self.send_to_members(&recipients, msg, &mut out);
+        if let (Some(seq), Some(slot)) = (seq, self.slots.get_mut(from)) {
+            slot.in_seq = seq;
+        }
+        let window = self.limits.replay_window;
+        let mut out = Vec::with_capacity(recipients.len());
+        for id in &recipients {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            slot.out_seq += 1;
+            let msg = ServerMessage::Data {
+                from: from.to_string(),
+                data: data.clone(),
+                seq: slot.out_seq,
+            };
+            if slot.recent.len() >= window {
+                slot.recent.pop_front();
+            }
+            slot.recent.push_back((slot.out_seq, msg.clone()));
+            if let Some(conn) = slot.conn {
+                out.push(Output::Send {
+                    to: vec![conn],
+                    msg,
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -335,27 +387,13 @@ impl Registry {
             .collect()
     }
 
-    /// Sends to attached members; queues data for detached ones. Membership changes are not
-    /// queued: a resuming client gets the whole member list in `joined`.
-    fn send_to_members(&mut self, ids: &[String], msg: ServerMessage, out: &mut Vec<Output>) {
-        let mut to = Vec::with_capacity(ids.len());
-        let queue = matches!(msg, ServerMessage::Data { .. });
-        for id in ids {
-            let Some(slot) = self.slots.get_mut(id) else {
-                continue;
-            };
-            match slot.conn {
-                Some(conn) => to.push(conn),
-                None if queue => {
-                    if slot.pending.len() >= self.limits.pending_max_messages {
-                        slot.pending.pop_front();
-                        self.dropped_pending += 1;
-                    }
-                    slot.pending.push_back(msg.clone());
-                }
-                None => {}
-            }
-        }
+    /// Sends a membership change to the attached members, serialized once for all. Detached
+    /// ones miss it: a resuming client gets the whole member list in `joined`.
+    fn send_to_members(&self, ids: &[String], msg: ServerMessage, out: &mut Vec<Output>) {
+        let to: Vec<ConnId> = ids
+            .iter()
+            .filter_map(|id| self.slots.get(id).and_then(|s| s.conn))
+            .collect();
         if !to.is_empty() {
             out.push(Output::Send { to, msg });
         }

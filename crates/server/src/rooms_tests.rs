@@ -1,6 +1,6 @@
 use super::*;
 use between_protocol::Resume;
-use serde_json::json;
+use serde_json::{Value, json};
 
 struct Harness {
     reg: Registry,
@@ -13,7 +13,7 @@ impl Harness {
         Self {
             reg: Registry::new(RegistryLimits {
                 resume_grace: Duration::from_secs(4),
-                pending_max_messages: 3,
+                replay_window: 3,
             }),
             next: 0,
             t0: Instant::now(),
@@ -106,12 +106,11 @@ fn data_goes_to_everyone_else_or_to_one() {
     let (a, ca, _) = h.join(0, "call", "A");
     let (b, cb, _) = h.join(0, "call", "B");
     let (_, cc, _) = h.join(0, "call", "C");
-    let out = h.reg.data(&a, json!(1), None).expect("broadcast");
-    assert_eq!(out.len(), 1, "one serialization for all recipients");
+    let out = h.reg.data(&a, json!(1), None, None).expect("broadcast");
     assert!(sent_to(&out, ca).is_empty());
     assert_eq!(sent_to(&out, cb).len(), 1);
     assert_eq!(sent_to(&out, cc).len(), 1);
-    let out = h.reg.data(&a, json!(2), Some(&b)).expect("unicast");
+    let out = h.reg.data(&a, json!(2), Some(&b), None).expect("unicast");
     assert_eq!(sent_to(&out, cb).len(), 1);
     assert!(sent_to(&out, cc).is_empty());
 }
@@ -122,11 +121,14 @@ fn data_to_unknown_self_or_foreign_peer_is_rejected() {
     let (a, _, _) = h.join(0, "call", "A");
     let (x, _, _) = h.join(0, "elsewhere", "X");
     for to in ["nobody", a.as_str(), x.as_str()] {
-        let err = h.reg.data(&a, json!(1), Some(to)).expect_err(to);
+        let err = h.reg.data(&a, json!(1), Some(to), None).expect_err(to);
         assert_eq!(err.code, ErrorCode::PeerNotFound);
     }
     assert_eq!(
-        h.reg.data("ghost", json!(1), None).expect_err("ghost").code,
+        h.reg
+            .data("ghost", json!(1), None, None)
+            .expect_err("ghost")
+            .code,
         ErrorCode::NotInCall
     );
 }
@@ -161,30 +163,70 @@ fn detached_peer_leaves_only_after_the_grace() {
     assert_eq!(h.reg.next_expiry(), None);
 }
 
-#[test]
-fn resume_keeps_identity_and_delivers_queued_data_in_order() {
-    let mut h = Harness::new();
-    let (a, ca, _) = h.join(0, "call", "A");
-    let (b, _, _) = h.join(0, "call", "B");
-    h.reg.detach(&a, ca, h.at(0.0));
-    for n in 0..5 {
-        let out = h.reg.data(&b, json!(n), None).expect("data");
-        assert!(out.is_empty(), "a detached peer's data is queued, not sent");
-    }
-    assert_eq!(h.reg.dropped_pending(), 2, "queue holds 3");
+fn resume(
+    h: &mut Harness,
+    peer: &str,
+    token: &str,
+    last_seq: u64,
+    conn: ConnId,
+) -> (Joined, Vec<Output>) {
     let resume = Resume {
-        peer_id: a.clone(),
-        token: format!("t{ca}"),
+        peer_id: peer.to_string(),
+        token: token.to_string(),
+        last_seq,
     };
-    let (joined, out) = h.reg.join(JoinRequest {
-        conn: 99,
+    h.reg.join(JoinRequest {
+        conn,
         tenant: 0,
         call_id: "call",
         extra_data: "A".into(),
         resume: Some(&resume),
         fresh_peer_id: "unused".into(),
         fresh_token: "unused".into(),
-    });
+    })
+}
+
+fn data_seqs(msgs: &[&ServerMessage]) -> Vec<(u64, Value)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::Data { seq, data, .. } => Some((*seq, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn data_is_numbered_per_recipient() {
+    let mut h = Harness::new();
+    let (a, ca, _) = h.join(0, "call", "A");
+    let (b, cb, _) = h.join(0, "call", "B");
+    let (_, cc, _) = h.join(0, "call", "C");
+    let mut out = h.reg.data(&a, json!("x"), Some(&b), None).expect("to b");
+    out.extend(h.reg.data(&a, json!("y"), None, None).expect("all"));
+    out.extend(h.reg.data(&b, json!("z"), None, None).expect("all"));
+    assert_eq!(
+        data_seqs(&sent_to(&out, cb)),
+        vec![(1, json!("x")), (2, json!("y"))]
+    );
+    assert_eq!(
+        data_seqs(&sent_to(&out, cc)),
+        vec![(1, json!("y")), (2, json!("z"))]
+    );
+    assert_eq!(data_seqs(&sent_to(&out, ca)), vec![(1, json!("z"))]);
+}
+
+#[test]
+fn resume_keeps_identity_and_replays_what_the_client_missed() {
+    let mut h = Harness::new();
+    let (a, ca, _) = h.join(0, "call", "A");
+    let (b, _, _) = h.join(0, "call", "B");
+    // Delivered while attached, but the client only saw seq 1 before its socket died.
+    h.reg.data(&b, json!(1), None, None).expect("data");
+    h.reg.data(&b, json!(2), None, None).expect("data");
+    h.reg.detach(&a, ca, h.at(0.0));
+    let out = h.reg.data(&b, json!(3), None, None).expect("data");
+    assert!(out.is_empty(), "nothing is sent to a detached peer");
+    let (joined, out) = resume(&mut h, &a, &format!("t{ca}"), 1, 99);
     assert_eq!(
         joined,
         Joined {
@@ -196,18 +238,51 @@ fn resume_keeps_identity_and_delivers_queued_data_in_order() {
     assert!(
         matches!(msgs[0], ServerMessage::Joined { resumed: true, peers, .. } if peers.len() == 1)
     );
-    let data: Vec<_> = msgs[1..]
-        .iter()
-        .map(|m| match m {
-            ServerMessage::Data { data, .. } => data.clone(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    assert_eq!(data, vec![json!(2), json!(3), json!(4)]);
+    assert_eq!(data_seqs(&msgs), vec![(2, json!(2)), (3, json!(3))]);
+    assert_eq!(h.reg.replay_misses(), 0);
     assert!(
         h.reg.expire(h.at(10.0)).is_empty(),
         "resumed peer must not expire"
     );
+}
+
+#[test]
+fn replay_is_bounded_and_misses_are_counted() {
+    let mut h = Harness::new();
+    let (a, ca, _) = h.join(0, "call", "A");
+    let (b, _, _) = h.join(0, "call", "B");
+    h.reg.detach(&a, ca, h.at(0.0));
+    for n in 1..=5 {
+        h.reg.data(&b, json!(n), None, None).expect("data");
+    }
+    let (_, out) = resume(&mut h, &a, &format!("t{ca}"), 0, 99);
+    assert_eq!(
+        data_seqs(&sent_to(&out, 99)),
+        vec![(3, json!(3)), (4, json!(4)), (5, json!(5))]
+    );
+    assert_eq!(h.reg.replay_misses(), 2, "window holds 3");
+}
+
+#[test]
+fn client_resends_are_dropped_by_number() {
+    let mut h = Harness::new();
+    let (a, ca, _) = h.join(0, "call", "A");
+    let (_, cb, _) = h.join(0, "call", "B");
+    let out = h.reg.data(&a, json!("once"), None, Some(1)).expect("first");
+    assert_eq!(sent_to(&out, cb).len(), 1);
+    h.reg.detach(&a, ca, h.at(0.0));
+    let (_, out) = resume(&mut h, &a, &format!("t{ca}"), 0, 99);
+    assert!(matches!(
+        sent_to(&out, 99)[0],
+        ServerMessage::Joined { acked_seq: 1, .. }
+    ));
+    let out = h
+        .reg
+        .data(&a, json!("once"), None, Some(1))
+        .expect("resend");
+    assert!(out.is_empty(), "a resend of seq 1 is not delivered twice");
+    let out = h.reg.data(&a, json!("twice"), None, Some(2)).expect("next");
+    assert_eq!(sent_to(&out, cb).len(), 1);
 }
 
 #[test]
@@ -217,6 +292,7 @@ fn resume_on_a_live_slot_closes_the_old_connection() {
     let resume = Resume {
         peer_id: a.clone(),
         token: format!("t{ca}"),
+        last_seq: 0,
     };
     let (_, out) = h.reg.join(JoinRequest {
         conn: 50,
@@ -242,6 +318,7 @@ fn resume_with_wrong_token_room_or_tenant_joins_fresh() {
         let resume = Resume {
             peer_id: a.clone(),
             token: token.into(),
+            last_seq: 0,
         };
         let (joined, _) = h.reg.join(JoinRequest {
             conn: 70,

@@ -93,7 +93,9 @@ impl Participant {
 
     pub async fn peer_joined(&mut self, within: Duration) -> (String, String) {
         self.wait_for(within, "peerJoined", |e| match e {
-            ConferenceEvent::PeerJoined(p) => Some((p.id().to_string(), p.extra_data().to_string())),
+            ConferenceEvent::PeerJoined(p) => {
+                Some((p.id().to_string(), p.extra_data().to_string()))
+            }
             _ => None,
         })
         .await
