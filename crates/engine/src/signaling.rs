@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, sleep, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -61,6 +62,11 @@ fn unreachable(url: &str, why: impl std::fmt::Display) -> BAError {
     )
 }
 
+/// A small read buffer (tungstenite's default is 128 KiB, zero-filled): signaling is light.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(16 * 1024)
+}
+
 /// Opens the socket and joins. Errors are the server's own (`invalid_api_key`, ...) or
 /// `server_unreachable`.
 pub(crate) async fn connect_and_join(
@@ -84,7 +90,7 @@ pub(crate) async fn connect_and_join(
     }
     let (mut ws, _) = timeout(
         config.connect_timeout,
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true),
     )
     .await
     .map_err(|_| {
@@ -148,7 +154,7 @@ enum Ended {
 
 /// How a reconnect ended.
 enum Reconnect {
-    Back(Ws, JoinedInfo),
+    Back(Box<Ws>, JoinedInfo),
     Left(oneshot::Sender<()>),
     GaveUp(Option<BAError>),
     Orphaned,
@@ -179,7 +185,7 @@ pub(crate) async fn run(
         inner.events.emit(ConferenceEvent::SocketFailed);
         match reconnect(&inner, &mut commands, seqs.received_seq).await {
             Reconnect::Back(new_ws, joined) => {
-                ws = new_ws;
+                ws = *new_ws;
                 if joined.resumed {
                     // The server took messages up to acked_seq; what followed goes again.
                     seqs.sent.retain(|(seq, _, _)| *seq > joined.acked_seq);
@@ -409,7 +415,7 @@ async fn reconnect(
         let join = inner.join_message(resume);
         tracing::info!(attempt = backoff.attempts(), "reconnecting");
         match connect_and_join(&inner.config, &join).await {
-            Ok((ws, joined)) => return Reconnect::Back(ws, joined),
+            Ok((ws, joined)) => return Reconnect::Back(Box::new(ws), joined),
             Err(e) if retryable(e.code) => {
                 tracing::info!(error = %e, "reconnect attempt failed");
                 inner.events.emit(ConferenceEvent::SocketFailed);

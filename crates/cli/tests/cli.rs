@@ -1,0 +1,230 @@
+//! The `between` binary against a real server: two bots meet, chat and leave, with every event
+//! as a JSON line; mistakes exit non-zero with one readable line.
+#![allow(clippy::unwrap_used)]
+
+use between_server::{ApiKeys, DEV_API_KEY, ServerConfig, Timing};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_between");
+
+/// A server on its own runtime thread, for tests that drive processes synchronously.
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let (url_tx, url_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let mut keys = ApiKeys::default();
+                keys.add(DEV_API_KEY, None).unwrap();
+                let server = between_server::start(ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    keys,
+                    timing: Timing::default(),
+                })
+                .await
+                .unwrap();
+                url_tx.send(server.url()).unwrap();
+                let _ = stop_rx.await;
+                server.shutdown(Duration::from_secs(2)).await;
+            });
+        });
+        let url = url_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running `between join`, its stdout lines parsed as JSON as they come.
+struct Bot {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Bot {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line whose "event" is `name`, skipping others, within 5 s.
+    fn expect(&self, name: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {name:?} event within 5 s"));
+            if line["event"] == name {
+                return line;
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+fn join_args<'a>(url: &'a str, call: &'a str, data: &'a str) -> Vec<&'a str> {
+    vec![
+        "join",
+        call,
+        "--server",
+        url,
+        "--api-key",
+        DEV_API_KEY,
+        "--data",
+        data,
+    ]
+}
+
+#[test]
+fn two_bots_meet_chat_and_leave() {
+    let server = Server::start();
+    let mut args = join_args(&server.url, "cli-talk", r#"{"name":"ann"}"#);
+    args.extend(["--say", "hello from ann"]);
+    let mut ann = Bot::spawn(&args);
+    let joined = ann.expect("joined");
+    let ann_id = joined["peerId"].as_str().unwrap().to_string();
+    assert_eq!(joined["callId"], "cli-talk");
+
+    let mut args = join_args(&server.url, "cli-talk", r#"{"name":"bob"}"#);
+    args.extend(["--say", "hi from bob"]);
+    let mut bob = Bot::spawn(&args);
+    let bob_id = bob.expect("joined")["peerId"].as_str().unwrap().to_string();
+
+    let seen = ann.expect("peerJoined");
+    assert_eq!(seen["peerId"], bob_id.as_str());
+    assert_eq!(seen["extraData"], r#"{"name":"bob"}"#);
+    let seen = bob.expect("peerJoined");
+    assert_eq!(seen["peerId"], ann_id.as_str());
+    assert_eq!(
+        ann.expect("data"),
+        json!({"event":"data","from":bob_id,"data":{"text":"hi from bob"}})
+    );
+    assert_eq!(
+        bob.expect("data"),
+        json!({"event":"data","from":ann_id,"data":{"text":"hello from ann"}})
+    );
+
+    assert!(bob.terminate().success(), "SIGTERM is a clean exit");
+    bob.expect("socketClose");
+    bob.expect("sessionTerminated");
+    assert_eq!(ann.expect("peerLeft")["peerId"], bob_id.as_str());
+    assert!(ann.terminate().success());
+}
+
+#[test]
+fn duration_ends_the_call_cleanly() {
+    let server = Server::start();
+    let mut args = join_args(&server.url, "cli-solo", "plain text is sent as a string");
+    args.extend(["--duration", "300ms"]);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events, vec!["joined", "socketClose", "sessionTerminated"]);
+}
+
+fn fails_with(args: &[&str], code_in_message: &str) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(code_in_message), "{stderr}");
+    assert!(out.stdout.is_empty(), "no events printed");
+}
+
+#[test]
+fn mistakes_exit_non_zero_with_one_readable_line() {
+    let server = Server::start();
+    let url = server.url.as_str();
+    fails_with(
+        &["join", "x", "--server", url, "--api-key", "nope"],
+        "invalid_api_key",
+    );
+    fails_with(
+        &[
+            "join",
+            "x",
+            "--server",
+            "ws://127.0.0.1:9",
+            "--api-key",
+            "k",
+        ],
+        "server_unreachable",
+    );
+    fails_with(
+        &["join", "bad id", "--server", url, "--api-key", DEV_API_KEY],
+        "invalid_call_id",
+    );
+    let out = Command::new(BIN)
+        .args(["join", "x", "--api-key", "k", "--duration", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors are clap's exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+}

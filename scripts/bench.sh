@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Reproduces the figures in BENCHMARKS.md (release build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+need_rust
+need_build_deps
+cargo build --release --locked -p between-server -p between-cli
+bin="$CARGO_TARGET_DIR/release"
+for peers in 50 500; do
+  "$bin/between" bench join --peers "$peers"
+done

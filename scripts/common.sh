@@ -1,0 +1,45 @@
+# Shared by the scripts: where builds go, and how missing tools are installed.
+# Sourced, not run.
+
+# Builds live outside the clone so a fresh clone (CI) rebuilds incrementally.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/between/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# need_apt PACKAGE...: installs the Debian/Ubuntu packages that are missing, as root;
+# otherwise prints the exact command and fails.
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "Missing system packages. Install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+need_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "Rust is not installed. Install it from https://rustup.rs (stable, 1.85 or newer)." >&2
+    return 1
+  fi
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      say "adding the $component component"
+      rustup component add "$component"
+    fi
+  done
+}
+
+# System packages the build needs. Grows with the media, device and app work.
+need_build_deps() {
+  need_apt pkg-config build-essential
+}

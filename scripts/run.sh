@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs Between locally: a development between-server and two bots that join one call, see each
+# other and chat, printing every event as JSON. (The desktop app replaces this once it lands.)
+# Extra arguments go to the bots, e.g. ./scripts/run.sh --duration 30s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+need_rust
+need_build_deps
+say "building (release)"
+cargo build --release --locked -p between-server -p between-cli
+bin="$CARGO_TARGET_DIR/release"
+
+log=$(mktemp)
+"$bin/between-server" --listen 127.0.0.1:0 --dev >"$log" 2>/dev/null &
+server=$!
+trap 'kill $server $ann $bob 2>/dev/null; wait 2>/dev/null; rm -f "$log"' EXIT
+ann= bob=
+for _ in $(seq 100); do
+  url=$(sed -n 's/^between-server listening on //p' "$log")
+  [ -n "$url" ] && break
+  kill -0 $server 2>/dev/null || { echo "between-server did not start" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "between-server did not print its address" >&2; exit 1; }
+say "server at $url (development key between-dev-key); Ctrl-C to stop"
+
+duration=(--duration 10s)
+[ $# -gt 0 ] && duration=()
+"$bin/between" join demo --server "$url" --api-key between-dev-key \
+  --data '{"name":"Ann"}' --say "Hello from Ann" "${duration[@]}" "$@" | sed 's/^/ann: /' &
+ann=$!
+"$bin/between" join demo --server "$url" --api-key between-dev-key \
+  --data '{"name":"Bob"}' --say "Hi Ann, Bob here" "${duration[@]}" "$@" | sed 's/^/bob: /' &
+bob=$!
+wait $ann $bob
