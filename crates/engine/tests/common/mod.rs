@@ -169,33 +169,27 @@ impl Proxy {
 
 async fn pipe(a: TcpStream, b: TcpStream, frozen: Arc<AtomicBool>, mut cut: watch::Receiver<u64>) {
     cut.mark_unchanged();
-    let (mut ar, mut aw) = a.into_split();
-    let (mut br, mut bw) = b.into_split();
-    let f1 = frozen.clone();
-    let up = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = ar.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if !f1.load(Ordering::SeqCst) && bw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = br.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if !frozen.load(Ordering::SeqCst) && aw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
+    let (ar, aw) = a.into_split();
+    let (br, bw) = b.into_split();
     tokio::select! {
-        _ = async { tokio::join!(up, down) } => {}
+        _ = async { tokio::join!(copy(ar, bw, frozen.clone()), copy(br, aw, frozen)) } => {}
         _ = cut.changed() => {}
+    }
+}
+
+/// Copies one direction; while frozen, what arrives is dropped on the floor.
+async fn copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if !frozen.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
     }
 }
