@@ -1,0 +1,178 @@
+//! A moving test pattern that carries its frame number, so a receiver can tell which source
+//! frame it is looking at after encoding, loss and decoding, and compare it with the original.
+//!
+//! The number sits in a band of large black and white cells across the top: a white and a
+//! black reference cell, 16 counter bits (most significant first), and 2 parity bits. Cells
+//! are big (a 20th of the width) and flat, so they survive heavy compression. Below the band,
+//! colour bars slide sideways by 4 pixels a frame, giving the encoder real motion to code.
+
+use crate::video::{FrameError, I420Frame};
+
+const CELLS: usize = 20;
+const WHITE: u8 = 235;
+const BLACK: u8 = 16;
+
+pub struct TestPattern {
+    width: u32,
+    height: u32,
+}
+
+impl TestPattern {
+    pub fn new(width: u32, height: u32) -> Result<Self, FrameError> {
+        I420Frame::black(width, height)?;
+        if width < CELLS as u32 * 4 || height < 16 {
+            return Err(FrameError::BadSize { width, height });
+        }
+        Ok(Self { width, height })
+    }
+
+    fn cell(&self) -> usize {
+        // A multiple of 2 so the band's chroma rows align with its luma rows.
+        (self.width as usize / CELLS) & !1
+    }
+
+    /// The frame with number `counter` (mod 65536); the same number always gives the same
+    /// frame, which is what lets a receiver compare against the source.
+    pub fn frame(&self, counter: u32) -> I420Frame {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let cell = self.cell();
+        let mut frame = I420Frame::black_checked(self.width, self.height);
+        let (y, u, v) = frame.planes_mut();
+        let shift = (counter as usize * 4) % w;
+        const BARS: [(u8, u8, u8); 7] = [
+            (180, 128, 128),
+            (162, 44, 142),
+            (131, 156, 44),
+            (112, 72, 58),
+            (84, 184, 198),
+            (65, 100, 212),
+            (35, 212, 114),
+        ];
+        let bar_w = w.div_ceil(BARS.len());
+        for row in cell..h {
+            for col in 0..w {
+                let (luma, _, _) = BARS[((col + shift) % w) / bar_w];
+                // A gentle vertical ramp, so rows differ and blocks are not all flat.
+                y[row * w + col] = luma.saturating_add((row * 40 / h) as u8);
+            }
+        }
+        for row in (cell / 2)..(h / 2) {
+            for col in 0..w / 2 {
+                let (_, cb, cr) = BARS[((col * 2 + shift) % w) / bar_w];
+                u[row * (w / 2) + col] = cb;
+                v[row * (w / 2) + col] = cr;
+            }
+        }
+        let bits = band_bits(counter as u16);
+        for (i, bit) in bits.iter().enumerate() {
+            let value = if *bit { WHITE } else { BLACK };
+            for row in 0..cell.min(h) {
+                let start = row * w + i * cell;
+                y[start..start + cell].fill(value);
+            }
+        }
+        frame
+    }
+
+    /// Reads the frame number from a received frame of this pattern's size; `None` if the band
+    /// is not legible (not this pattern, or too damaged).
+    pub fn read_counter(&self, frame: &I420Frame) -> Option<u16> {
+        read_counter(frame)
+    }
+}
+
+fn band_bits(counter: u16) -> [bool; CELLS] {
+    let mut bits = [false; CELLS];
+    bits[0] = true; // white reference
+    bits[1] = false; // black reference
+    for i in 0..16 {
+        bits[2 + i] = counter & (1 << (15 - i)) != 0;
+    }
+    bits[18] = (counter >> 8).count_ones() % 2 == 1;
+    bits[19] = (counter & 0xff).count_ones() % 2 == 1;
+    bits
+}
+
+/// Reads the counter band from any frame drawn by [`TestPattern`], at any size.
+pub fn read_counter(frame: &I420Frame) -> Option<u16> {
+    let w = frame.width() as usize;
+    let cell = (w / CELLS) & !1;
+    if cell < 4 || (frame.height() as usize) < cell {
+        return None;
+    }
+    let y = frame.y();
+    // Average the middle half of each cell, away from edges that ringing blurs.
+    let level = |i: usize| -> f64 {
+        let (x0, x1) = (i * cell + cell / 4, i * cell + 3 * cell / 4);
+        let (y0, y1) = (cell / 4, 3 * cell / 4);
+        let mut sum = 0u64;
+        for row in y0..y1 {
+            sum += y[row * w + x0..row * w + x1]
+                .iter()
+                .map(|&p| p as u64)
+                .sum::<u64>();
+        }
+        sum as f64 / ((x1 - x0) * (y1 - y0)) as f64
+    };
+    let (white, black) = (level(0), level(1));
+    if white - black < 80.0 {
+        return None;
+    }
+    let threshold = (white + black) / 2.0;
+    let bits: Vec<bool> = (0..CELLS).map(|i| level(i) > threshold).collect();
+    let mut counter = 0u16;
+    for i in 0..16 {
+        if bits[2 + i] {
+            counter |= 1 << (15 - i);
+        }
+    }
+    (band_bits(counter) == bits.as_slice()).then_some(counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_round_trips_at_several_sizes() {
+        for (w, h) in [(1280, 720), (640, 360), (320, 240)] {
+            let p = TestPattern::new(w, h).expect("pattern");
+            for counter in [0u32, 1, 2, 255, 256, 4242, 65535] {
+                let f = p.frame(counter);
+                assert_eq!(
+                    p.read_counter(&f),
+                    Some(counter as u16),
+                    "{w}x{h} #{counter}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn frames_move_and_repeat_exactly() {
+        let p = TestPattern::new(320, 240).expect("pattern");
+        assert_eq!(p.frame(7), p.frame(7));
+        assert_ne!(p.frame(7).y()[320 * 100..], p.frame(8).y()[320 * 100..]);
+    }
+
+    #[test]
+    fn counter_survives_noise_and_scaling() {
+        let p = TestPattern::new(640, 360).expect("pattern");
+        let mut f = p.frame(1234);
+        let (y, _, _) = f.planes_mut();
+        for (i, px) in y.iter_mut().enumerate() {
+            *px = px
+                .saturating_add(((i * 7919) % 21) as u8)
+                .saturating_sub(10);
+        }
+        assert_eq!(read_counter(&f), Some(1234));
+        let small = f.scaled(320, 180).expect("scaled");
+        assert_eq!(read_counter(&small), Some(1234));
+    }
+
+    #[test]
+    fn a_black_frame_has_no_counter() {
+        let f = I420Frame::black(640, 360).expect("frame");
+        assert_eq!(read_counter(&f), None);
+    }
+}
