@@ -41,5 +41,5 @@ need_rust() {
 
 # System packages the build needs. Grows with the media, device and app work.
 need_build_deps() {
-  need_apt pkg-config build-essential
+  need_apt pkg-config build-essential libopus-dev
 }

@@ -8,9 +8,12 @@
 
 pub mod analysis;
 pub mod audio;
+pub mod h264;
 pub mod jitter;
 pub mod mixer;
+pub mod opus_codec;
 pub mod pattern;
+pub mod resample;
 pub mod tone;
 pub mod video;
 pub mod wav;
