@@ -31,6 +31,29 @@ pub enum ConferenceEvent {
     SessionTerminated,
     /// *Ours*: the server refused something asynchronous (e.g. data to a peer that just left).
     Error(BAError),
+    /// Something about one peer (the page API delivers it as `peer.on(name)`).
+    Peer { peer_id: String, event: PeerEvent },
+}
+
+/// Events of one remote peer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    AudioPaused,
+    AudioResumed,
+    VideoPaused,
+    VideoResumed,
+}
+
+impl PeerEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AudioPaused => "audioPaused",
+            Self::AudioResumed => "audioResumed",
+            Self::VideoPaused => "videoPaused",
+            Self::VideoResumed => "videoResumed",
+        }
+    }
 }
 
 impl ConferenceEvent {
@@ -46,6 +69,7 @@ impl ConferenceEvent {
             Self::SocketReconnected { .. } => "socketReconnected",
             Self::SessionTerminated => "sessionTerminated",
             Self::Error(_) => "error",
+            Self::Peer { event, .. } => event.name(),
         }
     }
 
@@ -62,6 +86,7 @@ impl ConferenceEvent {
                 json!({"event": name, "peerId": peer_id, "resumed": resumed})
             }
             Self::Error(e) => json!({"event": name, "code": e.code, "message": e.message}),
+            Self::Peer { peer_id, .. } => json!({"event": name, "peerId": peer_id}),
             Self::SocketFailed
             | Self::SocketDisconnected
             | Self::SocketClose

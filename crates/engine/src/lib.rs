@@ -25,6 +25,6 @@ pub use conference::Conference;
 pub use config::EngineConfig;
 pub use data_handler::DataHandler;
 pub use error::BAError;
-pub use events::{ConferenceEvent, EventStream};
+pub use events::{ConferenceEvent, EventStream, PeerEvent};
 pub use peer::Peer;
 pub use reconnect::ReconnectPolicy;

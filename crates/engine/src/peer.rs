@@ -2,10 +2,11 @@
 //! one clone is the volume the media pipeline reads.
 
 use crate::error::BAError;
+use crate::events::PeerEvent;
 use between_protocol::{ErrorCode, PeerInfo};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 #[derive(Clone)]
 pub struct Peer(Arc<Shared>);
@@ -15,6 +16,8 @@ struct Shared {
     extra_data: String,
     /// f32 bits; 1.0 until the user changes it.
     volume: AtomicU32,
+    audio_muted: AtomicBool,
+    video_muted: AtomicBool,
 }
 
 impl Peer {
@@ -23,6 +26,8 @@ impl Peer {
             id: info.id,
             extra_data: info.extra_data,
             volume: AtomicU32::new(1.0f32.to_bits()),
+            audio_muted: AtomicBool::new(false),
+            video_muted: AtomicBool::new(false),
         }))
     }
 
@@ -52,6 +57,36 @@ impl Peer {
 
     pub fn volume(&self) -> f32 {
         f32::from_bits(self.0.volume.load(Ordering::Relaxed))
+    }
+
+    /// Whether the peer has muted its microphone.
+    pub fn is_audio_muted(&self) -> bool {
+        self.0.audio_muted.load(Ordering::Relaxed)
+    }
+
+    /// Whether the peer has turned its camera off.
+    pub fn is_video_muted(&self) -> bool {
+        self.0.video_muted.load(Ordering::Relaxed)
+    }
+
+    /// Records the peer's mute state; returns the events for what changed.
+    pub(crate) fn set_media_state(&self, audio_muted: bool, video_muted: bool) -> Vec<PeerEvent> {
+        let mut events = Vec::new();
+        if self.0.audio_muted.swap(audio_muted, Ordering::Relaxed) != audio_muted {
+            events.push(if audio_muted {
+                PeerEvent::AudioPaused
+            } else {
+                PeerEvent::AudioResumed
+            });
+        }
+        if self.0.video_muted.swap(video_muted, Ordering::Relaxed) != video_muted {
+            events.push(if video_muted {
+                PeerEvent::VideoPaused
+            } else {
+                PeerEvent::VideoResumed
+            });
+        }
+        events
     }
 }
 
@@ -89,5 +124,23 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidArgument);
         }
         assert_eq!(peer.volume(), 0.25, "a rejected volume changes nothing");
+    }
+
+    #[test]
+    fn media_state_reports_only_changes() {
+        let peer = Peer::new(PeerInfo {
+            id: "p".into(),
+            extra_data: String::new(),
+        });
+        assert_eq!(peer.set_media_state(false, false), vec![]);
+        assert_eq!(
+            peer.set_media_state(true, false),
+            vec![PeerEvent::AudioPaused]
+        );
+        assert_eq!(
+            peer.set_media_state(false, true),
+            vec![PeerEvent::AudioResumed, PeerEvent::VideoPaused]
+        );
+        assert!(peer.is_video_muted() && !peer.is_audio_muted());
     }
 }

@@ -362,6 +362,24 @@ fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<En
                 inner.events.emit(ConferenceEvent::Error(err));
             }
         }
+        ServerMessage::PeerMedia {
+            peer_id,
+            audio_muted,
+            video_muted,
+        } => {
+            let peer = inner.lock().roster.get(&peer_id).cloned();
+            if let Some(peer) = peer {
+                for event in peer.set_media_state(audio_muted, video_muted) {
+                    inner.events.emit(ConferenceEvent::Peer {
+                        peer_id: peer_id.clone(),
+                        event,
+                    });
+                }
+            }
+        }
+        ServerMessage::PublishAnswer { .. } | ServerMessage::SubscribeOffer { .. } => {
+            tracing::debug!("media negotiation message without a media session");
+        }
         ServerMessage::Joined { .. } => tracing::warn!("unexpected joined message"),
     }
     None

@@ -18,6 +18,6 @@ pub use limits::{
     MAX_CALL_ID_CHARS, MAX_DATA_BYTES, MAX_EXTRA_DATA_BYTES, MAX_MESSAGE_BYTES, MAX_PEER_ID_CHARS,
 };
 pub use message::{
-    ClientMessage, PROTOCOL_VERSION, PeerInfo, Resume, ServerMessage, decode_client, decode_server,
-    encode, extra_data_to_string,
+    ClientMessage, PROTOCOL_VERSION, PeerInfo, Resume, ServerMessage, TrackInfo, TrackKind,
+    decode_client, decode_server, encode, extra_data_to_string,
 };

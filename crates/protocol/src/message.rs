@@ -9,7 +9,19 @@
 //! → {"type":"leave"}
 //! ← {"type":"peerLeft","peerId":"…"}
 //! ← {"type":"error","code":"invalid_api_key","message":"…","fatal":true}
+//! → {"type":"publish","sdp":"v=0…"}                 (offer of the sending connection)
+//! ← {"type":"publishAnswer","sdp":"v=0…"}
+//! ← {"type":"subscribeOffer","sdp":"v=0…","tracks":[{"peerId":"…","kind":"audio","trackId":"…"}]}
+//! → {"type":"subscribeAnswer","sdp":"v=0…"}
+//! → {"type":"mediaState","audioMuted":true,"videoMuted":false}
+//! ← {"type":"peerMedia","peerId":"…","audioMuted":true,"videoMuted":false}
 //! ```
+//!
+//! Media goes through the server's SFU on two WebRTC connections per participant: one it
+//! publishes on (the client offers; its tracks are named by kind), one it receives everyone
+//! else's tracks on (the server offers, again whenever tracks come or go, and lists which peer
+//! and kind each track is). ICE candidates travel inside the SDP (gathering completes before an
+//! offer or answer is sent), so there is no trickle message.
 //!
 //! `join` must be the first message and carries the protocol version `v`. A client that lost
 //! its socket sends `join` again with `resume` (its old peer ID and the server's resume token)
@@ -58,9 +70,68 @@ pub enum ClientMessage {
         seq: Option<u64>,
     },
     Leave,
+    /// An SDP offer for this participant's sending connection (first, or renegotiated).
+    Publish {
+        sdp: String,
+    },
+    /// The answer to the server's latest `subscribeOffer`.
+    SubscribeAnswer {
+        sdp: String,
+    },
+    /// This participant muted or unmuted; the others get `peerMedia`.
+    MediaState {
+        audio_muted: bool,
+        video_muted: bool,
+    },
 }
 
-const CLIENT_TYPES: &[&str] = &["join", "data", "leave"];
+const CLIENT_TYPES: &[&str] = &[
+    "join",
+    "data",
+    "leave",
+    "publish",
+    "subscribeAnswer",
+    "mediaState",
+];
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TrackKind {
+    Audio,
+    Video,
+    Screen,
+}
+
+impl TrackKind {
+    /// The track ID a publisher gives this kind in its SDP (`msid`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Audio => "audio",
+            Self::Video => "video",
+            Self::Screen => "screen",
+        }
+    }
+
+    pub fn parse(track_id: &str) -> Option<Self> {
+        match track_id {
+            "audio" => Some(Self::Audio),
+            "video" => Some(Self::Video),
+            "screen" => Some(Self::Screen),
+            _ => None,
+        }
+    }
+}
+
+/// One track of a subscriber connection: whose it is and what it carries. `track_id` is the
+/// track's ID in the SDP (`msid`), unique within the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackInfo {
+    pub peer_id: String,
+    pub kind: TrackKind,
+    pub track_id: String,
+}
 
 /// Proof that a reconnecting client is the participant it claims to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,9 +190,30 @@ pub enum ServerMessage {
         /// the same request.
         fatal: bool,
     },
+    PublishAnswer {
+        sdp: String,
+    },
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<TrackInfo>,
+    },
+    PeerMedia {
+        peer_id: String,
+        audio_muted: bool,
+        video_muted: bool,
+    },
 }
 
-const SERVER_TYPES: &[&str] = &["joined", "peerJoined", "peerLeft", "data", "error"];
+const SERVER_TYPES: &[&str] = &[
+    "joined",
+    "peerJoined",
+    "peerLeft",
+    "data",
+    "error",
+    "publishAnswer",
+    "subscribeOffer",
+    "peerMedia",
+];
 
 impl ServerMessage {
     pub fn error(err: &ProtocolError, fatal: bool) -> Self {
@@ -282,7 +374,15 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 validate_peer_id(to)?;
             }
         }
-        ClientMessage::Leave => {}
+        ClientMessage::Publish { sdp } | ClientMessage::SubscribeAnswer { sdp } => {
+            if sdp.trim().is_empty() || !sdp.starts_with("v=") {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidMessage,
+                    "The SDP is empty or does not start with v=.",
+                ));
+            }
+        }
+        ClientMessage::Leave | ClientMessage::MediaState { .. } => {}
     }
     Ok(())
 }

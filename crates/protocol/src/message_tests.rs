@@ -228,3 +228,57 @@ fn server_decoder_survives_garbage() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn media_messages_round_trip() {
+    for msg in [
+        ClientMessage::Publish {
+            sdp: "v=0\r\n".into(),
+        },
+        ClientMessage::SubscribeAnswer {
+            sdp: "v=0\r\n".into(),
+        },
+        ClientMessage::MediaState {
+            audio_muted: true,
+            video_muted: false,
+        },
+    ] {
+        assert_eq!(decode_client(&encode(&msg)).expect("decode"), msg);
+    }
+    let offer = ServerMessage::SubscribeOffer {
+        sdp: "v=0\r\n".into(),
+        tracks: vec![TrackInfo {
+            peer_id: "p".into(),
+            kind: TrackKind::Screen,
+            track_id: "p-screen".into(),
+        }],
+    };
+    let text = encode(&offer);
+    assert!(text.contains(r#""kind":"screen""#), "{text}");
+    assert_eq!(decode_server(&text).expect("decode"), offer);
+    let state = encode(&ServerMessage::PeerMedia {
+        peer_id: "p".into(),
+        audio_muted: true,
+        video_muted: false,
+    });
+    assert_eq!(
+        state,
+        r#"{"type":"peerMedia","peerId":"p","audioMuted":true,"videoMuted":false}"#
+    );
+}
+
+#[test]
+fn rejects_an_sdp_that_is_not_one() {
+    let text = json!({"type":"publish","sdp":"hello"}).to_string();
+    assert_eq!(code_of(&text), ErrorCode::InvalidMessage);
+    let text = json!({"type":"subscribeAnswer","sdp":""}).to_string();
+    assert_eq!(code_of(&text), ErrorCode::InvalidMessage);
+}
+
+#[test]
+fn track_kinds_parse_from_track_ids() {
+    for kind in [TrackKind::Audio, TrackKind::Video, TrackKind::Screen] {
+        assert_eq!(TrackKind::parse(kind.as_str()), Some(kind));
+    }
+    assert_eq!(TrackKind::parse("other"), None);
+}

@@ -207,6 +207,23 @@ impl Conn {
                     Err(err) => self.reject(&err).await,
                 }
             }
+            (
+                ClientMessage::MediaState {
+                    audio_muted,
+                    video_muted,
+                },
+                Some(peer),
+            ) => {
+                self.hub.media_state(&peer, audio_muted, video_muted);
+                None
+            }
+            (ClientMessage::Publish { .. } | ClientMessage::SubscribeAnswer { .. }, Some(_)) => {
+                let err = ProtocolError::new(
+                    ErrorCode::InvalidMessage,
+                    "This server does not carry media yet.",
+                );
+                self.reject(&err).await
+            }
             (ClientMessage::Leave, Some(peer)) => {
                 self.hub.leave(&peer);
                 tracing::info!(peer = %peer, "left");

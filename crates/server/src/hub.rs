@@ -126,6 +126,12 @@ impl Hub {
         Ok(())
     }
 
+    pub fn media_state(&self, peer: &str, audio_muted: bool, video_muted: bool) {
+        let mut state = self.lock();
+        let out = state.registry.media_state(peer, audio_muted, video_muted);
+        self.deliver(&mut state, out);
+    }
+
     pub fn leave(&self, peer: &str) {
         let mut state = self.lock();
         let out = state.registry.leave(peer);

@@ -63,6 +63,8 @@ struct Slot {
     recent: VecDeque<(u64, ServerMessage)>,
     /// The last client `seq` taken from this participant.
     in_seq: u64,
+    audio_muted: bool,
+    video_muted: bool,
 }
 
 /// A join request after the API key was checked.
@@ -144,6 +146,8 @@ impl Registry {
                 out_seq: 0,
                 recent: VecDeque::new(),
                 in_seq: 0,
+                audio_muted: false,
+                video_muted: false,
             },
         );
         let mut out = vec![Output::Send {
@@ -157,6 +161,7 @@ impl Registry {
                 acked_seq: 0,
             },
         }];
+        self.media_states_to(req.conn, &others, &mut out);
         self.send_to_members(&others, ServerMessage::PeerJoined { peer: me }, &mut out);
         (
             Joined {
@@ -223,6 +228,7 @@ impl Registry {
                 acked_seq,
             },
         });
+        self.media_states_to(conn, &others, &mut out);
         out.extend(replay.into_iter().map(|msg| Output::Send {
             to: vec![conn],
             msg,
@@ -298,6 +304,52 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// A participant muted or unmuted: everyone else hears of it.
+    pub fn media_state(
+        &mut self,
+        peer_id: &str,
+        audio_muted: bool,
+        video_muted: bool,
+    ) -> Vec<Output> {
+        let Some(slot) = self.slots.get_mut(peer_id) else {
+            return Vec::new();
+        };
+        slot.audio_muted = audio_muted;
+        slot.video_muted = video_muted;
+        let room = slot.room.clone();
+        let others: Vec<String> = self
+            .rooms
+            .get(&room)
+            .map(|m| m.iter().filter(|id| *id != peer_id).cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        let msg = ServerMessage::PeerMedia {
+            peer_id: peer_id.to_string(),
+            audio_muted,
+            video_muted,
+        };
+        self.send_to_members(&others, msg, &mut out);
+        out
+    }
+
+    /// Tells a (re)joining connection which of the others are muted.
+    fn media_states_to(&self, conn: ConnId, others: &[String], out: &mut Vec<Output>) {
+        for id in others {
+            if let Some(s) = self.slots.get(id) {
+                if s.audio_muted || s.video_muted {
+                    out.push(Output::Send {
+                        to: vec![conn],
+                        msg: ServerMessage::PeerMedia {
+                            peer_id: id.clone(),
+                            audio_muted: s.audio_muted,
+                            video_muted: s.video_muted,
+                        },
+                    });
+                }
+            }
+        }
     }
 
     /// The participant said goodbye: remove it now.

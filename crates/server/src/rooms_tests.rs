@@ -333,3 +333,22 @@ fn resume_with_wrong_token_room_or_tenant_joins_fresh() {
         assert_ne!(joined.peer_id, a);
     }
 }
+
+#[test]
+fn mute_state_reaches_the_others_and_later_joiners() {
+    let mut h = Harness::new();
+    let (a, ca, _) = h.join(0, "call", "A");
+    let (_, cb, _) = h.join(0, "call", "B");
+    let out = h.reg.media_state(&a, true, false);
+    let expected = ServerMessage::PeerMedia {
+        peer_id: a.clone(),
+        audio_muted: true,
+        video_muted: false,
+    };
+    assert_eq!(sent_to(&out, cb), vec![&expected]);
+    assert!(sent_to(&out, ca).is_empty());
+    let (_, cc, out) = h.join(0, "call", "C");
+    let to_c = sent_to(&out, cc);
+    assert!(matches!(to_c[0], ServerMessage::Joined { .. }));
+    assert_eq!(to_c[1], &expected, "a newcomer learns who is muted");
+}
