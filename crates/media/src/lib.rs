@@ -14,6 +14,7 @@ pub mod mixer;
 pub mod opus_codec;
 pub mod pattern;
 pub mod resample;
+pub mod rtp;
 pub mod tone;
 pub mod video;
 pub mod wav;

@@ -1,0 +1,260 @@
+//! The RTP side of media, shared by the engine and the SFU: the codecs both ends register
+//! (Opus and H.264 only, so negotiation cannot land on something we cannot decode), the
+//! interceptor chain (NACK, reports, plus one that hands keyframe requests to the
+//! application), and H.264 frame reassembly from RTP through the webrtc crate's depacketizer.
+//! All of it is the sans-IO `rtc` core: nothing here touches a socket.
+
+use bytes::Bytes;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    Registry, register_default_interceptors,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+pub use rtc::rtp::Packet as RtpPacket;
+
+#[derive(Debug, Error)]
+#[error("webrtc setup: {0}")]
+pub struct RtpSetupError(String);
+
+/// Opus payload type, as browsers use it.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// H.264 (constrained baseline, packetization-mode 1) payload type.
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// RTP clock of video.
+pub const VIDEO_CLOCK_RATE: u32 = 90_000;
+
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+pub fn h264_codec() -> RTCRtpCodec {
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: VIDEO_CLOCK_RATE,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![fb("ccm", "fir"), fb("nack", ""), fb("nack", "pli")],
+    }
+}
+
+/// A media engine that offers and accepts only Opus and H.264.
+pub fn media_engine() -> Result<MediaEngine, RtpSetupError> {
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: OPUS_PAYLOAD_TYPE,
+                ..Default::default()
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(|e| RtpSetupError(e.to_string()))?;
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264_codec(),
+                payload_type: H264_PAYLOAD_TYPE,
+                ..Default::default()
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(|e| RtpSetupError(e.to_string()))?;
+    Ok(engine)
+}
+
+/// The default interceptors (NACK generator and responder, sender and receiver reports,
+/// TWCC) plus [`KeyframeRequests`] last in line.
+pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, RtpSetupError> {
+    let registry = register_default_interceptors(Registry::new(), engine)
+        .map_err(|e| RtpSetupError(e.to_string()))?;
+    Ok(registry.with(Slot::from(14_000), KeyframeRequests::default()))
+}
+
+/// Hands PLI and FIR to the application (they otherwise stop inside the interceptor chain):
+/// a publisher answers them with a keyframe, the SFU relays them to the publisher.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p.as_ref()))
+                .cloned()
+                .collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// A picture-loss indication for `media_ssrc`, to ask its sender for a keyframe.
+pub fn picture_loss_indication(media_ssrc: u32) -> Box<dyn rtc::rtcp::Packet> {
+    Box::new(PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc,
+    })
+}
+
+/// One reassembled H.264 access unit.
+#[derive(Debug, Clone)]
+pub struct AssembledFrame {
+    /// Annex-B bitstream.
+    pub data: Vec<u8>,
+    pub rtp_timestamp: u32,
+    /// Packets lost before this frame: the decoder's picture may be damaged, ask for a
+    /// keyframe.
+    pub lost_before: u16,
+}
+
+/// Turns RTP packets of an H.264 stream back into access units (the webrtc crate's H.264
+/// depacketizer in its sample builder, which waits a little for reordered packets).
+pub struct H264Assembler {
+    builder: rtc::media::io::sample_builder::SampleBuilder<rtc::rtp::codec::h264::H264Packet>,
+}
+
+impl Default for H264Assembler {
+    fn default() -> Self {
+        let builder = rtc::media::io::sample_builder::SampleBuilder::new(
+            512,
+            rtc::rtp::codec::h264::H264Packet::default(),
+            VIDEO_CLOCK_RATE,
+        )
+        .with_max_time_delay(Duration::from_millis(200));
+        Self { builder }
+    }
+}
+
+impl H264Assembler {
+    pub fn push(&mut self, packet: RtpPacket, now: Instant) {
+        self.builder.push(now, packet);
+    }
+
+    /// The next complete access unit, if any.
+    pub fn pop(&mut self, now: Instant) -> Option<AssembledFrame> {
+        let (sample, ts) = self.builder.pop_with_timestamp(now)?;
+        Some(AssembledFrame {
+            data: Bytes::into(sample.data),
+            rtp_timestamp: ts,
+            lost_before: sample.prev_dropped_packets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h264::{H264Decoder, H264Encoder, VideoEncoderSettings};
+    use crate::pattern::TestPattern;
+    use rtc::rtp::codec::h264::H264Payloader;
+    use rtc::rtp::packetizer::{Packetizer, new_packetizer};
+    use rtc::rtp::sequence::new_random_sequencer;
+
+    #[test]
+    fn both_codecs_register() {
+        let mut engine = media_engine().expect("engine");
+        interceptors(&mut engine).expect("interceptors");
+    }
+
+    #[test]
+    fn encoded_frames_survive_packetizing_and_reassembly() {
+        let pattern = TestPattern::new(640, 360).expect("pattern");
+        let mut enc = H264Encoder::new(VideoEncoderSettings::camera()).expect("encoder");
+        let mut dec = H264Decoder::new().expect("decoder");
+        let t0 = Instant::now();
+        let mut packetizer = new_packetizer(
+            t0,
+            1200,
+            H264_PAYLOAD_TYPE,
+            42,
+            Box::new(H264Payloader::default()),
+            Box::new(new_random_sequencer()),
+            VIDEO_CLOCK_RATE,
+        );
+        let mut assembler = H264Assembler::default();
+        let mut counters = Vec::new();
+        for n in 0..10u32 {
+            let Some(frame) = enc.encode(&pattern.frame(n)).expect("encode") else {
+                continue;
+            };
+            let packets = packetizer
+                .packetize(t0, &Bytes::from(frame.data), 3000)
+                .expect("packetize");
+            assert!(packets.iter().all(|p| p.payload.len() <= 1200));
+            for p in packets {
+                assembler.push(p, t0);
+            }
+            while let Some(unit) = assembler.pop(t0) {
+                if let Some(img) = dec.decode(&unit.data).expect("decode") {
+                    counters.push(pattern.read_counter(&img).expect("counter"));
+                }
+            }
+        }
+        // The builder releases a frame once the next one begins, so the last one is held.
+        assert_eq!(counters, (0..9).collect::<Vec<u16>>());
+    }
+}
