@@ -68,7 +68,6 @@ pub fn media_engine() -> Result<MediaEngine, RtpSetupError> {
             RTCRtpCodecParameters {
                 rtp_codec: opus_codec(),
                 payload_type: OPUS_PAYLOAD_TYPE,
-                ..Default::default()
             },
             RtpCodecKind::Audio,
         )
@@ -78,7 +77,6 @@ pub fn media_engine() -> Result<MediaEngine, RtpSetupError> {
             RTCRtpCodecParameters {
                 rtp_codec: h264_codec(),
                 payload_type: H264_PAYLOAD_TYPE,
-                ..Default::default()
             },
             RtpCodecKind::Video,
         )
