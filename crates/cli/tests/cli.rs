@@ -31,6 +31,7 @@ impl Server {
                     listen: "127.0.0.1:0".parse().unwrap(),
                     keys,
                     timing: Timing::default(),
+                    media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
                 })
                 .await
                 .unwrap();

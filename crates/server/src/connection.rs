@@ -183,6 +183,11 @@ impl Conn {
                             resumed = joined.resumed,
                             "joined"
                         );
+                        if joined.resumed {
+                            self.hub.sfu.resend_offer(&joined.peer_id);
+                        } else {
+                            self.hub.sfu.add_peer(&joined.peer_id, &joined.room);
+                        }
                         self.peer = Some(joined.peer_id);
                         None
                     }
@@ -217,12 +222,24 @@ impl Conn {
                 self.hub.media_state(&peer, audio_muted, video_muted);
                 None
             }
-            (ClientMessage::Publish { .. } | ClientMessage::SubscribeAnswer { .. }, Some(_)) => {
-                let err = ProtocolError::new(
-                    ErrorCode::InvalidMessage,
-                    "This server does not carry media yet.",
-                );
-                self.reject(&err).await
+            (ClientMessage::Publish { sdp }, Some(peer)) => {
+                match self.hub.sfu.publish(&peer, sdp).await {
+                    Ok(answer) => {
+                        let msg = encode(&ServerMessage::PublishAnswer { sdp: answer });
+                        if self.send_raw(Message::Text(msg.into())).await {
+                            None
+                        } else {
+                            Some(End::Gone)
+                        }
+                    }
+                    Err(err) => self.reject(&err).await,
+                }
+            }
+            (ClientMessage::SubscribeAnswer { sdp }, Some(peer)) => {
+                match self.hub.sfu.subscribe_answer(&peer, sdp).await {
+                    Ok(()) => None,
+                    Err(err) => self.reject(&err).await,
+                }
             }
             (ClientMessage::Leave, Some(peer)) => {
                 self.hub.leave(&peer);

@@ -6,11 +6,12 @@ use crate::Timing;
 use crate::keys::ApiKeys;
 use crate::metrics::{Gauges, Metrics};
 use crate::rooms::{ConnId, JoinRequest, Joined, Output, Registry};
+use crate::sfu::Sfu;
 use axum::extract::ws::Utf8Bytes;
-use between_protocol::{ErrorCode, ProtocolError, Resume, encode};
+use between_protocol::{ErrorCode, ProtocolError, Resume, ServerMessage, encode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{Notify, mpsc};
 
@@ -33,13 +34,14 @@ pub(crate) struct Hub {
     pub keys: ApiKeys,
     pub timing: Timing,
     pub metrics: Metrics,
+    pub sfu: Arc<Sfu>,
     next_conn: AtomicU64,
     /// Signalled whenever a connection unregisters, for shutdown to wait on.
     pub conn_gone: Notify,
 }
 
 impl Hub {
-    pub fn new(keys: ApiKeys, timing: Timing) -> Self {
+    pub fn new(keys: ApiKeys, timing: Timing, sfu: Arc<Sfu>) -> Self {
         Self {
             state: Mutex::new(State {
                 registry: Registry::new(timing.registry_limits()),
@@ -48,6 +50,7 @@ impl Hub {
             keys,
             timing,
             metrics: Metrics::default(),
+            sfu,
             next_conn: AtomicU64::new(1),
             conn_gone: Notify::new(),
         }
@@ -138,6 +141,13 @@ impl Hub {
         self.deliver(&mut state, out);
     }
 
+    /// A message for one participant from outside the registry (the SFU's offers).
+    pub fn send_to(&self, peer: &str, msg: ServerMessage) {
+        let mut state = self.lock();
+        let out = state.registry.send_to(peer, msg);
+        self.deliver(&mut state, out);
+    }
+
     pub fn expire(&self, now: Instant) {
         let mut state = self.lock();
         let out = state.registry.expire(now);
@@ -151,6 +161,7 @@ impl Hub {
                 rooms: state.registry.room_count(),
                 peers: state.registry.peer_count(),
                 connections: state.outboxes.len(),
+                media_connections: self.sfu.connection_count(),
                 replay_misses: state.registry.replay_misses(),
             }
         };
@@ -181,6 +192,10 @@ impl Hub {
                     if let Some(tx) = state.outboxes.remove(&conn) {
                         let _ = tx.try_send(Outgoing::Replaced);
                     }
+                }
+                Output::Removed { peer_id } => {
+                    let sfu = self.sfu.clone();
+                    tokio::spawn(async move { sfu.remove_peer(&peer_id).await });
                 }
             }
         }

@@ -13,6 +13,7 @@ mod hub;
 pub mod keys;
 mod metrics;
 pub mod rooms;
+pub mod sfu;
 
 use hub::Hub;
 pub use keys::{ApiKeys, DEV_API_KEY, KeysError};
@@ -64,6 +65,21 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub keys: ApiKeys,
     pub timing: Timing,
+    /// The address media (WebRTC UDP) sockets bind to; `127.0.0.1` keeps calls on this machine.
+    pub media_ip: std::net::IpAddr,
+}
+
+impl ServerConfig {
+    /// Listening on `listen`, media on the same address (or all interfaces if `listen` is
+    /// the unspecified address), default timing.
+    pub fn new(listen: SocketAddr, keys: ApiKeys) -> Self {
+        Self {
+            listen,
+            keys,
+            timing: Timing::default(),
+            media_ip: listen.ip(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +120,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     })?;
-    let hub = Arc::new(Hub::new(config.keys, config.timing));
+    let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sfu = Arc::new(sfu::Sfu::new(config.media_ip, signal_tx));
+    let hub = Arc::new(Hub::new(config.keys, config.timing, sfu));
+    // The SFU's own messages (offers) reach participants through their signaling connection.
+    let pump_hub = Arc::downgrade(&hub);
+    tokio::spawn(async move {
+        while let Some((peer, msg)) = signal_rx.recv().await {
+            let Some(hub) = pump_hub.upgrade() else {
+                return;
+            };
+            hub.send_to(&peer, msg);
+        }
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let app = http::router(http::AppState {
         hub: hub.clone(),

@@ -31,6 +31,9 @@ struct Args {
     /// others can reach.
     #[arg(long)]
     dev: bool,
+    /// Address the media (WebRTC UDP) sockets bind to; default: the --listen address.
+    #[arg(long, value_name = "IP")]
+    media_ip: Option<std::net::IpAddr>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -122,6 +125,7 @@ async fn run() -> anyhow::Result<()> {
         listen: args.listen,
         keys,
         timing: Timing::default(),
+        media_ip: args.media_ip.unwrap_or(args.listen.ip()),
     })
     .await?;
     // The first stdout line is the contract for scripts and `between bench`.

@@ -24,6 +24,7 @@ pub struct Gauges {
     pub rooms: usize,
     pub peers: usize,
     pub connections: usize,
+    pub media_connections: usize,
     pub replay_misses: u64,
 }
 
@@ -72,6 +73,12 @@ impl Metrics {
             "between_connections",
             "Open WebSocket connections.",
             g.connections as u64,
+        );
+        gauge(
+            &mut s,
+            "between_media_connections",
+            "Open WebRTC connections of the SFU.",
+            g.media_connections as u64,
         );
         counter(
             &mut s,
@@ -147,10 +154,12 @@ mod tests {
             rooms: 2,
             peers: 5,
             connections: 4,
+            media_connections: 6,
             replay_misses: 0,
         });
         assert!(text.contains("\nbetween_rooms 2\n"), "{text}");
         assert!(text.contains("\nbetween_peers 5\n"), "{text}");
+        assert!(text.contains("\nbetween_media_connections 6\n"), "{text}");
         assert!(text.contains("\nbetween_joins_total 1\n"), "{text}");
         assert!(
             text.contains("between_rejections_total{code=\"invalid_api_key\"} 2"),

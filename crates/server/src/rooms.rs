@@ -26,6 +26,8 @@ pub enum Output {
     Send { to: Vec<ConnId>, msg: ServerMessage },
     /// This connection was replaced by a resumed one: close it without detaching anyone.
     Close { conn: ConnId },
+    /// The participant is gone for good: release its media.
+    Removed { peer_id: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,12 @@ impl Default for RegistryLimits {
 struct RoomKey {
     tenant: TenantId,
     call_id: String,
+}
+
+impl std::fmt::Display for RoomKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.call_id)
+    }
 }
 
 struct Slot {
@@ -84,6 +92,8 @@ pub struct JoinRequest<'a> {
 pub struct Joined {
     pub peer_id: String,
     pub resumed: bool,
+    /// The room's key, unique across tenants (for the SFU).
+    pub room: String,
 }
 
 #[derive(Default)]
@@ -132,6 +142,7 @@ impl Registry {
             id: peer_id.clone(),
             extra_data: req.extra_data.clone(),
         };
+        let room_name = key.to_string();
         let members = self.rooms.entry(key.clone()).or_default();
         let others: Vec<String> = members.clone();
         members.push(peer_id.clone());
@@ -167,6 +178,7 @@ impl Registry {
             Joined {
                 peer_id,
                 resumed: false,
+                room: room_name,
             },
             out,
         )
@@ -237,6 +249,7 @@ impl Registry {
             Joined {
                 peer_id: resume.peer_id.clone(),
                 resumed: true,
+                room: key.to_string(),
             },
             out,
         ))
@@ -425,7 +438,21 @@ impl Registry {
             },
             &mut out,
         );
+        out.push(Output::Removed {
+            peer_id: peer_id.to_string(),
+        });
         out
+    }
+
+    /// Sends one message to a participant's current connection, if it has one.
+    pub fn send_to(&self, peer_id: &str, msg: ServerMessage) -> Vec<Output> {
+        match self.slots.get(peer_id).and_then(|s| s.conn) {
+            Some(conn) => vec![Output::Send {
+                to: vec![conn],
+                msg,
+            }],
+            None => Vec::new(),
+        }
     }
 
     fn infos(&self, ids: &[String]) -> Vec<PeerInfo> {

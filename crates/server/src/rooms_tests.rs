@@ -143,7 +143,11 @@ fn leave_tells_the_others_and_frees_empty_rooms() {
         sent_to(&out, cb),
         vec![&ServerMessage::PeerLeft { peer_id: a }]
     );
-    assert!(h.reg.leave(&b).is_empty());
+    assert_eq!(
+        h.reg.leave(&b),
+        vec![Output::Removed { peer_id: b.clone() }],
+        "no one left to tell"
+    );
     assert_eq!((h.reg.room_count(), h.reg.peer_count()), (0, 0));
 }
 
@@ -231,7 +235,8 @@ fn resume_keeps_identity_and_replays_what_the_client_missed() {
         joined,
         Joined {
             peer_id: a.clone(),
-            resumed: true
+            resumed: true,
+            room: "0/call".into(),
         }
     );
     let msgs = sent_to(&out, 99);

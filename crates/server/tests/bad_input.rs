@@ -23,6 +23,7 @@ async fn server_with(timing: Timing) -> RunningServer {
         listen: "127.0.0.1:0".parse().unwrap(),
         keys,
         timing,
+        media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
     })
     .await
     .unwrap()

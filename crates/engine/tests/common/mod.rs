@@ -24,6 +24,7 @@ pub async fn server_on(listen: SocketAddr) -> RunningServer {
         listen,
         keys,
         timing: Timing::default(),
+        media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
     })
     .await
     .expect("server starts")

@@ -1,0 +1,76 @@
+//! Building the SFU's WebRTC connections and turning their callbacks into messages.
+
+use between_media::rtp::{interceptors, media_engine};
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState,
+};
+
+pub(super) enum PcEvent {
+    Track(Arc<dyn TrackRemote>),
+    State(RTCPeerConnectionState),
+}
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    events: mpsc::UnboundedSender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PcEvent::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PcEvent::Track(track));
+    }
+}
+
+pub(super) struct Built {
+    pub pc: Arc<dyn PeerConnection>,
+    pub gathered: watch::Receiver<bool>,
+    pub events: mpsc::UnboundedReceiver<PcEvent>,
+}
+
+pub(super) async fn build(media_ip: IpAddr) -> Result<Built, String> {
+    let mut engine = media_engine().map_err(|e| e.to_string())?;
+    let registry = interceptors(&mut engine).map_err(|e| e.to_string())?;
+    let (gathered_tx, gathered) = watch::channel(false);
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler {
+            gathered: gathered_tx,
+            events: events_tx,
+        }))
+        .with_udp_addrs(vec![format!("{media_ip}:0")])
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Built {
+        pc: Arc::new(pc),
+        gathered,
+        events,
+    })
+}
+
+/// Waits until ICE gathering has finished (candidates are then inside the local SDP), at
+/// most a few seconds: host candidates gather at once.
+pub(super) async fn gathered(rx: &mut watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
+}
