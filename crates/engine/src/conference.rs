@@ -5,6 +5,7 @@ use crate::config::EngineConfig;
 use crate::data_handler::DataHandler;
 use crate::error::BAError;
 use crate::events::{ConferenceEvent, EventHub, EventStream};
+use crate::media::{LocalParticipant, MediaInput, MediaOptions, MediaSession, MediaShared};
 use crate::peer::Peer;
 use crate::roster::Roster;
 use crate::signaling::{self, Command};
@@ -36,6 +37,9 @@ pub(crate) struct CallState {
     /// Data sent while reconnecting, oldest first.
     pub pending: VecDeque<(Value, Option<String>)>,
     pub task: Option<JoinHandle<()>>,
+    pub media: Option<Arc<MediaShared>>,
+    pub media_session: Option<MediaSession>,
+    pub local: Option<LocalParticipant>,
 }
 
 pub(crate) struct Inner {
@@ -60,6 +64,47 @@ impl Inner {
             extra_data: self.extra_data.clone(),
             resume,
         }
+    }
+
+    /// Sends a signaling message now if connected; media messages are not worth queueing
+    /// (after a reconnect the media session renegotiates anyway).
+    pub fn send_signal(&self, msg: ClientMessage) {
+        let state = self.lock();
+        if state.phase == Phase::Connected {
+            if let Some(tx) = &state.commands {
+                let _ = tx.send(Command::Signal(msg));
+            }
+        }
+    }
+
+    pub fn media_input(&self, input: MediaInput) {
+        if let Some(session) = &self.lock().media_session {
+            let _ = session.input.send(input);
+        }
+    }
+
+    pub fn set_local_participant(&self, local: LocalParticipant) {
+        self.lock().local = Some(local);
+    }
+
+    /// Starts (or restarts, with fresh connections) the media session, if media is set.
+    pub fn start_media(self: &Arc<Self>) {
+        let shared = self.lock().media.clone();
+        if let Some(shared) = shared {
+            let session = MediaSession::start(self.clone(), shared);
+            let mut state = self.lock();
+            state.local = None;
+            state.media_session = Some(session);
+        }
+    }
+
+    pub fn stop_media(&self) {
+        let session = {
+            let mut state = self.lock();
+            state.local = None;
+            state.media_session.take()
+        };
+        drop(session);
     }
 
     pub fn send_data(&self, data: Value, to: Option<&str>) -> Result<(), BAError> {
@@ -141,6 +186,9 @@ impl Conference {
                     commands: None,
                     pending: VecDeque::new(),
                     task: None,
+                    media: None,
+                    media_session: None,
+                    local: None,
                 }),
             }),
         })
@@ -164,6 +212,24 @@ impl Conference {
     /// A new subscription to this call's events, from now on.
     pub fn events(&self) -> EventStream {
         self.inner.events.subscribe()
+    }
+
+    /// What this conference sends and where what it receives goes. Set before `start_call`.
+    pub fn set_media(&self, options: MediaOptions) -> Result<(), BAError> {
+        let mut state = self.inner.lock();
+        if state.phase != Phase::Idle {
+            return Err(BAError::new(
+                ErrorCode::AlreadyInCall,
+                "Media must be set before the call starts.",
+            ));
+        }
+        state.media = Some(Arc::new(MediaShared::new(options)));
+        Ok(())
+    }
+
+    /// This user's published media, once `localParticipant` has fired.
+    pub fn local_participant(&self) -> Option<LocalParticipant> {
+        self.inner.lock().local.clone()
     }
 
     /// The other participants, in join order.
@@ -217,6 +283,7 @@ impl Conference {
         }
         let task = tokio::spawn(signaling::run(self.inner.clone(), ws, rx));
         self.inner.lock().task = Some(task);
+        self.inner.start_media();
         Ok(())
     }
 
@@ -230,6 +297,7 @@ impl Conference {
             }
             (state.commands.take(), state.task.take())
         };
+        self.inner.stop_media();
         if let Some(tx) = commands {
             let (done, said_goodbye) = oneshot::channel();
             if tx.send(Command::Leave(done)).is_ok() {
@@ -262,6 +330,7 @@ impl Drop for Conference {
     /// A dropped conference vanishes without a goodbye, like a crashed app: the server
     /// notices the closed socket and tells the others after its resume grace.
     fn drop(&mut self) {
+        self.inner.stop_media();
         if let Some(task) = self.inner.lock().task.take() {
             task.abort();
         }

@@ -4,6 +4,7 @@
 //! and small, and losing a `peerLeft` would leave a ghost tile.
 
 use crate::error::BAError;
+use crate::media::{LocalParticipant, RemoteVideo};
 use crate::peer::Peer;
 use serde_json::{Value, json};
 use std::sync::Mutex;
@@ -33,12 +34,16 @@ pub enum ConferenceEvent {
     Error(BAError),
     /// Something about one peer (the page API delivers it as `peer.on(name)`).
     Peer { peer_id: String, event: PeerEvent },
+    /// This user's media is published.
+    LocalParticipant(LocalParticipant),
 }
 
 /// Events of one remote peer.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum PeerEvent {
+    /// The peer's camera video: a handle to its decoded frames.
+    VideoCreated(RemoteVideo),
     AudioPaused,
     AudioResumed,
     VideoPaused,
@@ -48,6 +53,7 @@ pub enum PeerEvent {
 impl PeerEvent {
     pub fn name(&self) -> &'static str {
         match self {
+            Self::VideoCreated(_) => "videoCreated",
             Self::AudioPaused => "audioPaused",
             Self::AudioResumed => "audioResumed",
             Self::VideoPaused => "videoPaused",
@@ -70,6 +76,7 @@ impl ConferenceEvent {
             Self::SessionTerminated => "sessionTerminated",
             Self::Error(_) => "error",
             Self::Peer { event, .. } => event.name(),
+            Self::LocalParticipant(_) => "localParticipant",
         }
     }
 
@@ -87,6 +94,7 @@ impl ConferenceEvent {
             }
             Self::Error(e) => json!({"event": name, "code": e.code, "message": e.message}),
             Self::Peer { peer_id, .. } => json!({"event": name, "peerId": peer_id}),
+            Self::LocalParticipant(local) => json!({"event": name, "peerId": local.id()}),
             Self::SocketFailed
             | Self::SocketDisconnected
             | Self::SocketClose

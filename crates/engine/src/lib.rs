@@ -3,9 +3,9 @@
 //! call, keeps the roster of peers, relays data messages, and reconnects (resuming its identity)
 //! when the socket drops.
 //!
-//! Media (WebRTC transport, tracks, `LocalParticipant`) and devices plug in beside the signaling
-//! session without changing this surface: they add events to [`ConferenceEvent`] and methods to
-//! [`Conference`].
+//! Media ([`media`]: WebRTC to the SFU, local tracks from pluggable sources, remote audio
+//! played out through a jitter buffer and mixer, remote video decoded to frames) runs beside
+//! the signaling session; devices plug in as sources and sinks.
 //!
 //! Depends on `between-protocol` (and later `between-media`); never on the server, on Tauri or
 //! on the webview. The pure parts, [`reconnect`] and [`roster`], do no I/O and take no clock.
@@ -15,6 +15,7 @@ mod config;
 mod data_handler;
 mod error;
 mod events;
+pub mod media;
 mod peer;
 pub mod reconnect;
 pub mod roster;
@@ -26,5 +27,7 @@ pub use config::EngineConfig;
 pub use data_handler::DataHandler;
 pub use error::BAError;
 pub use events::{ConferenceEvent, EventStream, PeerEvent};
+pub use media::sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
+pub use media::{LocalParticipant, MediaOptions, RemoteVideo, VideoFrame};
 pub use peer::Peer;
 pub use reconnect::ReconnectPolicy;

@@ -7,6 +7,7 @@ use crate::conference::{Inner, Phase};
 use crate::config::EngineConfig;
 use crate::error::BAError;
 use crate::events::ConferenceEvent;
+use crate::media::MediaInput;
 use crate::reconnect::Backoff;
 use between_protocol::{
     ClientMessage, ErrorCode, PeerInfo, Resume, ServerMessage, decode_server, encode,
@@ -26,7 +27,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub(crate) enum Command {
-    Data { data: Value, to: Option<String> },
+    Data {
+        data: Value,
+        to: Option<String>,
+    },
+    /// A signaling message of the media session.
+    Signal(ClientMessage),
     Leave(oneshot::Sender<()>),
 }
 
@@ -200,7 +206,12 @@ pub(crate) async fn run(
                     seqs.received_seq = 0;
                     seqs.sent.clear();
                 }
+                let resumed = joined.resumed;
                 rejoined(&inner, joined);
+                if !resumed {
+                    // The server forgot our media too: start over with new connections.
+                    inner.start_media();
+                }
             }
             Reconnect::Left(done) => {
                 let _ = done.send(());
@@ -264,6 +275,11 @@ async fn connected(
                 Some(Command::Leave(done)) => {
                     say_goodbye(ws).await;
                     return Ended::Left(done);
+                }
+                Some(Command::Signal(msg)) => {
+                    if ws.send(Message::Text(encode(&msg).into())).await.is_err() {
+                        return Ended::Dropped;
+                    }
                 }
             },
             _ = tick.tick() => {
@@ -377,8 +393,9 @@ fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<En
                 }
             }
         }
-        ServerMessage::PublishAnswer { .. } | ServerMessage::SubscribeOffer { .. } => {
-            tracing::debug!("media negotiation message without a media session");
+        ServerMessage::PublishAnswer { sdp } => inner.media_input(MediaInput::PublishAnswer(sdp)),
+        ServerMessage::SubscribeOffer { sdp, tracks } => {
+            inner.media_input(MediaInput::SubscribeOffer { sdp, tracks });
         }
         ServerMessage::Joined { .. } => tracing::warn!("unexpected joined message"),
     }
@@ -394,6 +411,7 @@ fn enter_reconnecting(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Comm
         match cmd {
             Command::Data { data, to } => state.pending.push_back((data, to)),
             Command::Leave(done) => leave = Some(done),
+            Command::Signal(_) => {}
         }
     }
     state.phase = Phase::Reconnecting;
@@ -423,6 +441,7 @@ async fn reconnect(
                     None => return Reconnect::Orphaned,
                     Some(Command::Leave(done)) => return Reconnect::Left(done),
                     Some(Command::Data { data, to }) => inner.lock().pending.push_back((data, to)),
+                    Some(Command::Signal(_)) => {}
                 }
             }
         }
@@ -517,6 +536,7 @@ fn give_up(inner: &Inner, error: Option<BAError>) {
         state.resume = None;
         state.roster.clear();
     }
+    inner.stop_media();
     if let Some(e) = error {
         tracing::warn!(error = %e, "the server refused to rejoin");
         inner.events.emit(ConferenceEvent::Error(e));

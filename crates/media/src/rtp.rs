@@ -158,6 +158,67 @@ pub fn picture_loss_indication(media_ssrc: u32) -> Box<dyn rtc::rtcp::Packet> {
     })
 }
 
+/// Turns encoded frames into RTP packets (the webrtc crate's payloaders), and keeps the RTP
+/// clock running through frames that are not sent (muted, DTX), so timestamps always follow
+/// real time and a receiver never mistakes a pause for a clock jump.
+pub struct RtpPacketizer {
+    inner: Box<dyn rtc::rtp::packetizer::Packetizer>,
+}
+
+/// Payload size per packet: leaves room for SRTP, extensions and IPv6 under a 1280-byte MTU.
+const RTP_MTU: usize = 1200;
+
+impl RtpPacketizer {
+    fn new(
+        ssrc: u32,
+        payload_type: u8,
+        payloader: Box<dyn rtc::rtp::packetizer::Payloader>,
+        clock_rate: u32,
+    ) -> Self {
+        Self {
+            inner: Box::new(rtc::rtp::packetizer::new_packetizer(
+                Instant::now(),
+                RTP_MTU,
+                payload_type,
+                ssrc,
+                payloader,
+                Box::new(rtc::rtp::sequence::new_random_sequencer()),
+                clock_rate,
+            )),
+        }
+    }
+
+    pub fn opus(ssrc: u32, payload_type: u8) -> Self {
+        Self::new(
+            ssrc,
+            payload_type,
+            Box::new(rtc::rtp::codec::opus::OpusPayloader),
+            48_000,
+        )
+    }
+
+    pub fn h264(ssrc: u32, payload_type: u8) -> Self {
+        Self::new(
+            ssrc,
+            payload_type,
+            Box::new(rtc::rtp::codec::h264::H264Payloader::default()),
+            VIDEO_CLOCK_RATE,
+        )
+    }
+
+    /// Packets for one frame covering `ticks` of the RTP clock.
+    pub fn packetize(&mut self, now: Instant, frame: &[u8], ticks: u32) -> Vec<RtpPacket> {
+        self.inner
+            .packetize(now, &Bytes::copy_from_slice(frame), ticks)
+            .unwrap_or_default()
+    }
+
+    /// Advances the clock over a frame that is not sent.
+    pub fn skip(&mut self, ticks: u32) {
+        self.inner.skip_samples(ticks);
+    }
+}
+
 /// One reassembled H.264 access unit.
 #[derive(Debug, Clone)]
 pub struct AssembledFrame {
@@ -211,6 +272,25 @@ mod tests {
     use rtc::rtp::codec::h264::H264Payloader;
     use rtc::rtp::packetizer::{Packetizer, new_packetizer};
     use rtc::rtp::sequence::new_random_sequencer;
+
+    #[test]
+    fn skipped_frames_advance_the_clock_but_not_the_sequence() {
+        let mut p = RtpPacketizer::opus(7, OPUS_PAYLOAD_TYPE);
+        let now = Instant::now();
+        let a = p.packetize(now, &[1, 2, 3], 960).remove(0);
+        p.skip(960);
+        p.skip(960);
+        let b = p.packetize(now, &[4, 5], 960).remove(0);
+        assert_eq!(b.header.timestamp.wrapping_sub(a.header.timestamp), 3 * 960);
+        assert_eq!(
+            b.header.sequence_number,
+            a.header.sequence_number.wrapping_add(1)
+        );
+        assert_eq!(
+            (b.header.ssrc, b.header.payload_type),
+            (7, OPUS_PAYLOAD_TYPE)
+        );
+    }
 
     #[test]
     fn both_codecs_register() {

@@ -13,12 +13,11 @@
 //! Connections use one ephemeral UDP port each (the async webrtc layer has no shared mux); DTLS
 //! and SRTP are always on.
 
-mod peer_connection;
 pub mod rewrite;
 
 use between_media::rtp::{RtpPacket, is_keyframe_request, picture_loss_indication};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
-use peer_connection::{PcEvent, build, gathered};
+use between_transport::{PcEvent, build, gathered};
 use rewrite::Rewriter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;

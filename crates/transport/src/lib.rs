@@ -1,4 +1,6 @@
-//! Building the SFU's WebRTC connections and turning their callbacks into messages.
+//! Building WebRTC peer connections the Between way (only Opus and H.264, the default
+//! interceptors plus keyframe-request delivery, UDP on a chosen address, no STUN) and turning
+//! their callbacks into channel messages. Shared by the engine (client side) and the SFU.
 
 use between_media::rtp::{interceptors, media_engine};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -12,7 +14,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
-pub(super) enum PcEvent {
+pub enum PcEvent {
     Track(Arc<dyn TrackRemote>),
     State(RTCPeerConnectionState),
 }
@@ -39,13 +41,14 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-pub(super) struct Built {
+pub struct Built {
     pub pc: Arc<dyn PeerConnection>,
     pub gathered: watch::Receiver<bool>,
     pub events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
-pub(super) async fn build(media_ip: IpAddr) -> Result<Built, String> {
+/// A connection whose UDP sockets bind to `media_ip` (port chosen by the system).
+pub async fn build(media_ip: IpAddr) -> Result<Built, String> {
     let mut engine = media_engine().map_err(|e| e.to_string())?;
     let registry = interceptors(&mut engine).map_err(|e| e.to_string())?;
     let (gathered_tx, gathered) = watch::channel(false);
@@ -71,6 +74,6 @@ pub(super) async fn build(media_ip: IpAddr) -> Result<Built, String> {
 
 /// Waits until ICE gathering has finished (candidates are then inside the local SDP), at
 /// most a few seconds: host candidates gather at once.
-pub(super) async fn gathered(rx: &mut watch::Receiver<bool>) {
+pub async fn gathered(rx: &mut watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
 }

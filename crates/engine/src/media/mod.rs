@@ -1,0 +1,349 @@
+//! Media for one call: publishing local tracks to the SFU and playing out everyone else's.
+//!
+//! A session runs as one driver task per call. It offers a *publisher* connection with the
+//! local tracks (audio: Opus, video: H.264), answers the server's offers on a *subscriber*
+//! connection, and starts a task per remote track. Remote audio goes into a per-peer jitter
+//! buffer; one playout task pops all of them every 20 ms, decodes (with FEC and concealment),
+//! hands each peer's audio to the tap and the mix to the speaker. Remote video is reassembled,
+//! decoded and published as the latest frame of a [`RemoteVideo`]; lost packets or an
+//! undecodable picture ask the sender for a keyframe.
+
+mod playout;
+mod publish;
+mod receive;
+pub mod sources;
+
+use crate::conference::Inner;
+use crate::events::ConferenceEvent;
+use between_media::h264::VideoEncoderSettings;
+use between_media::video::I420Frame;
+use between_protocol::{ClientMessage, TrackInfo};
+use between_transport::{PcEvent, build, gathered};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What a conference sends and where what it receives goes. Set with
+/// [`crate::Conference::set_media`] before `start_call`.
+pub struct MediaOptions {
+    pub audio: Option<Box<dyn AudioSource>>,
+    pub video: Option<Box<dyn VideoSource>>,
+    pub video_encoder: VideoEncoderSettings,
+    /// The speaker: the mix of every remote peer.
+    pub playback: Option<Box<dyn AudioSink>>,
+    /// Each remote peer's audio, before mixing.
+    pub peer_audio: Option<Arc<dyn PeerAudioTap>>,
+    /// Address the media sockets bind to (`0.0.0.0` for any interface).
+    pub media_ip: IpAddr,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            audio: None,
+            video: None,
+            video_encoder: VideoEncoderSettings::camera(),
+            playback: None,
+            peer_audio: None,
+            media_ip: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+}
+
+/// The media options behind locks, so a session can be restarted (after a reconnect that
+/// could not resume) with the same sources.
+pub(crate) struct MediaShared {
+    pub audio: Mutex<Option<Box<dyn AudioSource>>>,
+    pub video: Mutex<Option<Box<dyn VideoSource>>>,
+    pub video_encoder: VideoEncoderSettings,
+    pub playback: Mutex<Option<Box<dyn AudioSink>>>,
+    pub peer_audio: Option<Arc<dyn PeerAudioTap>>,
+    pub media_ip: IpAddr,
+    pub has_audio: bool,
+    pub has_video: bool,
+    pub audio_muted: AtomicBool,
+    pub video_muted: AtomicBool,
+}
+
+impl MediaShared {
+    pub fn new(options: MediaOptions) -> Self {
+        Self {
+            has_audio: options.audio.is_some(),
+            has_video: options.video.is_some(),
+            audio: Mutex::new(options.audio),
+            video: Mutex::new(options.video),
+            video_encoder: options.video_encoder,
+            playback: Mutex::new(options.playback),
+            peer_audio: options.peer_audio,
+            media_ip: options.media_ip,
+            audio_muted: AtomicBool::new(false),
+            video_muted: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A decoded remote picture.
+#[derive(Clone, Debug)]
+pub struct VideoFrame {
+    pub frame: Arc<I420Frame>,
+    /// When it was decoded.
+    pub at: Instant,
+    /// Decoded frames of this track so far, counting this one.
+    pub number: u64,
+}
+
+/// A remote peer's video: always the latest decoded frame, never a backlog.
+#[derive(Clone)]
+pub struct RemoteVideo {
+    rx: watch::Receiver<Option<VideoFrame>>,
+}
+
+impl RemoteVideo {
+    pub fn latest(&self) -> Option<VideoFrame> {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits for the next frame; `None` once the track is gone.
+    pub async fn next(&mut self) -> Option<VideoFrame> {
+        self.rx.changed().await.ok()?;
+        self.rx.borrow_and_update().clone()
+    }
+}
+
+impl PartialEq for RemoteVideo {
+    fn eq(&self, other: &Self) -> bool {
+        self.rx.same_channel(&other.rx)
+    }
+}
+
+impl std::fmt::Debug for RemoteVideo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteVideo")
+    }
+}
+
+pub(crate) enum MediaInput {
+    PublishAnswer(String),
+    SubscribeOffer { sdp: String, tracks: Vec<TrackInfo> },
+}
+
+/// A running media session.
+pub(crate) struct MediaSession {
+    pub input: mpsc::UnboundedSender<MediaInput>,
+    task: JoinHandle<()>,
+}
+
+impl MediaSession {
+    pub fn start(inner: Arc<Inner>, shared: Arc<MediaShared>) -> Self {
+        let (input, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(drive(inner, shared, rx));
+        Self { input, task }
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Subscriber {
+    pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
+    gathered: watch::Receiver<bool>,
+}
+
+async fn drive(
+    inner: Arc<Inner>,
+    shared: Arc<MediaShared>,
+    mut input: mpsc::UnboundedReceiver<MediaInput>,
+) {
+    let started = Instant::now();
+    let playout = Arc::new(playout::Playout::new(started));
+    let mut tasks = Tasks::default();
+    tasks.push(tokio::spawn(playout::run(
+        playout.clone(),
+        inner.clone(),
+        shared.clone(),
+    )));
+
+    let mut publisher = match publish::Publisher::offer(&shared).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set up publishing");
+            None
+        }
+    };
+    if let Some(p) = &publisher {
+        inner.send_signal(ClientMessage::Publish {
+            sdp: p.offer.clone(),
+        });
+    }
+
+    let (track_tx, mut track_rx) = mpsc::unbounded_channel();
+    let mut subscriber: Option<Subscriber> = None;
+    let mut track_infos: Vec<TrackInfo> = Vec::new();
+    loop {
+        tokio::select! {
+            msg = input.recv() => match msg {
+                None => break,
+                Some(MediaInput::PublishAnswer(sdp)) => {
+                    let Some(p) = publisher.take() else { continue };
+                    match p.answered(sdp, &inner, &shared, &mut tasks).await {
+                        Ok(local) => {
+                            inner.set_local_participant(local.clone());
+                            inner.events.emit(ConferenceEvent::LocalParticipant(local));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "publishing failed"),
+                    }
+                }
+                Some(MediaInput::SubscribeOffer { sdp, tracks }) => {
+                    track_infos = tracks;
+                    if subscriber.is_none() {
+                        match build(shared.media_ip).await {
+                            Ok(built) => {
+                                let mut events = built.events;
+                                let tx = track_tx.clone();
+                                tasks.push(tokio::spawn(async move {
+                                    while let Some(ev) = events.recv().await {
+                                        if let PcEvent::Track(t) = ev {
+                                            let _ = tx.send(t);
+                                        }
+                                    }
+                                }));
+                                subscriber = Some(Subscriber { pc: built.pc, gathered: built.gathered });
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot create the receiving connection");
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(sub) = subscriber.as_mut() {
+                        match answer(sub, sdp).await {
+                            Ok(answer) => inner.send_signal(ClientMessage::SubscribeAnswer { sdp: answer }),
+                            Err(e) => tracing::warn!(error = %e, "cannot answer the subscribe offer"),
+                        }
+                    }
+                }
+            },
+            track = track_rx.recv() => {
+                let Some(track) = track else { continue };
+                tasks.push(tokio::spawn(receive::track(
+                    track,
+                    track_infos.clone(),
+                    inner.clone(),
+                    playout.clone(),
+                )));
+            }
+        }
+    }
+}
+
+async fn answer(sub: &mut Subscriber, sdp: String) -> Result<String, String> {
+    let offer = RTCSessionDescription::offer(sdp).map_err(|e| e.to_string())?;
+    sub.pc
+        .set_remote_description(offer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = sub
+        .pc
+        .create_answer(None)
+        .await
+        .map_err(|e| e.to_string())?;
+    sub.pc
+        .set_local_description(answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    gathered(&mut sub.gathered).await;
+    let local = sub
+        .pc
+        .local_description()
+        .await
+        .ok_or_else(|| "no local description".to_string())?;
+    Ok(local.sdp)
+}
+
+/// Tasks that die with the session.
+#[derive(Default)]
+pub(crate) struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    pub fn push(&mut self, task: JoinHandle<()>) {
+        self.0.retain(|t| !t.is_finished());
+        self.0.push(task);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// This user's published media (the API's `LocalParticipant`).
+#[derive(Clone)]
+pub struct LocalParticipant {
+    pub(crate) inner: std::sync::Weak<Inner>,
+    pub(crate) shared: Arc<MediaShared>,
+}
+
+impl std::fmt::Debug for LocalParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalParticipant")
+            .field("audio_muted", &self.is_audio_muted())
+            .field("video_muted", &self.is_video_muted())
+            .finish()
+    }
+}
+
+impl LocalParticipant {
+    /// This user's peer ID.
+    pub fn id(&self) -> Option<String> {
+        self.inner.upgrade().and_then(|i| i.lock().peer_id.clone())
+    }
+
+    pub fn is_audio_muted(&self) -> bool {
+        self.shared.audio_muted.load(Ordering::Relaxed)
+    }
+
+    pub fn is_video_muted(&self) -> bool {
+        self.shared.video_muted.load(Ordering::Relaxed)
+    }
+
+    /// Stops sending the microphone; the others get `audioPaused`.
+    pub fn mute_audio(&self) {
+        self.set(&self.shared.audio_muted, true);
+    }
+
+    pub fn unmute_audio(&self) {
+        self.set(&self.shared.audio_muted, false);
+    }
+
+    /// Stops sending the camera; the others get `videoPaused`.
+    pub fn mute_video(&self) {
+        self.set(&self.shared.video_muted, true);
+    }
+
+    pub fn unmute_video(&self) {
+        self.set(&self.shared.video_muted, false);
+    }
+
+    fn set(&self, flag: &AtomicBool, muted: bool) {
+        if flag.swap(muted, Ordering::Relaxed) == muted {
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade() {
+            inner.send_signal(ClientMessage::MediaState {
+                audio_muted: self.is_audio_muted(),
+                video_muted: self.is_video_muted(),
+            });
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The playout clock: every 20 ms, one frame from every remote peer's jitter buffer, decoded
+//! (with FEC and concealment), to the per-peer tap and, mixed by volume, to the speaker.
+
+use super::MediaShared;
+use crate::conference::Inner;
+use between_media::jitter::{JitterBuffer, JitterConfig, Playout as Next};
+use between_media::mixer;
+use between_media::opus_codec::OpusDecoder;
+use between_media::{FRAME_MS, FRAME_SAMPLES};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::time::{MissedTickBehavior, interval};
+
+struct PeerAudio {
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+}
+
+pub(crate) struct Playout {
+    started: Instant,
+    peers: Mutex<HashMap<String, PeerAudio>>,
+}
+
+impl Playout {
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, PeerAudio>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub fn add(&self, peer: &str) {
+        let Ok(decoder) = OpusDecoder::new() else {
+            tracing::warn!("no audio decoder");
+            return;
+        };
+        self.lock().insert(
+            peer.to_string(),
+            PeerAudio {
+                jitter: JitterBuffer::new(JitterConfig::default()),
+                decoder,
+            },
+        );
+    }
+
+    pub fn remove(&self, peer: &str) {
+        self.lock().remove(peer);
+    }
+
+    pub fn push(&self, peer: &str, timestamp: u32, payload: Vec<u8>) {
+        let now = self.now_ms();
+        if let Some(p) = self.lock().get_mut(peer) {
+            p.jitter.push(timestamp, payload, now);
+        }
+    }
+
+    /// One frame per peer.
+    fn pop_all(&self) -> Vec<(String, Vec<f32>)> {
+        let now = self.now_ms();
+        let mut peers = self.lock();
+        peers
+            .iter_mut()
+            .map(|(id, p)| {
+                let decoded = match p.jitter.pop(now) {
+                    Next::Frame(packet) => p.decoder.decode(&packet),
+                    Next::Conceal { fec: Some(next) } => p.decoder.recover(&next),
+                    Next::Conceal { fec: None } => p.decoder.conceal(),
+                    Next::Silence => Ok(vec![0.0; FRAME_SAMPLES]),
+                };
+                (
+                    id.clone(),
+                    decoded.unwrap_or_else(|_| vec![0.0; FRAME_SAMPLES]),
+                )
+            })
+            .collect()
+    }
+}
+
+pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<MediaShared>) {
+    let mut tick = interval(Duration::from_millis(FRAME_MS as u64));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    loop {
+        tick.tick().await;
+        let frames = playout.pop_all();
+        if frames.is_empty() {
+            continue;
+        }
+        if let Some(tap) = &shared.peer_audio {
+            for (peer, samples) in &frames {
+                tap.write(peer, samples);
+            }
+        }
+        let Ok(mut playback) = shared.playback.lock() else {
+            continue;
+        };
+        if let Some(sink) = playback.as_mut() {
+            let volumes: Vec<f32> = {
+                let state = inner.lock();
+                frames
+                    .iter()
+                    .map(|(id, _)| state.roster.get(id).map_or(1.0, |p| p.volume()))
+                    .collect()
+            };
+            let sources: Vec<(&[f32], f32)> = frames
+                .iter()
+                .zip(&volumes)
+                .map(|((_, s), v)| (s.as_slice(), *v))
+                .collect();
+            sink.write(&mixer::mix(FRAME_SAMPLES, &sources));
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Publishing: the sending connection, its local tracks, and the pacers that pull frames from
+//! the sources, encode them and write RTP, keeping the RTP clock running while muted.
+
+use super::{LocalParticipant, MediaShared, Tasks};
+use crate::conference::Inner;
+use between_media::h264::H264Encoder;
+use between_media::opus_codec::OpusEncoder;
+use between_media::rtp::{
+    H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, RtpPacketizer, VIDEO_CLOCK_RATE, h264_codec,
+    is_keyframe_request, opus_codec,
+};
+use between_media::{FRAME_MS, FRAME_SAMPLES};
+use between_transport::{build, gathered};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::time::{MissedTickBehavior, interval};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::PeerConnection;
+use webrtc::rtp_transceiver::RtpSender;
+
+struct LocalTrack {
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+}
+
+pub(super) struct Publisher {
+    pc: Arc<dyn PeerConnection>,
+    pub offer: String,
+    audio: Option<LocalTrack>,
+    video: Option<LocalTrack>,
+}
+
+fn random_ssrc() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b).max(1)
+}
+
+async fn add_track(
+    pc: &Arc<dyn PeerConnection>,
+    id: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> Result<LocalTrack, String> {
+    let ssrc = random_ssrc();
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "between".to_string(),
+        id.to_string(),
+        id.to_string(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    let sender = pc
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(LocalTrack {
+        track,
+        sender,
+        ssrc,
+    })
+}
+
+async fn payload_type(sender: &Arc<dyn RtpSender>, fallback: u8) -> u8 {
+    match sender.get_parameters().await {
+        Ok(p) => p
+            .rtp_parameters
+            .codecs
+            .first()
+            .map_or(fallback, |c| c.payload_type),
+        Err(_) => fallback,
+    }
+}
+
+impl Publisher {
+    /// Creates the sending connection with a track per source and its offer; `None` when
+    /// there is nothing to send.
+    pub async fn offer(shared: &MediaShared) -> Result<Option<Self>, String> {
+        if !shared.has_audio && !shared.has_video {
+            return Ok(None);
+        }
+        let mut built = build(shared.media_ip).await?;
+        let pc = built.pc.clone();
+        let audio = if shared.has_audio {
+            Some(add_track(&pc, "audio", RtpCodecKind::Audio, opus_codec()).await?)
+        } else {
+            None
+        };
+        let video = if shared.has_video {
+            Some(add_track(&pc, "video", RtpCodecKind::Video, h264_codec()).await?)
+        } else {
+            None
+        };
+        let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
+        pc.set_local_description(offer)
+            .await
+            .map_err(|e| e.to_string())?;
+        gathered(&mut built.gathered).await;
+        let offer = pc
+            .local_description()
+            .await
+            .ok_or("no local description")?
+            .sdp;
+        Ok(Some(Self {
+            pc,
+            offer,
+            audio,
+            video,
+        }))
+    }
+
+    /// Applies the server's answer and starts sending.
+    pub async fn answered(
+        self,
+        sdp: String,
+        inner: &Arc<Inner>,
+        shared: &Arc<MediaShared>,
+        tasks: &mut Tasks,
+    ) -> Result<LocalParticipant, String> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(a) = self.audio {
+            let pt = payload_type(&a.sender, OPUS_PAYLOAD_TYPE).await;
+            let packetizer = RtpPacketizer::opus(a.ssrc, pt);
+            tasks.push(tokio::spawn(send_audio(
+                a.track,
+                packetizer,
+                shared.clone(),
+            )));
+        }
+        if let Some(v) = self.video {
+            let pt = payload_type(&v.sender, H264_PAYLOAD_TYPE).await;
+            let packetizer = RtpPacketizer::h264(v.ssrc, pt);
+            let keyframe = Arc::new(AtomicBool::new(true));
+            tasks.push(tokio::spawn(keyframe_requests(
+                v.track.clone(),
+                keyframe.clone(),
+            )));
+            tasks.push(tokio::spawn(send_video(
+                v.track,
+                packetizer,
+                shared.clone(),
+                keyframe,
+            )));
+        }
+        // The connection lives as long as the session's tasks hold it.
+        let pc = self.pc;
+        tasks.push(tokio::spawn(async move {
+            std::future::pending::<()>().await;
+            drop(pc);
+        }));
+        Ok(LocalParticipant {
+            inner: Arc::downgrade(inner),
+            shared: shared.clone(),
+        })
+    }
+}
+
+async fn send_audio(
+    track: Arc<TrackLocalStaticRTP>,
+    mut packetizer: RtpPacketizer,
+    shared: Arc<MediaShared>,
+) {
+    let mut encoder = match OpusEncoder::new(32_000, 10) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "no audio encoder");
+            return;
+        }
+    };
+    let ticks = FRAME_SAMPLES as u32;
+    let mut tick = interval(Duration::from_millis(FRAME_MS as u64));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    loop {
+        tick.tick().await;
+        let frame = match shared.audio.lock() {
+            Ok(mut source) => source.as_mut().and_then(|s| s.read_frame()),
+            Err(_) => None,
+        };
+        let Some(frame) = frame else { return };
+        if shared.audio_muted.load(Ordering::Relaxed) {
+            packetizer.skip(ticks);
+            continue;
+        }
+        match encoder.encode(&frame) {
+            Ok(Some(packet)) => {
+                for p in packetizer.packetize(Instant::now(), &packet, ticks) {
+                    let _ = track.write_rtp(p).await;
+                }
+            }
+            Ok(None) => packetizer.skip(ticks),
+            Err(e) => tracing::debug!(error = %e, "audio encode"),
+        }
+    }
+}
+
+async fn send_video(
+    track: Arc<TrackLocalStaticRTP>,
+    mut packetizer: RtpPacketizer,
+    shared: Arc<MediaShared>,
+    keyframe: Arc<AtomicBool>,
+) {
+    let mut encoder = match H264Encoder::new(shared.video_encoder) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "no video encoder");
+            return;
+        }
+    };
+    let fps = match shared.video.lock() {
+        Ok(source) => source.as_ref().map_or(30.0, |s| s.frame_rate()),
+        Err(_) => return,
+    }
+    .clamp(1.0, 60.0);
+    let ticks = (VIDEO_CLOCK_RATE as f64 / fps).round() as u32;
+    let mut tick = interval(Duration::from_secs_f64(1.0 / fps));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let frame = match shared.video.lock() {
+            Ok(mut source) => source.as_mut().and_then(|s| s.read_frame()),
+            Err(_) => None,
+        };
+        let Some(frame) = frame else { return };
+        if shared.video_muted.load(Ordering::Relaxed) {
+            packetizer.skip(ticks);
+            // The first picture after unmuting must be decodable on its own.
+            keyframe.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if keyframe.swap(false, Ordering::Relaxed) {
+            encoder.request_keyframe();
+        }
+        match encoder.encode(&frame) {
+            Ok(Some(encoded)) => {
+                for p in packetizer.packetize(Instant::now(), &encoded.data, ticks) {
+                    let _ = track.write_rtp(p).await;
+                }
+            }
+            Ok(None) => packetizer.skip(ticks),
+            Err(e) => tracing::debug!(error = %e, "video encode"),
+        }
+    }
+}
+
+/// Turns PLI/FIR from the SFU into "next frame is a keyframe".
+async fn keyframe_requests(track: Arc<TrackLocalStaticRTP>, keyframe: Arc<AtomicBool>) {
+    loop {
+        match track.poll().await {
+            Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => {
+                if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                    keyframe.store(true, Ordering::Relaxed);
+                }
+            }
+            Some(_) => {}
+            // Not bound to the connection yet (or any more): look again shortly.
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

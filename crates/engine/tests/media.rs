@@ -1,0 +1,181 @@
+//! Media through the real SFU over loopback WebRTC: every participant hears every other one's
+//! tone and sees its test pattern, checked by content (tone detector, frame counter, PSNR).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use between_engine::media::sources::{PatternVideo, ToneAudio};
+use between_engine::{ConferenceEvent, MediaOptions, PeerAudioTap, PeerEvent, RemoteVideo};
+use between_media::analysis::{frame_psnr, tone_snr_db};
+use between_media::h264::VideoEncoderSettings;
+use between_media::pattern::{TestPattern, read_counter};
+use common::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+/// Each remote peer's audio as this participant played it out.
+#[derive(Default)]
+struct AudioRecorder {
+    by_peer: Mutex<HashMap<String, Vec<f32>>>,
+    wrote: Notify,
+}
+
+impl PeerAudioTap for AudioRecorder {
+    fn write(&self, peer_id: &str, samples: &[f32]) {
+        self.by_peer
+            .lock()
+            .unwrap()
+            .entry(peer_id.to_string())
+            .or_default()
+            .extend_from_slice(samples);
+        self.wrote.notify_waiters();
+    }
+}
+
+/// Counters and PSNR of every frame a participant decoded, by publisher.
+#[derive(Default)]
+struct VideoLog {
+    by_peer: Mutex<HashMap<String, Vec<(u16, f64)>>>,
+    got: Notify,
+}
+
+fn media(freq: f64, audio: Arc<AudioRecorder>) -> MediaOptions {
+    MediaOptions {
+        audio: Some(Box::new(ToneAudio::new(freq))),
+        video: Some(Box::new(PatternVideo::new(W, H, 15.0).unwrap())),
+        video_encoder: VideoEncoderSettings {
+            bitrate_bps: 600_000,
+            max_fps: 15.0,
+            screen: false,
+        },
+        peer_audio: Some(audio),
+        media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        ..MediaOptions::default()
+    }
+}
+
+fn watch_video(peer: String, mut video: RemoteVideo, log: Arc<VideoLog>) {
+    let pattern = TestPattern::new(W, H).unwrap();
+    tokio::spawn(async move {
+        while let Some(f) = video.next().await {
+            let entry = match read_counter(&f.frame) {
+                Some(c) => (c, frame_psnr(&f.frame, &pattern.frame(c as u32))),
+                None => (u16::MAX, 0.0),
+            };
+            log.by_peer
+                .lock()
+                .unwrap()
+                .entry(peer.clone())
+                .or_default()
+                .push(entry);
+            log.got.notify_waiters();
+        }
+    });
+}
+
+/// Forwards VideoCreated handles to a log until the stream ends.
+fn collect_video(mut p: Participant, log: Arc<VideoLog>) -> tokio::task::JoinHandle<Participant> {
+    tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < 2 {
+            let Some(ev) = p.events.recv().await else {
+                break;
+            };
+            if let ConferenceEvent::Peer {
+                peer_id,
+                event: PeerEvent::VideoCreated(v),
+            } = ev
+            {
+                watch_video(peer_id, v, log.clone());
+                seen += 1;
+            }
+        }
+        p
+    })
+}
+
+async fn until(within: Duration, notify: &Notify, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        let waiting = notify.notified();
+        if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+            assert!(done(), "condition not reached within {within:?}");
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_hear_and_see_each_other() {
+    let server = server().await;
+    let url = server.url();
+    let freqs = [440.0, 660.0, 880.0];
+    let mut people = Vec::new();
+    for (i, f) in freqs.iter().enumerate() {
+        let audio = Arc::new(AudioRecorder::default());
+        let video = Arc::new(VideoLog::default());
+        let p = Participant::new(&url, KEY, "media-call", &format!("p{i}"));
+        p.conf.set_media(media(*f, audio.clone())).unwrap();
+        p.conf.start_call().await.unwrap();
+        people.push((p.id(), *f, audio, video, p));
+    }
+    let ids: Vec<String> = people.iter().map(|x| x.0.clone()).collect();
+    let mut handles = Vec::new();
+    let mut logs = Vec::new();
+    for (id, f, audio, video, p) in people {
+        handles.push(collect_video(p, video.clone()));
+        logs.push((id, f, audio, video));
+    }
+
+    for (me, _, audio, video) in &logs {
+        let others: Vec<&String> = ids.iter().filter(|i| *i != me).collect();
+        // 3 s of audio from each other peer.
+        until(Duration::from_secs(20), &audio.wrote, || {
+            let m = audio.by_peer.lock().unwrap();
+            others
+                .iter()
+                .all(|o| m.get(*o).is_some_and(|s| s.len() >= 3 * 48_000))
+        })
+        .await;
+        // 30 decoded frames from each.
+        until(Duration::from_secs(20), &video.got, || {
+            let m = video.by_peer.lock().unwrap();
+            others
+                .iter()
+                .all(|o| m.get(*o).is_some_and(|v| v.len() >= 30))
+        })
+        .await;
+    }
+
+    for (me, _, audio, video) in &logs {
+        for (other, freq, _, _) in logs.iter().filter(|l| &l.0 != me) {
+            let samples = audio.by_peer.lock().unwrap()[other].clone();
+            let tail = &samples[samples.len() - 2 * 48_000..];
+            let snr = tone_snr_db(tail, 48_000, *freq);
+            assert!(
+                snr >= 30.0,
+                "{me} hears {other} at {freq} Hz with only {snr:.1} dB"
+            );
+            let frames = video.by_peer.lock().unwrap()[other].clone();
+            let counters: Vec<u16> = frames.iter().map(|f| f.0).collect();
+            assert!(
+                counters.windows(2).all(|w| w[0] < w[1]),
+                "{me} sees {other}'s counters out of order: {counters:?}"
+            );
+            let worst = frames.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+            eprintln!(
+                "{me} <- {other}: tone {snr:.1} dB, {} frames, counters {}..{}, worst PSNR {worst:.1} dB",
+                frames.len(),
+                counters[0],
+                counters[counters.len() - 1]
+            );
+            assert!(worst >= 32.0, "{me} sees {other} at {worst:.1} dB PSNR");
+        }
+    }
+    drop(handles);
+}
