@@ -3,11 +3,22 @@
 //! Ctrl-C/SIGTERM (with a clean `endCall`), 1 with a one-line error on stderr otherwise.
 
 use crate::duration;
+use crate::record::{AudioRecorder, record_video};
 use anyhow::{Context, bail};
-use between_engine::{Conference, ConferenceEvent, EngineConfig};
+use between_engine::media::sources::{PatternVideo, ToneAudio, WavAudio, Y4mVideo};
+use between_engine::{
+    AudioSource, Conference, ConferenceEvent, EngineConfig, MediaOptions, PeerAudioTap, PeerEvent,
+    VideoSource,
+};
+use between_media::h264::VideoEncoderSettings;
 use clap::Args;
 use serde_json::{Value, json};
+use std::fs::File;
+use std::io::BufReader;
 use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -29,6 +40,118 @@ pub struct JoinArgs {
     /// Send {"text": TEXT} through the dataHandler once someone else is in the call.
     #[arg(long)]
     say: Option<String>,
+    /// Send a sine tone of this frequency (Hz) as the microphone.
+    #[arg(long, value_name = "HZ", conflicts_with = "wav")]
+    tone: Option<f64>,
+    /// Send a WAV file (looped) as the microphone.
+    #[arg(long, value_name = "FILE")]
+    wav: Option<PathBuf>,
+    /// Send the moving test pattern (with its frame counter) as the camera.
+    #[arg(long, conflicts_with = "y4m")]
+    pattern: bool,
+    /// Send a Y4M file (looped) as the camera.
+    #[arg(long, value_name = "FILE")]
+    y4m: Option<PathBuf>,
+    /// Size of the test pattern.
+    #[arg(long, default_value = "640x360", value_parser = parse_size)]
+    video_size: (u32, u32),
+    /// Frame rate of the test pattern.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Video bitrate, bits per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    video_bitrate: u32,
+    /// Write one WAV and one Y4M per remote peer into this directory.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Frame rate of recorded Y4M files.
+    #[arg(long, default_value_t = 30)]
+    record_fps: u32,
+    /// Address to bind media sockets to (default: loopback for a loopback server, else all).
+    #[arg(long, value_name = "IP")]
+    media_ip: Option<IpAddr>,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("{text:?} is not a size like 640x360"))?;
+    let w: u32 = w
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 640x360"))?;
+    let h: u32 = h
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 640x360"))?;
+    if w % 2 != 0 || h % 2 != 0 || !(80..=3840).contains(&w) || !(16..=2160).contains(&h) {
+        return Err(format!(
+            "{text}: width and height must be even, 80x16 to 3840x2160"
+        ));
+    }
+    Ok((w, h))
+}
+
+fn default_media_ip(server: &str) -> IpAddr {
+    let host = server
+        .trim_start_matches("ws://")
+        .trim_start_matches("wss://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    if host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        IpAddr::from([0, 0, 0, 0])
+    }
+}
+
+fn media_options(
+    args: &JoinArgs,
+    recorder: Option<Arc<AudioRecorder>>,
+) -> anyhow::Result<Option<MediaOptions>> {
+    let audio: Option<Box<dyn AudioSource>> = match (&args.tone, &args.wav) {
+        (Some(hz), _) => Some(Box::new(ToneAudio::new(*hz))),
+        (None, Some(path)) => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let wav = WavAudio::from_reader(BufReader::new(file))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(Box::new(wav))
+        }
+        (None, None) => None,
+    };
+    let video: Option<Box<dyn VideoSource>> = match (args.pattern, &args.y4m) {
+        (true, _) => {
+            let (w, h) = args.video_size;
+            Some(Box::new(
+                PatternVideo::new(w, h, args.fps).map_err(|e| anyhow::anyhow!(e))?,
+            ))
+        }
+        (false, Some(path)) => {
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let y4m = Y4mVideo::from_reader(BufReader::new(file))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(Box::new(y4m))
+        }
+        (false, None) => None,
+    };
+    if audio.is_none() && video.is_none() && recorder.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(MediaOptions {
+        audio,
+        video,
+        video_encoder: VideoEncoderSettings {
+            bitrate_bps: args.video_bitrate,
+            max_fps: args.fps as f32,
+            screen: false,
+        },
+        peer_audio: recorder.map(|r| r as Arc<dyn PeerAudioTap>),
+        media_ip: args
+            .media_ip
+            .unwrap_or_else(|| default_media_ip(&args.server)),
+        ..MediaOptions::default()
+    }))
 }
 
 fn print(line: &Value) {
@@ -38,14 +161,30 @@ fn print(line: &Value) {
 }
 
 pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
-    let extra: Value = serde_json::from_str(&args.data).unwrap_or(Value::String(args.data));
+    let extra: Value = serde_json::from_str(&args.data).unwrap_or(Value::String(args.data.clone()));
+    let recorder = match &args.record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Some(Arc::new(AudioRecorder::new(dir)))
+        }
+        None => None,
+    };
+    let media = media_options(&args, recorder.clone())?;
     let conference = Conference::new(
-        EngineConfig::new(args.server),
-        args.api_key,
-        args.call_id,
+        EngineConfig::new(args.server.clone()),
+        args.api_key.clone(),
+        args.call_id.clone(),
         extra,
     )
     .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    if let Some(media) = media {
+        conference
+            .set_media(media)
+            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    }
+    let (stop_recording, stop_rx) = tokio::sync::watch::channel(false);
+    let mut recordings = Vec::new();
     let mut events = conference.events();
     conference
         .start_call()
@@ -90,12 +229,30 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
                         lost = true;
                         break;
                     }
+                    ConferenceEvent::Peer { peer_id, event: PeerEvent::VideoCreated(video) } => {
+                        if let Some(dir) = &args.record {
+                            recordings.push(tokio::spawn(record_video(
+                                dir.clone(),
+                                peer_id,
+                                video,
+                                args.record_fps,
+                                stop_rx.clone(),
+                            )));
+                        }
+                    }
                     _ => {}
                 }
             }
             _ = &mut stop => break,
             _ = shutdown_signal(), if args.duration.is_some() => break,
         }
+    }
+    let _ = stop_recording.send(true);
+    for r in recordings {
+        let _ = r.await;
+    }
+    if let Some(r) = &recorder {
+        r.finish();
     }
     if lost {
         bail!("lost the connection to the server and could not reconnect");

@@ -5,6 +5,7 @@
 mod bench;
 mod duration;
 mod join;
+mod record;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -229,3 +229,83 @@ fn mistakes_exit_non_zero_with_one_readable_line() {
     assert_eq!(out.status.code(), Some(2), "usage errors are clap's exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
 }
+
+#[test]
+fn a_recording_holds_the_peers_tone_and_pattern() {
+    use between_media::analysis::{frame_psnr, tone_snr_db};
+    use between_media::pattern::{TestPattern, read_counter};
+
+    let server = Server::start();
+    let mut args = join_args(&server.url, "cli-media", r#"{"name":"source"}"#);
+    args.extend([
+        "--tone",
+        "660",
+        "--pattern",
+        "--video-size",
+        "320x240",
+        "--fps",
+        "15",
+    ]);
+    let mut source = Bot::spawn(&args);
+    let source_id = source.expect("joined")["peerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let dir = std::env::temp_dir().join(format!("between-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut args = join_args(&server.url, "cli-media", r#"{"name":"recorder"}"#);
+    let dir_arg = dir.to_str().unwrap().to_string();
+    args.extend([
+        "--record",
+        &dir_arg,
+        "--record-fps",
+        "15",
+        "--duration",
+        "4s",
+    ]);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = String::from_utf8(out.stdout).unwrap();
+    assert!(events.contains(r#""event":"videoCreated""#), "{events}");
+    assert!(source.terminate().success());
+
+    let wav = between_media::wav::read(
+        std::fs::File::open(dir.join(format!("{source_id}.wav"))).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        wav.samples.len() >= 2 * 48_000,
+        "{} samples",
+        wav.samples.len()
+    );
+    let tail = &wav.samples[wav.samples.len() - 48_000..];
+    let snr = tone_snr_db(tail, 48_000, 660.0);
+    assert!(snr >= 30.0, "660 Hz at {snr:.1} dB");
+
+    let file =
+        std::io::BufReader::new(std::fs::File::open(dir.join(format!("{source_id}.y4m"))).unwrap());
+    let mut y4m = between_media::y4m::Y4mReader::new(file).unwrap();
+    let pattern = TestPattern::new(320, 240).unwrap();
+    let mut counters = Vec::new();
+    while let Some(frame) = y4m.next_frame().unwrap() {
+        let c = read_counter(&frame).expect("every recorded frame shows the pattern");
+        let psnr = frame_psnr(&frame, &pattern.frame(c as u32));
+        assert!(psnr >= 32.0, "frame {c}: {psnr:.1} dB");
+        counters.push(c);
+    }
+    assert!(counters.len() >= 20, "{} frames", counters.len());
+    assert!(
+        counters.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {counters:?}"
+    );
+    assert!(
+        counters[counters.len() - 1] > counters[0] + 10,
+        "the picture moves: {counters:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

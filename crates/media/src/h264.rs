@@ -90,7 +90,7 @@ impl H264Encoder {
             .rate_control_mode(RateControlMode::Bitrate)
             // Keyframes come on request (a new subscriber, a PLI), plus a safety net.
             .intra_frame_period(IntraFramePeriod::from_num_frames(300))
-            .skip_frames(false);
+            .skip_frames(true);
         let api = openh264::OpenH264API::from_source();
         Ok(Self {
             inner: openh264::encoder::Encoder::with_api_config(api, config)?,
