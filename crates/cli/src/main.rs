@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Join a call and print every event as a JSON line.
-    Join(join::JoinArgs),
+    Join(Box<join::JoinArgs>),
     /// Measure the system (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Join(args) => join::run(args).await,
+            Command::Join(args) => join::run(*args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

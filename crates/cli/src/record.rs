@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// A peer's WAV file and the frames written to it.
+type PeerWav = (WavWriter<BufWriter<File>>, u32);
+
 pub struct AudioRecorder {
     dir: PathBuf,
-    files: Mutex<HashMap<String, (WavWriter<BufWriter<File>>, u32)>>,
+    files: Mutex<HashMap<String, PeerWav>>,
 }
 
 impl AudioRecorder {
