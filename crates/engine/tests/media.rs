@@ -179,3 +179,136 @@ async fn three_participants_hear_and_see_each_other() {
     }
     drop(handles);
 }
+
+fn av_media(freq: f64, audio: Arc<AudioRecorder>) -> MediaOptions {
+    media(freq, audio)
+}
+
+async fn first_frame(p: &mut Participant, within: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let mut video = p
+        .wait_for(within, "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+    let left = within.saturating_sub(started.elapsed());
+    tokio::time::timeout(left, video.next())
+        .await
+        .expect("a decoded frame in time")
+        .expect("track alive");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_video_within_a_second() {
+    let server = server().await;
+    let url = server.url();
+    let a = Participant::new(&url, KEY, "late", "A");
+    a.conf.set_media(av_media(440.0, Arc::default())).unwrap();
+    a.conf.start_call().await.unwrap();
+    let mut b = Participant::new(&url, KEY, "late", "B");
+    b.conf
+        .set_media(MediaOptions {
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    b.conf.start_call().await.unwrap();
+    first_frame(&mut b, Duration::from_secs(10)).await;
+
+    // A has been sending for a while: its periodic keyframe is far away, so only a keyframe
+    // request gets the newcomer a picture this fast.
+    let mut c = Participant::new(&url, KEY, "late", "C");
+    c.conf
+        .set_media(MediaOptions {
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    c.conf.start_call().await.unwrap();
+    first_frame(&mut c, Duration::from_secs(1)).await;
+    eprintln!("late joiner's first frame after {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
+    let server = server().await;
+    let url = server.url();
+    let mut a = Participant::new(&url, KEY, "mute", "A");
+    a.conf
+        .set_media(MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    a.conf.start_call().await.unwrap();
+    let local = a
+        .wait_for(Duration::from_secs(5), "localParticipant", |e| match e {
+            ConferenceEvent::LocalParticipant(l) => Some(l.clone()),
+            _ => None,
+        })
+        .await;
+    let recorder = Arc::new(AudioRecorder::default());
+    let mut b = Participant::new(&url, KEY, "mute", "B");
+    b.conf
+        .set_media(MediaOptions {
+            peer_audio: Some(recorder.clone()),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    b.conf.start_call().await.unwrap();
+    let a_id = a.id();
+    let recorded = |r: &AudioRecorder| r.by_peer.lock().unwrap().get(&a_id).map_or(0, Vec::len);
+    let tail = |r: &AudioRecorder, n: usize| {
+        let m = r.by_peer.lock().unwrap();
+        let s = &m[&a_id];
+        s[s.len() - n..].to_vec()
+    };
+    until(Duration::from_secs(10), &recorder.wrote, || {
+        recorded(&recorder) >= 48_000
+    })
+    .await;
+    assert!(tone_snr_db(&tail(&recorder, 24_000), 48_000, 440.0) >= 30.0);
+
+    local.mute_audio();
+    assert!(local.is_audio_muted());
+    b.wait_for(Duration::from_secs(3), "audioPaused", |e| match e {
+        ConferenceEvent::Peer {
+            peer_id,
+            event: PeerEvent::AudioPaused,
+        } if *peer_id == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    let at = recorded(&recorder);
+    until(Duration::from_secs(5), &recorder.wrote, || {
+        recorded(&recorder) >= at + 48_000
+    })
+    .await;
+    let quiet = between_media::audio::rms(&tail(&recorder, 24_000));
+    assert!(quiet < 0.01, "muted audio is silent, RMS {quiet}");
+
+    local.unmute_audio();
+    b.wait_for(Duration::from_secs(3), "audioResumed", |e| match e {
+        ConferenceEvent::Peer {
+            peer_id,
+            event: PeerEvent::AudioResumed,
+        } if *peer_id == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    let at = recorded(&recorder);
+    until(Duration::from_secs(5), &recorder.wrote, || {
+        recorded(&recorder) >= at + 48_000
+    })
+    .await;
+    let snr = tone_snr_db(&tail(&recorder, 24_000), 48_000, 440.0);
+    assert!(snr >= 30.0, "tone back after unmute: {snr:.1} dB");
+}
