@@ -244,30 +244,43 @@ impl Sfu {
                 (pc, built.gathered)
             }
         };
-        pc.set_remote_description(offer)
-            .await
-            .map_err(|e| media_error("offer", e))?;
-        let answer = pc
-            .create_answer(None)
-            .await
-            .map_err(|e| media_error("offer", e))?;
-        pc.set_local_description(answer)
-            .await
-            .map_err(|e| media_error("offer", e))?;
-        gathered(&mut gathered_rx).await;
-        let local = pc
-            .local_description()
-            .await
-            .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "No local description."))?;
-        if !local.sdp.contains("a=sendrecv")
-            && !local.sdp.contains("a=recvonly")
-            && local.sdp.contains("m=")
-        {
-            return Err(ProtocolError::new(
-                ErrorCode::InvalidArgument,
-                "The media offer has no track this server can receive: send Opus audio or H.264 video.",
-            ));
+        let answered = async {
+            pc.set_remote_description(offer)
+                .await
+                .map_err(|e| media_error("offer", e))?;
+            let answer = pc
+                .create_answer(None)
+                .await
+                .map_err(|e| media_error("offer", e))?;
+            pc.set_local_description(answer)
+                .await
+                .map_err(|e| media_error("offer", e))?;
+            gathered(&mut gathered_rx).await;
+            let local = pc
+                .local_description()
+                .await
+                .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "No local description."))?;
+            let receives = local.sdp.contains("a=sendrecv") || local.sdp.contains("a=recvonly");
+            if !receives {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidArgument,
+                    "The media offer has no track this server can receive: send Opus audio or H.264 video.",
+                ));
+            }
+            Ok(local)
         }
+        .await;
+        let local = match answered {
+            Ok(local) => local,
+            Err(e) => {
+                // Start the next offer from a clean connection rather than one in an odd state.
+                let dropped = self.lock().get_mut(peer).and_then(|s| s.publisher.take());
+                if let Some((pc, _)) = dropped {
+                    let _ = pc.close().await;
+                }
+                return Err(e);
+            }
+        };
         Ok(local.sdp)
     }
 

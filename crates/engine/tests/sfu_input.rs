@@ -1,0 +1,264 @@
+//! Bad media input to the SFU: an SDP that is not one, an offer with no codec we take, an
+//! answer nobody asked for, and garbage datagrams at its media port. Each is refused with a
+//! clear error or ignored, and a call in progress keeps its sound.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use between_engine::media::sources::{PeerAudioTap, ToneAudio};
+use between_engine::{ErrorCode, MediaOptions};
+use between_media::analysis::tone_snr_db;
+use between_protocol::{ServerMessage, decode_server};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_PCMU, MediaEngine};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
+
+#[derive(Default)]
+struct Recorder {
+    samples: Mutex<HashMap<String, Vec<f32>>>,
+    wrote: Notify,
+}
+
+impl PeerAudioTap for Recorder {
+    fn write(&self, peer_id: &str, samples: &[f32]) {
+        self.samples
+            .lock()
+            .unwrap()
+            .entry(peer_id.into())
+            .or_default()
+            .extend_from_slice(samples);
+        self.wrote.notify_waiters();
+    }
+}
+
+impl Recorder {
+    fn len(&self, peer: &str) -> usize {
+        self.samples.lock().unwrap().get(peer).map_or(0, Vec::len)
+    }
+
+    async fn wait_len(&self, peer: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.len(peer) < n {
+            let notified = self.wrote.notified();
+            assert!(
+                tokio::time::timeout_at(deadline, notified).await.is_ok(),
+                "audio stalled"
+            );
+        }
+    }
+
+    fn tone_db(&self, peer: &str, freq: f64) -> f64 {
+        let m = self.samples.lock().unwrap();
+        let s = &m[peer];
+        tone_snr_db(&s[s.len() - 24_000..], 48_000, freq)
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_message(ws: &mut Ws) -> ServerMessage {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a message in time");
+        if let Some(Ok(Message::Text(t))) = frame {
+            return decode_server(&t).unwrap();
+        }
+    }
+}
+
+/// The next error, skipping other traffic (peer joins, offers).
+async fn next_error(ws: &mut Ws) -> (ErrorCode, bool) {
+    loop {
+        if let ServerMessage::Error { code, fatal, .. } = next_message(ws).await {
+            return (code, fatal);
+        }
+    }
+}
+
+struct NoEvents;
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for NoEvents {}
+
+/// An offer from a real WebRTC stack that only speaks `codec`.
+async fn offer_with(codec: RTCRtpCodec, payload_type: u8, kind: RtpCodecKind) -> String {
+    let mut engine = MediaEngine::default();
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: codec.clone(),
+                payload_type,
+            },
+            kind,
+        )
+        .unwrap();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(engine)
+        .with_handler(Arc::new(NoEvents))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await
+        .unwrap();
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "raw".into(),
+        "audio".into(),
+        "audio".into(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(4242),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    ));
+    pc.add_track(Arc::new(track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    // Host candidates on loopback are gathered at once; a short wait is enough for them to be
+    // in the description, and missing ones do not matter for what these tests check.
+    for _ in 0..50 {
+        let sdp = pc.local_description().await.unwrap().sdp;
+        if sdp.contains("a=candidate") {
+            return sdp;
+        }
+        tokio::task::yield_now().await;
+    }
+    pc.local_description().await.unwrap().sdp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
+    let server = server().await;
+    let url = server.url();
+    let a = Participant::new(&url, KEY, "sfu-bad", "A");
+    a.conf
+        .set_media(MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    a.conf.start_call().await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let b = Participant::new(&url, KEY, "sfu-bad", "B");
+    b.conf
+        .set_media(MediaOptions {
+            peer_audio: Some(recorder.clone()),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    b.conf.start_call().await.unwrap();
+    let a_id = a.id();
+    recorder.wait_len(&a_id, 48_000).await;
+    assert!(recorder.tone_db(&a_id, 440.0) >= 30.0);
+
+    // A raw client in the same call.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"sfu-bad"}).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Joined { .. }
+    ));
+
+    let send = |text: String| Message::Text(text.into());
+    ws.send(send(
+        json!({"type":"publish","sdp":"v=0\r\nthis is not an SDP\r\n"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_error(&mut ws).await,
+        (ErrorCode::InvalidMessage, false)
+    );
+
+    let pcmu = RTCRtpCodec {
+        mime_type: MIME_TYPE_PCMU.to_owned(),
+        clock_rate: 8000,
+        channels: 1,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    };
+    let offer = offer_with(pcmu, 0, RtpCodecKind::Audio).await;
+    ws.send(send(json!({"type":"publish","sdp":offer}).to_string()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_error(&mut ws).await,
+        (ErrorCode::InvalidArgument, false)
+    );
+
+    ws.send(send(
+        json!({"type":"subscribeAnswer","sdp":"v=0\r\n"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_error(&mut ws).await,
+        (ErrorCode::InvalidMessage, false)
+    );
+
+    // A usable offer gets an answer naming the SFU's media port; then garbage goes there.
+    let opus = between_media::rtp::opus_codec();
+    let offer = offer_with(opus, 111, RtpCodecKind::Audio).await;
+    ws.send(send(json!({"type":"publish","sdp":offer}).to_string()))
+        .await
+        .unwrap();
+    let answer = loop {
+        match next_message(&mut ws).await {
+            ServerMessage::PublishAnswer { sdp } => break sdp,
+            ServerMessage::Error { message, .. } => panic!("publish refused: {message}"),
+            _ => {}
+        }
+    };
+    let port: u16 = answer
+        .lines()
+        .find(|l| l.starts_with("a=candidate") && l.contains("127.0.0.1"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .expect("a loopback candidate in the answer");
+    let garbage = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..2000usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 1 + (x as usize % 1200);
+        let bytes: Vec<u8> = (0..len).map(|j| (x >> (j % 56)) as u8 ^ i as u8).collect();
+        let _ = garbage.send_to(&bytes, ("127.0.0.1", port)).await;
+    }
+
+    // The call goes on: another second of clean tone, and the server still answers.
+    let at = recorder.len(&a_id);
+    recorder.wait_len(&a_id, at + 48_000).await;
+    let db = recorder.tone_db(&a_id, 440.0);
+    assert!(db >= 30.0, "tone after the garbage: {db:.1} dB");
+    assert!(
+        server
+            .metrics_text()
+            .contains("between_rejections_total{code=\"invalid_argument\"} 1")
+    );
+}
