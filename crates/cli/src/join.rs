@@ -64,6 +64,9 @@ pub struct JoinArgs {
     /// Write one WAV and one Y4M per remote peer into this directory.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Receive and decode everyone's media even without --record (as the app would).
+    #[arg(long)]
+    receive: bool,
     /// Frame rate of recorded Y4M files.
     #[arg(long, default_value_t = 30)]
     record_fps: u32,
@@ -72,7 +75,7 @@ pub struct JoinArgs {
     media_ip: Option<IpAddr>,
 }
 
-fn parse_size(text: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let (w, h) = text
         .split_once('x')
         .ok_or_else(|| format!("{text:?} is not a size like 640x360"))?;
@@ -135,7 +138,7 @@ fn media_options(
         }
         (false, None) => None,
     };
-    if audio.is_none() && video.is_none() && recorder.is_none() {
+    if audio.is_none() && video.is_none() && recorder.is_none() && !args.receive {
         return Ok(None);
     }
     Ok(Some(MediaOptions {

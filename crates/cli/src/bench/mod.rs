@@ -12,10 +12,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod cpu;
+mod media;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Join latency and server memory per idle participant.
     Join(JoinBench),
+    /// Audio and video latency through the SFU, and time to first media.
+    Media(media::MediaBench),
+    /// CPU of a publisher and two subscribers (separate processes), and codec cost per frame.
+    Cpu(cpu::CpuBench),
 }
 
 #[derive(Args, Debug)]
@@ -34,17 +41,19 @@ pub struct JoinBench {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Join(args) => join(args).await,
+        BenchCommand::Media(args) => media::run(args).await,
+        BenchCommand::Cpu(args) => cpu::run(args).await,
     }
 }
 
 /// A `between-server` child process, killed on drop.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl ServerProcess {
-    fn spawn(bin: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn spawn(bin: Option<PathBuf>) -> anyhow::Result<Self> {
         let bin = match bin {
             Some(b) => b,
             None => std::env::current_exe()
@@ -73,7 +82,7 @@ impl ServerProcess {
     }
 
     /// Resident memory in KiB (Linux).
-    fn rss_kib(&self) -> anyhow::Result<u64> {
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .context("reading /proc (this benchmark needs Linux)")?;
         status
@@ -82,6 +91,36 @@ impl ServerProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmRSS in /proc status")
     }
+}
+
+impl ServerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The executable next to this one (`between-server`, `between`).
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()
+        .context("cannot find this executable")?
+        .with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// CPU time (user + system) a process has used, in seconds (Linux).
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("reading /proc (this benchmark needs Linux)")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("odd /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the full line: 12 and 13 after the name.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 impl Drop for ServerProcess {
@@ -99,7 +138,7 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     sorted_ms[rank.min(sorted_ms.len() - 1)]
 }
 
-fn summary(mut ms: Vec<f64>) -> (f64, f64, usize) {
+pub(crate) fn summary(mut ms: Vec<f64>) -> (f64, f64, usize) {
     ms.sort_by(f64::total_cmp);
     (percentile(&ms, 50.0), percentile(&ms, 99.0), ms.len())
 }
@@ -199,7 +238,7 @@ async fn join(args: JoinBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn between_dev_key() -> &'static str {
+pub(crate) fn between_dev_key() -> &'static str {
     // Kept in step with between_server::DEV_API_KEY; the CLI does not link the server.
     "between-dev-key"
 }
