@@ -43,3 +43,9 @@ need_rust() {
 need_build_deps() {
   need_apt pkg-config build-essential libopus-dev
 }
+
+# What the tests use besides the build: network namespaces and nftables for the lossy-path
+# test (the loss test needs root).
+need_test_deps() {
+  need_apt iproute2 nftables
+}

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need_rust
 need_build_deps
+need_test_deps
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -3,7 +3,9 @@
 //! their callbacks into channel messages. Shared by the engine (client side) and the SFU.
 
 use between_media::rtp::{interceptors, media_engine};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +55,13 @@ pub async fn build(media_ip: IpAddr) -> Result<Built, String> {
     let registry = interceptors(&mut engine).map_err(|e| e.to_string())?;
     let (gathered_tx, gathered) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
+    // No mDNS: candidates carry plain IPs, and nothing binds port 5353 (which fails where
+    // there is no multicast route, e.g. in a network namespace, and is not ours to take).
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .build();
     let pc = PeerConnectionBuilder::new()
+        .with_setting_engine(settings)
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)
         .with_interceptor_registry(registry)

@@ -1,0 +1,227 @@
+//! Media over a lossy path: the receiving bot runs in its own network namespace whose UDP
+//! traffic loses 10 % of packets in each direction (nftables random drop; the kernel here has
+//! no netem). Audio must stay continuous (FEC and concealment: no gap over 60 ms) and video
+//! must recover (NACK, keyframe requests: PSNR >= 28 dB on at least 90 % of frames).
+//! Needs root (network namespaces), `ip` and `nft`; scripts/test.sh installs them.
+#![allow(clippy::unwrap_used)]
+
+use between_media::analysis::{frame_psnr, longest_gap_ms};
+use between_media::pattern::{TestPattern, read_counter};
+use between_server::{ApiKeys, DEV_API_KEY, ServerConfig, Timing};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_between");
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {args:?}: {e} (the loss test needs iproute2 and nftables, as root)")
+        });
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {} (the loss test needs root for network namespaces)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace joined to this one by a veth pair, removed on drop.
+struct LossyHost {
+    name: String,
+    host_ip: Ipv4Addr,
+    ns_ip: Ipv4Addr,
+}
+
+impl LossyHost {
+    fn create() -> Self {
+        let id = std::process::id();
+        let name = format!("btwloss{id}");
+        let net = (id % 250) as u8;
+        let host_ip = Ipv4Addr::new(10, 231, net, 1);
+        let ns_ip = Ipv4Addr::new(10, 231, net, 2);
+        let (veth_host, veth_ns) = (format!("bl{id}a"), format!("bl{id}b"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        sh(&["ip", "netns", "add", &name]);
+        let host = Self {
+            name: name.clone(),
+            host_ip,
+            ns_ip,
+        };
+        sh(&[
+            "ip", "link", "add", &veth_host, "type", "veth", "peer", "name", &veth_ns,
+        ]);
+        sh(&["ip", "link", "set", &veth_ns, "netns", &name]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            &veth_host,
+        ]);
+        sh(&["ip", "link", "set", &veth_host, "up"]);
+        let ns = |args: &[&str]| {
+            let mut full = vec!["ip", "netns", "exec", &name];
+            full.extend_from_slice(args);
+            sh(&full);
+        };
+        ns(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &veth_ns]);
+        ns(&["ip", "link", "set", &veth_ns, "up"]);
+        ns(&["ip", "link", "set", "lo", "up"]);
+        ns(&["nft", "add", "table", "inet", "loss"]);
+        for (chain, hook) in [("in", "input"), ("out", "output")] {
+            ns(&[
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "loss",
+                chain,
+                &format!("{{ type filter hook {hook} priority 0; }}"),
+            ]);
+            ns(&[
+                "nft", "add", "rule", "inet", "loss", chain, "meta", "l4proto", "udp", "numgen",
+                "random", "mod", "10", "0", "drop",
+            ]);
+        }
+        host
+    }
+}
+
+impl Drop for LossyHost {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, which deletes the pair.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
+    let (url_tx, url_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut keys = ApiKeys::default();
+            keys.add(DEV_API_KEY, None).unwrap();
+            let server = between_server::start(ServerConfig {
+                listen: SocketAddr::new(listen, 0),
+                keys,
+                timing: Timing::default(),
+                media_ip: listen,
+            })
+            .await
+            .unwrap();
+            url_tx.send(server.url()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            server.shutdown(Duration::from_secs(2)).await;
+        });
+    });
+    (
+        url_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        stop_tx,
+    )
+}
+
+#[test]
+fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
+    let host = LossyHost::create();
+    let (url, stop) = start_server(host.host_ip.into());
+    let host_ip = host.host_ip.to_string();
+    let mut publisher = Command::new(BIN)
+        .args([
+            "join",
+            "lossy",
+            "--server",
+            &url,
+            "--api-key",
+            DEV_API_KEY,
+            "--media-ip",
+            &host_ip,
+        ])
+        .args([
+            "--tone",
+            "440",
+            "--pattern",
+            "--video-size",
+            "320x240",
+            "--fps",
+            "15",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("between-loss-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns_ip = host.ns_ip.to_string();
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &host.name, BIN, "join", "lossy", "--server", &url,
+        ])
+        .args([
+            "--api-key",
+            DEV_API_KEY,
+            "--media-ip",
+            &ns_ip,
+            "--duration",
+            "10s",
+        ])
+        .args(["--record", dir.to_str().unwrap(), "--record-fps", "15"])
+        .output()
+        .unwrap();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let _ = stop.send(());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let wav_path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wav"))
+        .expect("a WAV recording");
+    let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
+    assert!(
+        wav.samples.len() > 6 * 48_000,
+        "{} samples",
+        wav.samples.len()
+    );
+    // The last 5 s, well after the connection settled.
+    let tail = &wav.samples[wav.samples.len() - 5 * 48_000..];
+    let level = between_media::audio::rms(tail);
+    let gap = longest_gap_ms(tail, 48_000, level * 0.1);
+    eprintln!("audio: RMS {level:.3}, longest gap {gap:.0} ms");
+    assert!(gap <= 60.0, "a {gap:.0} ms gap in the tone");
+
+    let y4m_path = wav_path.with_extension("y4m");
+    let mut y4m = between_media::y4m::Y4mReader::new(std::io::BufReader::new(
+        std::fs::File::open(&y4m_path).unwrap(),
+    ))
+    .unwrap();
+    let pattern = TestPattern::new(320, 240).unwrap();
+    let (mut good, mut total) = (0, 0);
+    while let Some(frame) = y4m.next_frame().unwrap() {
+        total += 1;
+        if let Some(c) = read_counter(&frame) {
+            if frame_psnr(&frame, &pattern.frame(c as u32)) >= 28.0 {
+                good += 1;
+            }
+        }
+    }
+    eprintln!("video: {good} of {total} frames at PSNR >= 28 dB");
+    assert!(total >= 60, "{total} frames");
+    assert!(
+        good * 10 >= total * 9,
+        "only {good} of {total} frames at PSNR >= 28 dB"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
