@@ -162,6 +162,16 @@ impl Hub {
                 peers: state.registry.peer_count(),
                 connections: state.outboxes.len(),
                 media_connections: self.sfu.connection_count(),
+                rtp_received: self
+                    .sfu
+                    .counters
+                    .received
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                rtp_forwarded: self
+                    .sfu
+                    .counters
+                    .forwarded
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 replay_misses: state.registry.replay_misses(),
             }
         };

@@ -25,6 +25,8 @@ pub struct Gauges {
     pub peers: usize,
     pub connections: usize,
     pub media_connections: usize,
+    pub rtp_received: u64,
+    pub rtp_forwarded: u64,
     pub replay_misses: u64,
 }
 
@@ -129,6 +131,11 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
+            "# HELP between_rtp_received_total RTP packets the SFU received from publishers.\n# TYPE between_rtp_received_total counter\nbetween_rtp_received_total {}\n# HELP between_rtp_forwarded_total RTP packets the SFU sent to subscribers.\n# TYPE between_rtp_forwarded_total counter\nbetween_rtp_forwarded_total {}",
+            g.rtp_received, g.rtp_forwarded
+        );
+        let _ = writeln!(
+            s,
             "# HELP between_rejections_total Messages rejected, by error code.\n# TYPE between_rejections_total counter"
         );
         if let Ok(map) = self.rejections.lock() {
@@ -155,6 +162,8 @@ mod tests {
             peers: 5,
             connections: 4,
             media_connections: 6,
+            rtp_received: 0,
+            rtp_forwarded: 0,
             replay_misses: 0,
         });
         assert!(text.contains("\nbetween_rooms 2\n"), "{text}");

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 mod cpu;
 mod media;
+mod sfu;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Media(media::MediaBench),
     /// CPU of a publisher and two subscribers (separate processes), and codec cost per frame.
     Cpu(cpu::CpuBench),
+    /// SFU forwarding rate and CPU at several room sizes.
+    Sfu(sfu::SfuBench),
 }
 
 #[derive(Args, Debug)]
@@ -43,6 +46,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Join(args) => join(args).await,
         BenchCommand::Media(args) => media::run(args).await,
         BenchCommand::Cpu(args) => cpu::run(args).await,
+        BenchCommand::Sfu(args) => sfu::run(args).await,
     }
 }
 

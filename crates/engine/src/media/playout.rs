@@ -63,10 +63,16 @@ impl Playout {
         }
     }
 
-    /// One frame per peer.
-    fn pop_all(&self) -> Vec<(String, Vec<f32>)> {
+    /// One frame per peer; with `decode` false the buffers are only drained (nobody listens).
+    fn pop_all(&self, decode: bool) -> Vec<(String, Vec<f32>)> {
         let now = self.now_ms();
         let mut peers = self.lock();
+        if !decode {
+            for p in peers.values_mut() {
+                p.jitter.pop(now);
+            }
+            return Vec::new();
+        }
         peers
             .iter_mut()
             .map(|(id, p)| {
@@ -88,9 +94,11 @@ impl Playout {
 pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<MediaShared>) {
     let mut tick = interval(Duration::from_millis(FRAME_MS as u64));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let listened =
+        shared.peer_audio.is_some() || shared.playback.lock().map(|p| p.is_some()).unwrap_or(false);
     loop {
         tick.tick().await;
-        let frames = playout.pop_all();
+        let frames = playout.pop_all(listened);
         if frames.is_empty() {
             continue;
         }

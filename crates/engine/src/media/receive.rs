@@ -73,6 +73,7 @@ async fn video(remote: Arc<dyn TrackRemote>, peer: &str, inner: Arc<Inner>) {
     let mut assembler = H264Assembler::default();
     let mut decoded = 0u64;
     let mut ask_keyframe = true;
+    let mut skipping = false;
     while let Some(event) = remote.poll().await {
         let packet = match event {
             TrackRemoteEvent::OnRtpPacket(p) => p,
@@ -80,6 +81,16 @@ async fn video(remote: Arc<dyn TrackRemote>, peer: &str, inner: Arc<Inner>) {
             _ => continue,
         };
         let now = Instant::now();
+        if tx.receiver_count() == 0 {
+            // Nobody shows this video (no handle is held): do not spend a decoder on it, and
+            // ask for a keyframe when someone looks again.
+            skipping = true;
+            continue;
+        }
+        if std::mem::take(&mut skipping) {
+            assembler = H264Assembler::default();
+            ask_keyframe = true;
+        }
         assembler.push(packet, now);
         while let Some(unit) = assembler.pop(now) {
             if unit.lost_before > 0 {

@@ -26,6 +26,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -89,8 +90,16 @@ impl PeerState {
     }
 }
 
+/// Packet counters for `/metrics` and `between bench sfu`.
+#[derive(Default)]
+pub(crate) struct RtpCounters {
+    pub received: AtomicU64,
+    pub forwarded: AtomicU64,
+}
+
 pub(crate) struct Sfu {
     media_ip: IpAddr,
+    pub counters: Arc<RtpCounters>,
     peers: Mutex<HashMap<String, PeerState>>,
     signal: mpsc::UnboundedSender<Signal>,
 }
@@ -120,6 +129,7 @@ impl Sfu {
     pub fn new(media_ip: IpAddr, signal: mpsc::UnboundedSender<Signal>) -> Self {
         Self {
             media_ip,
+            counters: Arc::default(),
             peers: Mutex::new(HashMap::new()),
             signal,
         }
@@ -353,10 +363,12 @@ impl Sfu {
         let fanout = published.fanout.clone();
         let sfu = Arc::downgrade(self);
         let publisher = peer.to_string();
+        let counters = self.counters.clone();
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
+                        counters.received.fetch_add(1, Ordering::Relaxed);
                         // No subscribers yet is fine: nothing to forward to.
                         let _ = fanout.send(packet);
                     }
@@ -448,6 +460,7 @@ impl Sfu {
         let gap = if kind == TrackKind::Audio { 960 } else { 3000 };
         let task = tokio::spawn(forward(
             Arc::downgrade(self),
+            self.counters.clone(),
             publisher.to_string(),
             kind,
             local,
@@ -618,6 +631,7 @@ impl Sfu {
 /// One subscription's forwarding loop.
 async fn forward(
     sfu: std::sync::Weak<Sfu>,
+    counters: Arc<RtpCounters>,
     publisher: String,
     kind: TrackKind,
     local: Arc<TrackLocalStaticRTP>,
@@ -632,7 +646,11 @@ async fn forward(
             packet = packets.recv() => match packet {
                 Ok(mut p) => {
                     rewriter.rewrite(&mut p);
-                    if local.write_rtp(p).await.is_ok() && !asked_keyframe && kind != TrackKind::Audio {
+                    let written = local.write_rtp(p).await.is_ok();
+                    if written {
+                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if written && !asked_keyframe && kind != TrackKind::Audio {
                         // The first packet that got through: the subscriber is bound now, so
                         // a keyframe asked for now will reach it.
                         asked_keyframe = true;
