@@ -281,9 +281,11 @@ impl Conference {
         for peer in joined_peers {
             self.inner.events.emit(ConferenceEvent::PeerJoined(peer));
         }
+        // Media first: a subscribe offer may be the very next message, and it must find the
+        // media session there to take it.
+        self.inner.start_media();
         let task = tokio::spawn(signaling::run(self.inner.clone(), ws, rx));
         self.inner.lock().task = Some(task);
-        self.inner.start_media();
         Ok(())
     }
 
