@@ -10,3 +10,7 @@ bin="$CARGO_TARGET_DIR/release"
 for peers in 50 500; do
   "$bin/between" bench join --peers "$peers"
 done
+"$bin/between" bench media --seconds 20 --joins 10
+"$bin/between" bench cpu --seconds 10
+"$bin/between" bench sfu --peers 4,16,50
+"$bin/between" bench sfu --peers 4,16 --video

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Between locally: a development between-server and two bots that join one call, see each
-# other and chat, printing every event as JSON. (The desktop app replaces this once it lands.)
+# Runs Between locally: a development between-server and two bots that join one call, send each
+# other a tone and the test pattern, record what they receive into ./artifacts/run, and chat,
+# printing every event as JSON. (The desktop app replaces this once it lands.)
 # Extra arguments go to the bots, e.g. ./scripts/run.sh --duration 30s
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +30,11 @@ say "server at $url (development key between-dev-key); Ctrl-C to stop"
 duration=(--duration 10s)
 [ $# -gt 0 ] && duration=()
 "$bin/between" join demo --server "$url" --api-key between-dev-key \
-  --data '{"name":"Ann"}' --say "Hello from Ann" "${duration[@]}" "$@" | sed 's/^/ann: /' &
+  --data '{"name":"Ann"}' --say "Hello from Ann" --tone 440 --pattern --video-size 320x240 \
+  --record artifacts/run/ann "${duration[@]}" "$@" | sed 's/^/ann: /' &
 ann=$!
 "$bin/between" join demo --server "$url" --api-key between-dev-key \
-  --data '{"name":"Bob"}' --say "Hi Ann, Bob here" "${duration[@]}" "$@" | sed 's/^/bob: /' &
+  --data '{"name":"Bob"}' --say "Hi Ann, Bob here" --tone 660 --pattern --video-size 320x240 \
+  --record artifacts/run/bob "${duration[@]}" "$@" | sed 's/^/bob: /' &
 bob=$!
 wait $ann $bob

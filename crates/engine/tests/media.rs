@@ -18,6 +18,10 @@ use tokio::sync::Notify;
 const W: u32 = 320;
 const H: u32 = 240;
 
+/// These tests are real-time calls with several encoders and decoders each; on a 2-core
+/// machine, running them side by side starves the playout clocks. One at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Each remote peer's audio as this participant played it out.
 #[derive(Default)]
 struct AudioRecorder {
@@ -112,6 +116,7 @@ async fn until(within: Duration, notify: &Notify, mut done: impl FnMut() -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_hear_and_see_each_other() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = server().await;
     let url = server.url();
     let freqs = [440.0, 660.0, 880.0];
@@ -205,6 +210,7 @@ async fn first_frame(p: &mut Participant, within: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_gets_video_within_a_second() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = server().await;
     let url = server.url();
     let a = Participant::new(&url, KEY, "late", "A");
@@ -237,6 +243,7 @@ async fn a_late_joiner_gets_video_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = server().await;
     let url = server.url();
     let mut a = Participant::new(&url, KEY, "mute", "A");

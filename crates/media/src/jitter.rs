@@ -70,6 +70,9 @@ struct Buffered {
     arrival_ms: f64,
 }
 
+/// How long a loss keeps the extra frame of delay.
+const LOSS_MEMORY_MS: f64 = 5_000.0;
+
 pub struct JitterBuffer {
     cfg: JitterConfig,
     packets: BTreeMap<u64, Buffered>,
@@ -78,6 +81,10 @@ pub struct JitterBuffer {
     last_ts: Option<u64>,
     transits: VecDeque<f64>,
     target_ms: f64,
+    /// While losses are recent, hold two frames more, so the packets after a lost one (the
+    /// next carries its FEC) are usually there when it is due: Opus concealment fades to
+    /// silence within about 40 ms, so blind concealment must stay short.
+    loss_boost_until_ms: f64,
     empty_pops: u32,
     stats: JitterStats,
 }
@@ -91,6 +98,7 @@ impl JitterBuffer {
             play_ts: None,
             last_ts: None,
             transits: VecDeque::new(),
+            loss_boost_until_ms: f64::NEG_INFINITY,
             empty_pops: 0,
             stats: JitterStats::default(),
         }
@@ -133,7 +141,7 @@ impl JitterBuffer {
     pub fn push(&mut self, rtp_timestamp: u32, payload: Vec<u8>, arrival_ms: f64) {
         self.stats.received += 1;
         let ts = self.unwrap(rtp_timestamp);
-        self.observe_transit(arrival_ms - self.ticks_to_ms(ts));
+        self.observe_transit(arrival_ms - self.ticks_to_ms(ts), arrival_ms);
         if self.play_ts.is_some_and(|play| ts < play) {
             self.stats.late += 1;
             return;
@@ -158,7 +166,7 @@ impl JitterBuffer {
         }
     }
 
-    fn observe_transit(&mut self, transit: f64) {
+    fn observe_transit(&mut self, transit: f64, now_ms: f64) {
         if self.transits.len() >= self.cfg.window {
             self.transits.pop_front();
         }
@@ -167,7 +175,10 @@ impl JitterBuffer {
         sorted.sort_by(f64::total_cmp);
         let min = sorted[0];
         let p95 = sorted[((sorted.len() - 1) as f64 * 0.95).round() as usize];
-        let want = p95 - min + self.frame_ms();
+        let mut want = p95 - min + self.frame_ms();
+        if now_ms < self.loss_boost_until_ms {
+            want += 2.0 * self.frame_ms();
+        }
         self.target_ms = want.clamp(self.cfg.min_delay_ms, self.cfg.max_delay_ms);
     }
 
@@ -203,6 +214,7 @@ impl JitterBuffer {
                 self.play_ts = Some(play + frame);
                 self.empty_pops = 0;
                 self.stats.concealed += 1;
+                self.loss_boost_until_ms = now_ms + LOSS_MEMORY_MS;
                 let fec = self.packets.get(&(play + frame)).map(|b| b.payload.clone());
                 return Playout::Conceal { fec };
             }

@@ -200,3 +200,28 @@ fn duplicates_are_ignored() {
     jb.push(0, payload(0), 1.0);
     assert_eq!(jb.stats().duplicates, 1);
 }
+
+#[test]
+fn under_loss_the_next_packet_is_there_when_a_lost_one_is_due() {
+    // Every 10th packet lost: after the first loss the buffer holds two more frames, so later
+    // losses find their successor (and its FEC) already buffered.
+    let arrivals: Vec<Option<f64>> = (0..200)
+        .map(|n| (n % 10 != 5).then_some(n as f64 * 20.0 + 5.0))
+        .collect();
+    let (jb, out, _) = run(&arrivals, 4100.0);
+    let with_fec = out
+        .iter()
+        .filter(|p| matches!(p, Playout::Conceal { fec: Some(_) }))
+        .count();
+    let last_frame = out
+        .iter()
+        .rposition(|p| matches!(p, Playout::Frame(_)))
+        .expect("frames");
+    let without = out[..last_frame]
+        .iter()
+        .filter(|p| matches!(p, Playout::Conceal { fec: None }))
+        .count();
+    assert!(with_fec >= 18, "{with_fec} FEC recoveries of 20 losses");
+    assert!(without <= 3, "{without} blind concealments");
+    assert_eq!(jb.target_delay_ms(), 60.0);
+}

@@ -179,7 +179,7 @@ async fn send_audio(
     mut packetizer: RtpPacketizer,
     shared: Arc<MediaShared>,
 ) {
-    let mut encoder = match OpusEncoder::new(32_000, 10) {
+    let mut encoder = match OpusEncoder::new(32_000, 15) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "no audio encoder");
