@@ -32,6 +32,7 @@ impl Server {
                     keys,
                     timing: Timing::default(),
                     media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    public_ip: None,
                 })
                 .await
                 .unwrap();

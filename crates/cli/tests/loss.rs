@@ -114,6 +114,7 @@ fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
                 keys,
                 timing: Timing::default(),
                 media_ip: listen,
+                public_ip: None,
             })
             .await
             .unwrap();

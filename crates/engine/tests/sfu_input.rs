@@ -262,3 +262,40 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
             .contains("between_rejections_total{code=\"invalid_argument\"} 1")
     );
 }
+
+#[tokio::test]
+async fn a_public_ip_is_advertised_next_to_the_local_address() {
+    let public: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    let server = server_with_public_ip(public).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"nat"}).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Joined { .. }
+    ));
+    let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
+    let publish = json!({"type":"publish","sdp":offer}).to_string();
+    ws.send(Message::Text(publish.into())).await.unwrap();
+    let answer = loop {
+        match next_message(&mut ws).await {
+            ServerMessage::PublishAnswer { sdp } => break sdp,
+            ServerMessage::Error { message, .. } => panic!("publish refused: {message}"),
+            _ => {}
+        }
+    };
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect();
+    assert!(
+        candidates.iter().any(|c| c.contains(" 127.0.0.9 ")),
+        "{candidates:?}"
+    );
+    assert!(
+        candidates.iter().any(|c| c.contains(" 127.0.0.1 ")),
+        "local kept: {candidates:?}"
+    );
+}

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub timing: Timing,
     /// The address media (WebRTC UDP) sockets bind to; `127.0.0.1` keeps calls on this machine.
     pub media_ip: std::net::IpAddr,
+    /// The public address of a server behind 1:1 NAT, advertised to clients as well.
+    pub public_ip: Option<std::net::IpAddr>,
 }
 
 impl ServerConfig {
@@ -78,6 +80,7 @@ impl ServerConfig {
             keys,
             timing: Timing::default(),
             media_ip: listen.ip(),
+            public_ip: None,
         }
     }
 }
@@ -121,7 +124,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
     let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel();
-    let sfu = Arc::new(sfu::Sfu::new(config.media_ip, signal_tx));
+    let media = between_transport::MediaAddress {
+        bind: config.media_ip,
+        public: config.public_ip,
+    };
+    let sfu = Arc::new(sfu::Sfu::new(media, signal_tx));
     let hub = Arc::new(Hub::new(config.keys, config.timing, sfu));
     // The SFU's own messages (offers) reach participants through their signaling connection.
     let pump_hub = Arc::downgrade(&hub);

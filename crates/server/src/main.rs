@@ -34,6 +34,10 @@ struct Args {
     /// Address the media (WebRTC UDP) sockets bind to; default: the --listen address.
     #[arg(long, value_name = "IP")]
     media_ip: Option<std::net::IpAddr>,
+    /// This machine's public address when it sits behind 1:1 NAT (a cloud VM): advertised to
+    /// clients next to the --media-ip address.
+    #[arg(long, value_name = "IP")]
+    public_ip: Option<std::net::IpAddr>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -126,6 +130,7 @@ async fn run() -> anyhow::Result<()> {
         keys,
         timing: Timing::default(),
         media_ip: args.media_ip.unwrap_or(args.listen.ip()),
+        public_ip: args.public_ip,
     })
     .await?;
     // The first stdout line is the contract for scripts and `between bench`.

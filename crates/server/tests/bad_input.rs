@@ -24,6 +24,7 @@ async fn server_with(timing: Timing) -> RunningServer {
         keys,
         timing,
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        public_ip: None,
     })
     .await
     .unwrap()

@@ -49,8 +49,25 @@ pub struct Built {
     pub events: mpsc::UnboundedReceiver<PcEvent>,
 }
 
-/// A connection whose UDP sockets bind to `media_ip` (port chosen by the system).
-pub async fn build(media_ip: IpAddr) -> Result<Built, String> {
+/// Where a connection's media sockets bind, and what address to advertise besides.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaAddress {
+    /// The local address UDP sockets bind to (port chosen by the system).
+    pub bind: IpAddr,
+    /// An address the machine is reachable at from outside (1:1 NAT, e.g. a cloud VM's public
+    /// IP), advertised as an extra candidate next to the local one.
+    pub public: Option<IpAddr>,
+}
+
+impl From<IpAddr> for MediaAddress {
+    fn from(bind: IpAddr) -> Self {
+        Self { bind, public: None }
+    }
+}
+
+/// A connection with Between's codecs and interceptors, bound as `address` says.
+pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
+    let address = address.into();
     let mut engine = media_engine().map_err(|e| e.to_string())?;
     let registry = interceptors(&mut engine).map_err(|e| e.to_string())?;
     let (gathered_tx, gathered) = watch::channel(false);
@@ -69,7 +86,7 @@ pub async fn build(media_ip: IpAddr) -> Result<Built, String> {
             gathered: gathered_tx,
             events: events_tx,
         }))
-        .with_udp_addrs(vec![format!("{media_ip}:0")])
+        .with_udp_addrs(vec![format!("{}:0", address.bind)])
         .build()
         .await
         .map_err(|e| e.to_string())?;
@@ -80,8 +97,66 @@ pub async fn build(media_ip: IpAddr) -> Result<Built, String> {
     })
 }
 
+/// Adds, for every host candidate on `address.bind`, the same candidate on `address.public`
+/// (same port: a 1:1 NAT forwards it), so clients outside reach us while clients on the same
+/// network keep the direct path. (The webrtc crate stores a 1:1 NAT setting but does not use
+/// it, so the SDP is amended here.)
+pub fn advertise_public_address(sdp: &str, address: MediaAddress) -> String {
+    let Some(public) = address.public else {
+        return sdp.to_string();
+    };
+    let bind = format!(" {} ", address.bind);
+    let mut out = String::with_capacity(sdp.len() + 256);
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        let body = line.trim_end_matches(['\r', '\n']);
+        if body.starts_with("a=candidate:") && body.contains(&bind) && body.contains(" typ host") {
+            // A foundation of its own, and a priority just below the original's.
+            let mut fields: Vec<String> = body.split(' ').map(str::to_string).collect();
+            if fields.len() > 5 {
+                fields[0] = format!("{}9", fields[0]);
+                if let Ok(p) = fields[3].parse::<u32>() {
+                    fields[3] = p.saturating_sub(1).to_string();
+                }
+                fields[4] = public.to_string();
+                out.push_str(&fields.join(" "));
+                out.push_str("\r\n");
+            }
+        }
+    }
+    out
+}
+
 /// Waits until ICE gathering has finished (candidates are then inside the local SDP), at
 /// most a few seconds: host candidates gather at once.
 pub async fn gathered(rx: &mut watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|done| *done)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_candidates_follow_their_host_twins() {
+        let sdp = "v=0\r\na=candidate:123 1 udp 2130706431 10.0.0.5 40000 typ host\r\na=candidate:7 1 udp 99 192.168.1.2 5 typ host\r\na=end\r\n";
+        let address = MediaAddress {
+            bind: "10.0.0.5".parse().expect("ip"),
+            public: Some("203.0.113.7".parse().expect("ip")),
+        };
+        let out = advertise_public_address(sdp, address);
+        assert!(out.contains("a=candidate:123 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"));
+        assert!(out.contains("a=candidate:1239 1 udp 2130706430 203.0.113.7 40000 typ host\r\n"));
+        assert_eq!(
+            out.matches("203.0.113.7").count(),
+            1,
+            "only candidates on the bind address"
+        );
+        assert!(out.ends_with("a=end\r\n"));
+        let none = MediaAddress {
+            public: None,
+            ..address
+        };
+        assert_eq!(advertise_public_address(sdp, none), sdp);
+    }
 }

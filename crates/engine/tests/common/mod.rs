@@ -25,9 +25,19 @@ pub async fn server_on(listen: SocketAddr) -> RunningServer {
         keys,
         timing: Timing::default(),
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        public_ip: None,
     })
     .await
     .expect("server starts")
+}
+
+/// A server that also advertises `public_ip` for its media, as behind 1:1 NAT.
+pub async fn server_with_public_ip(public_ip: std::net::IpAddr) -> RunningServer {
+    let mut keys = ApiKeys::default();
+    keys.add(KEY, Some("alpha")).unwrap();
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), keys);
+    config.public_ip = Some(public_ip);
+    between_server::start(config).await.expect("server starts")
 }
 
 pub async fn server() -> RunningServer {

@@ -17,7 +17,7 @@ pub mod rewrite;
 
 use between_media::rtp::{RtpPacket, is_keyframe_request, picture_loss_indication};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
-use between_transport::{PcEvent, build, gathered};
+use between_transport::{MediaAddress, PcEvent, advertise_public_address, build, gathered};
 use rewrite::Rewriter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -25,7 +25,6 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -98,7 +97,7 @@ pub(crate) struct RtpCounters {
 }
 
 pub(crate) struct Sfu {
-    media_ip: IpAddr,
+    media: MediaAddress,
     pub counters: Arc<RtpCounters>,
     peers: Mutex<HashMap<String, PeerState>>,
     signal: mpsc::UnboundedSender<Signal>,
@@ -126,9 +125,9 @@ fn random_ssrc() -> u32 {
 }
 
 impl Sfu {
-    pub fn new(media_ip: IpAddr, signal: mpsc::UnboundedSender<Signal>) -> Self {
+    pub fn new(media: MediaAddress, signal: mpsc::UnboundedSender<Signal>) -> Self {
         Self {
-            media_ip,
+            media,
             counters: Arc::default(),
             peers: Mutex::new(HashMap::new()),
             signal,
@@ -243,7 +242,7 @@ impl Sfu {
         let (pc, mut gathered_rx) = match existing {
             Some(p) => p,
             None => {
-                let built = build(self.media_ip)
+                let built = build(self.media)
                     .await
                     .map_err(|e| ProtocolError::new(ErrorCode::Internal, e))?;
                 let pc = built.pc.clone();
@@ -291,7 +290,7 @@ impl Sfu {
                 return Err(e);
             }
         };
-        Ok(local.sdp)
+        Ok(advertise_public_address(&local.sdp, self.media))
     }
 
     fn spawn_publisher_events(
@@ -490,7 +489,7 @@ impl Sfu {
         if let Some(s) = self.lock().get(peer)?.subscriber.as_ref() {
             return Some(s.pc.clone());
         }
-        let built = match build(self.media_ip).await {
+        let built = match build(self.media).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a subscriber connection");
