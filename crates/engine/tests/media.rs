@@ -5,7 +5,7 @@
 mod common;
 
 use between_engine::media::sources::{PatternVideo, ToneAudio};
-use between_engine::{ConferenceEvent, MediaOptions, PeerAudioTap, PeerEvent, RemoteVideo};
+use between_engine::{ConferenceEvent, MediaOptions, PeerEvent, RemoteVideo};
 use between_media::analysis::{frame_psnr, tone_snr_db};
 use between_media::h264::VideoEncoderSettings;
 use between_media::pattern::{TestPattern, read_counter};
@@ -21,25 +21,6 @@ const H: u32 = 240;
 /// These tests are real-time calls with several encoders and decoders each; on a 2-core
 /// machine, running them side by side starves the playout clocks. One at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Each remote peer's audio as this participant played it out.
-#[derive(Default)]
-struct AudioRecorder {
-    by_peer: Mutex<HashMap<String, Vec<f32>>>,
-    wrote: Notify,
-}
-
-impl PeerAudioTap for AudioRecorder {
-    fn write(&self, peer_id: &str, samples: &[f32]) {
-        self.by_peer
-            .lock()
-            .unwrap()
-            .entry(peer_id.to_string())
-            .or_default()
-            .extend_from_slice(samples);
-        self.wrote.notify_waiters();
-    }
-}
 
 /// Counters and PSNR of every frame a participant decoded, by publisher.
 #[derive(Default)]

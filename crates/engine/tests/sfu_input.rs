@@ -5,7 +5,7 @@
 
 mod common;
 
-use between_engine::media::sources::{PeerAudioTap, ToneAudio};
+use between_engine::media::sources::ToneAudio;
 use between_engine::{ErrorCode, MediaOptions};
 use between_media::analysis::tone_snr_db;
 use between_protocol::{ServerMessage, decode_server};
@@ -19,55 +19,12 @@ use rtc::rtp_transceiver::rtp_sender::{
     RtpCodecKind,
 };
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler};
-
-#[derive(Default)]
-struct Recorder {
-    samples: Mutex<HashMap<String, Vec<f32>>>,
-    wrote: Notify,
-}
-
-impl PeerAudioTap for Recorder {
-    fn write(&self, peer_id: &str, samples: &[f32]) {
-        self.samples
-            .lock()
-            .unwrap()
-            .entry(peer_id.into())
-            .or_default()
-            .extend_from_slice(samples);
-        self.wrote.notify_waiters();
-    }
-}
-
-impl Recorder {
-    fn len(&self, peer: &str) -> usize {
-        self.samples.lock().unwrap().get(peer).map_or(0, Vec::len)
-    }
-
-    async fn wait_len(&self, peer: &str, n: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.len(peer) < n {
-            let notified = self.wrote.notified();
-            assert!(
-                tokio::time::timeout_at(deadline, notified).await.is_ok(),
-                "audio stalled"
-            );
-        }
-    }
-
-    fn tone_db(&self, peer: &str, freq: f64) -> f64 {
-        let m = self.samples.lock().unwrap();
-        let s = &m[peer];
-        tone_snr_db(&s[s.len() - 24_000..], 48_000, freq)
-    }
-}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -89,6 +46,17 @@ async fn next_error(ws: &mut Ws) -> (ErrorCode, bool) {
     loop {
         if let ServerMessage::Error { code, fatal, .. } = next_message(ws).await {
             return (code, fatal);
+        }
+    }
+}
+
+/// The server's answer to a publish, failing on an error.
+async fn publish_answer(ws: &mut Ws) -> String {
+    loop {
+        match next_message(ws).await {
+            ServerMessage::PublishAnswer { sdp } => return sdp,
+            ServerMessage::Error { message, .. } => panic!("publish refused: {message}"),
+            _ => {}
         }
     }
 }
@@ -161,7 +129,7 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
         })
         .unwrap();
     a.conf.start_call().await.unwrap();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(AudioRecorder::default());
     let b = Participant::new(&url, KEY, "sfu-bad", "B");
     b.conf
         .set_media(MediaOptions {
@@ -172,8 +140,8 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
         .unwrap();
     b.conf.start_call().await.unwrap();
     let a_id = a.id();
-    recorder.wait_len(&a_id, 48_000).await;
-    assert!(recorder.tone_db(&a_id, 440.0) >= 30.0);
+    recorder.until(|r| r.len(&a_id) >= 48_000).await;
+    assert!(tone_snr_db(&recorder.tail(&a_id, 24_000), 48_000, 440.0) >= 30.0);
 
     // A raw client in the same call.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -227,13 +195,7 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
     ws.send(send(json!({"type":"publish","sdp":offer}).to_string()))
         .await
         .unwrap();
-    let answer = loop {
-        match next_message(&mut ws).await {
-            ServerMessage::PublishAnswer { sdp } => break sdp,
-            ServerMessage::Error { message, .. } => panic!("publish refused: {message}"),
-            _ => {}
-        }
-    };
+    let answer = publish_answer(&mut ws).await;
     let port: u16 = answer
         .lines()
         .find(|l| l.starts_with("a=candidate") && l.contains("127.0.0.1"))
@@ -253,8 +215,8 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
 
     // The call goes on: another second of clean tone, and the server still answers.
     let at = recorder.len(&a_id);
-    recorder.wait_len(&a_id, at + 48_000).await;
-    let db = recorder.tone_db(&a_id, 440.0);
+    recorder.until(|r| r.len(&a_id) >= at + 48_000).await;
+    let db = tone_snr_db(&recorder.tail(&a_id, 24_000), 48_000, 440.0);
     assert!(db >= 30.0, "tone after the garbage: {db:.1} dB");
     assert!(
         server
@@ -279,13 +241,7 @@ async fn a_public_ip_is_advertised_next_to_the_local_address() {
     let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
     let publish = json!({"type":"publish","sdp":offer}).to_string();
     ws.send(Message::Text(publish.into())).await.unwrap();
-    let answer = loop {
-        match next_message(&mut ws).await {
-            ServerMessage::PublishAnswer { sdp } => break sdp,
-            ServerMessage::Error { message, .. } => panic!("publish refused: {message}"),
-            _ => {}
-        }
-    };
+    let answer = publish_answer(&mut ws).await;
     let candidates: Vec<&str> = answer
         .lines()
         .filter(|l| l.starts_with("a=candidate"))
@@ -297,5 +253,28 @@ async fn a_public_ip_is_advertised_next_to_the_local_address() {
     assert!(
         candidates.iter().any(|c| c.contains(" 127.0.0.1 ")),
         "local kept: {candidates:?}"
+    );
+
+    // The server's own offers (to receive others' media) carry it too.
+    let talker = Participant::new(&server.url(), KEY, "nat", "talker");
+    talker
+        .conf
+        .set_media(MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(300.0))),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    talker.conf.start_call().await.unwrap();
+    let offer = loop {
+        if let ServerMessage::SubscribeOffer { sdp, .. } = next_message(&mut ws).await {
+            break sdp;
+        }
+    };
+    assert!(
+        offer
+            .lines()
+            .any(|l| l.starts_with("a=candidate") && l.contains(" 127.0.0.9 ")),
+        "{offer}"
     );
 }

@@ -9,11 +9,11 @@
 //! - time to first media: a fresh receiver joins a call with a running publisher; from
 //!   `start_call()` to its first non-silent audio frame and first decoded video frame.
 
-use super::{ServerProcess, between_dev_key, summary};
+use super::{ServerProcess, bench_conference, summary};
 use anyhow::Context;
 use between_engine::media::sources::PatternVideo;
 use between_engine::{
-    AudioSource, Conference, ConferenceEvent, EngineConfig, MediaOptions, PeerAudioTap, PeerEvent,
+    AudioSource, ConferenceEvent, EventStream, MediaOptions, PeerAudioTap, PeerEvent, RemoteVideo,
     VideoSource,
 };
 use between_media::h264::VideoEncoderSettings;
@@ -132,12 +132,7 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
     let (w, h) = args.video_size;
     let clicks: Stamps = Arc::default();
     let sent: Arc<Mutex<HashMap<u16, Instant>>> = Arc::default();
-    let publisher = Conference::new(
-        EngineConfig::new(&server.url),
-        between_dev_key(),
-        "bench-media",
-        json!({"name": "publisher"}),
-    )?;
+    let publisher = bench_conference(&server.url, "bench-media", "publisher")?;
     publisher.set_media(MediaOptions {
         audio: Some(Box::new(ClickSource {
             frame: 0,
@@ -161,12 +156,7 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
 
     // Latency: one receiver for the whole run.
     let tap = Arc::new(OnsetTap::default());
-    let receiver = Conference::new(
-        EngineConfig::new(&server.url),
-        between_dev_key(),
-        "bench-media",
-        json!({"name": "receiver"}),
-    )?;
+    let receiver = bench_conference(&server.url, "bench-media", "receiver")?;
     receiver.set_media(MediaOptions {
         peer_audio: Some(tap.clone()),
         media_ip: loopback(),
@@ -174,16 +164,7 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
     })?;
     let mut events = receiver.events();
     receiver.start_call().await?;
-    let mut video = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Some(ConferenceEvent::Peer {
-                event: PeerEvent::VideoCreated(v),
-                ..
-            })) => break v,
-            Ok(Some(_)) => {}
-            _ => anyhow::bail!("no video from the publisher within 10 s"),
-        }
-    };
+    let mut video = wait_for_video(&mut events).await?;
     // Skip the start-up second, then measure.
     let clicks_before = clicks.lock().map(|c| c.len()).unwrap_or(0);
     let onsets_before = tap.onsets.lock().map(|o| o.len()).unwrap_or(0);
@@ -225,12 +206,7 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
     let mut first_video = Vec::new();
     for i in 0..args.joins {
         let tap = Arc::new(OnsetTap::default());
-        let conf = Conference::new(
-            EngineConfig::new(&server.url),
-            between_dev_key(),
-            "bench-media",
-            json!({ "name": format!("joiner-{i}") }),
-        )?;
+        let conf = bench_conference(&server.url, "bench-media", &format!("joiner-{i}"))?;
         conf.set_media(MediaOptions {
             peer_audio: Some(tap.clone()),
             media_ip: loopback(),
@@ -239,16 +215,7 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
         let mut events = conf.events();
         let t0 = Instant::now();
         conf.start_call().await?;
-        let mut video = loop {
-            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Some(ConferenceEvent::Peer {
-                    event: PeerEvent::VideoCreated(v),
-                    ..
-                })) => break v,
-                Ok(Some(_)) => {}
-                _ => anyhow::bail!("joiner {i}: no video within 10 s"),
-            }
-        };
+        let mut video = wait_for_video(&mut events).await?;
         tokio::time::timeout(Duration::from_secs(5), video.next())
             .await
             .context("no first frame within 5 s")?;
@@ -307,4 +274,19 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
 /// When the tap first got a frame from the publisher (any frame out of the jitter buffer).
 fn first_decoded(tap: &OnsetTap) -> Option<Instant> {
     tap.first_sound.lock().ok().and_then(|f| *f)
+}
+
+/// The first remote video that shows up, within 10 s.
+async fn wait_for_video(events: &mut EventStream) -> anyhow::Result<RemoteVideo> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            })) => return Ok(v),
+            Ok(Some(_)) => {}
+            _ => anyhow::bail!("no remote video within 10 s"),
+        }
+    }
 }

@@ -171,12 +171,7 @@ async fn join(args: JoinBench) -> anyhow::Result<()> {
     let mut join_ms = Vec::with_capacity(args.peers);
     let mut notify_ms = Vec::new();
     for i in 0..args.peers {
-        let conf = Conference::new(
-            EngineConfig::new(&server.url),
-            between_dev_key(),
-            "bench-join",
-            json!({ "name": format!("bot-{i}") }),
-        )?;
+        let conf = bench_conference(&server.url, "bench-join", &format!("bot-{i}"))?;
         let mut events = conf.events();
         let tx = seen_tx.clone();
         tokio::spawn(async move {
@@ -240,6 +235,16 @@ async fn join(args: JoinBench) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A conference of the bench's server, named `name` in `call`.
+pub(crate) fn bench_conference(url: &str, call: &str, name: &str) -> anyhow::Result<Conference> {
+    Ok(Conference::new(
+        EngineConfig::new(url),
+        between_dev_key(),
+        call,
+        json!({ "name": name }),
+    )?)
 }
 
 pub(crate) fn between_dev_key() -> &'static str {

@@ -4,10 +4,10 @@
 //! process's CPU time comes from /proc and its packet counts from /metrics, over a window after
 //! everyone is connected.
 
-use super::{ServerProcess, between_dev_key, cpu_seconds};
+use super::{ServerProcess, bench_conference, cpu_seconds};
 use anyhow::Context;
+use between_engine::MediaOptions;
 use between_engine::media::sources::{PatternVideo, ToneAudio};
-use between_engine::{Conference, EngineConfig, MediaOptions};
 use between_media::h264::VideoEncoderSettings;
 use clap::Args;
 use serde_json::json;
@@ -56,12 +56,7 @@ pub async fn run(args: SfuBench) -> anyhow::Result<()> {
         let server = ServerProcess::spawn(args.server_bin.clone())?;
         let mut people = Vec::with_capacity(n);
         for i in 0..n {
-            let conf = Conference::new(
-                EngineConfig::new(&server.url),
-                between_dev_key(),
-                "bench-sfu",
-                json!({ "name": format!("bot-{i}") }),
-            )?;
+            let conf = bench_conference(&server.url, "bench-sfu", &format!("bot-{i}"))?;
             let video = if args.video {
                 Some(
                     Box::new(PatternVideo::new(320, 240, 15.0).map_err(|e| anyhow::anyhow!(e))?)

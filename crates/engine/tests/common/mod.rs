@@ -204,3 +204,47 @@ async fn copy(
         }
     }
 }
+
+/// Each remote peer's audio as a participant played it out.
+#[derive(Default)]
+pub struct AudioRecorder {
+    pub by_peer: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
+    pub wrote: tokio::sync::Notify,
+}
+
+impl between_engine::PeerAudioTap for AudioRecorder {
+    fn write(&self, peer_id: &str, samples: &[f32]) {
+        self.by_peer
+            .lock()
+            .unwrap()
+            .entry(peer_id.to_string())
+            .or_default()
+            .extend_from_slice(samples);
+        self.wrote.notify_waiters();
+    }
+}
+
+impl AudioRecorder {
+    pub fn len(&self, peer: &str) -> usize {
+        self.by_peer.lock().unwrap().get(peer).map_or(0, Vec::len)
+    }
+
+    /// The last `n` samples recorded from `peer`.
+    pub fn tail(&self, peer: &str, n: usize) -> Vec<f32> {
+        let m = self.by_peer.lock().unwrap();
+        let s = &m[peer];
+        s[s.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// Waits (10 s at most) until `done` holds, re-checking whenever audio is written.
+    pub async fn until(&self, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done(self) {
+            let notified = self.wrote.notified();
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                assert!(done(self), "recorded audio did not get there within 10 s");
+                return;
+            }
+        }
+    }
+}

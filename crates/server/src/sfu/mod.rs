@@ -36,6 +36,9 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 use webrtc::rtp_transceiver::RtpSender;
 
+/// How long a subscribe offer waits for its answer before it is made again.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Packets buffered per published track for its slowest subscriber (about 1 s of 720p).
 const FANOUT_CAPACITY: usize = 1024;
 
@@ -550,13 +553,14 @@ impl Sfu {
         match offer {
             Ok(desc) => {
                 let msg = ServerMessage::SubscribeOffer {
-                    sdp: desc.sdp,
+                    sdp: advertise_public_address(&desc.sdp, self.media),
                     tracks,
                 };
                 if let Some(state) = self.lock().get_mut(peer) {
                     state.pending_offer = Some(msg.clone());
                 }
-                let _ = self.signal.send((peer.to_string(), msg));
+                let _ = self.signal.send((peer.to_string(), msg.clone()));
+                self.expect_answer(peer, msg);
             }
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot create a subscriber offer");
@@ -565,6 +569,32 @@ impl Sfu {
                 }
             }
         }
+    }
+
+    /// An offer lost on the way (or a client that never answered) must not stall this
+    /// participant's renegotiation for good: after a while, offer again.
+    fn expect_answer(self: &Arc<Self>, peer: &str, offer: ServerMessage) {
+        let sfu = Arc::downgrade(self);
+        let peer = peer.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(ANSWER_TIMEOUT).await;
+            let Some(sfu) = sfu.upgrade() else { return };
+            let stale = {
+                let mut peers = sfu.lock();
+                match peers.get_mut(&peer) {
+                    Some(state) if state.pending_offer.as_ref() == Some(&offer) => {
+                        state.negotiating = false;
+                        state.pending_offer = None;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if stale {
+                tracing::info!(peer = %peer, "no answer to a subscribe offer; offering again");
+                sfu.renegotiate(&peer).await;
+            }
+        });
     }
 
     /// Applies a subscriber's answer, then the next round if one is queued.
