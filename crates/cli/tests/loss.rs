@@ -189,7 +189,12 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "wav"))
-        .expect("a WAV recording");
+        .unwrap_or_else(|| {
+            panic!(
+                "no WAV recording; the receiver printed:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
     let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
     assert!(
         wav.samples.len() > 6 * 48_000,

@@ -68,6 +68,7 @@ pub struct JitterStats {
 struct Buffered {
     payload: Vec<u8>,
     arrival_ms: f64,
+    seq: u16,
 }
 
 /// How long a loss keeps the extra frame of delay.
@@ -85,6 +86,9 @@ pub struct JitterBuffer {
     /// next carries its FEC) are usually there when it is due: Opus concealment fades to
     /// silence within about 40 ms, so blind concealment must stay short.
     loss_boost_until_ms: f64,
+    /// The sequence number of the last packet played: when the packet after a hole follows it
+    /// directly, the hole was DTX (the sender had nothing to say), not loss.
+    last_seq: Option<u16>,
     empty_pops: u32,
     stats: JitterStats,
 }
@@ -99,6 +103,7 @@ impl JitterBuffer {
             last_ts: None,
             transits: VecDeque::new(),
             loss_boost_until_ms: f64::NEG_INFINITY,
+            last_seq: None,
             empty_pops: 0,
             stats: JitterStats::default(),
         }
@@ -138,7 +143,7 @@ impl JitterBuffer {
         ext
     }
 
-    pub fn push(&mut self, rtp_timestamp: u32, payload: Vec<u8>, arrival_ms: f64) {
+    pub fn push(&mut self, sequence: u16, rtp_timestamp: u32, payload: Vec<u8>, arrival_ms: f64) {
         self.stats.received += 1;
         let ts = self.unwrap(rtp_timestamp);
         self.observe_transit(arrival_ms - self.ticks_to_ms(ts), arrival_ms);
@@ -155,6 +160,7 @@ impl JitterBuffer {
             Buffered {
                 payload,
                 arrival_ms,
+                seq: sequence,
             },
         );
         // Never hold more than the maximum delay's worth (plus slack): a sender far ahead of
@@ -201,11 +207,13 @@ impl JitterBuffer {
         };
         let play = self.shed_excess_delay(play);
         if let Some(buffered) = self.packets.remove(&play) {
+            self.last_seq = Some(buffered.seq);
             self.play_ts = Some(play + frame);
             self.empty_pops = 0;
             self.stats.played += 1;
             return Playout::Frame(buffered.payload);
         }
+        let after_hole = self.packets.range(play..).next().map(|(_, b)| b.seq);
         if let Some((&newest, _)) = self.packets.last_key_value() {
             // A hole with later packets waiting. Below the target delay, wait for it (conceal
             // without advancing: the delay grows by a frame); at or above, it is lost.
@@ -214,7 +222,13 @@ impl JitterBuffer {
                 self.play_ts = Some(play + frame);
                 self.empty_pops = 0;
                 self.stats.concealed += 1;
-                self.loss_boost_until_ms = now_ms + LOSS_MEMORY_MS;
+                let dtx = matches!(
+                    (self.last_seq, after_hole),
+                    (Some(l), Some(n)) if n == l.wrapping_add(1)
+                );
+                if !dtx {
+                    self.loss_boost_until_ms = now_ms + LOSS_MEMORY_MS;
+                }
                 let fec = self.packets.get(&(play + frame)).map(|b| b.payload.clone());
                 return Playout::Conceal { fec };
             }

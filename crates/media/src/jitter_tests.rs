@@ -27,7 +27,12 @@ fn run(arrivals: &[Option<f64>], until_ms: f64) -> (JitterBuffer, Vec<Playout>, 
     while t <= until_ms {
         while next < order.len() && order[next].0 <= t {
             let (at, n) = order[next];
-            jb.push(n.wrapping_mul(FRAME).wrapping_add(7), payload(n), at);
+            jb.push(
+                n as u16,
+                n.wrapping_mul(FRAME).wrapping_add(7),
+                payload(n),
+                at,
+            );
             next += 1;
         }
         let p = jb.pop(t);
@@ -185,7 +190,7 @@ fn timestamps_wrap_around() {
     let mut got = Vec::new();
     for n in 0..10u32 {
         let t = n as f64 * 20.0;
-        jb.push(start.wrapping_add(n * FRAME), payload(n), t);
+        jb.push(n as u16, start.wrapping_add(n * FRAME), payload(n), t);
         if let Playout::Frame(p) = jb.pop(t + 20.0) {
             got.push(number(&p));
         }
@@ -196,8 +201,8 @@ fn timestamps_wrap_around() {
 #[test]
 fn duplicates_are_ignored() {
     let mut jb = JitterBuffer::new(JitterConfig::default());
-    jb.push(0, payload(0), 0.0);
-    jb.push(0, payload(0), 1.0);
+    jb.push(0, 0, payload(0), 0.0);
+    jb.push(0, 0, payload(0), 1.0);
     assert_eq!(jb.stats().duplicates, 1);
 }
 
@@ -224,4 +229,21 @@ fn under_loss_the_next_packet_is_there_when_a_lost_one_is_due() {
     assert!(with_fec >= 18, "{with_fec} FEC recoveries of 20 losses");
     assert!(without <= 3, "{without} blind concealments");
     assert_eq!(jb.target_delay_ms(), 60.0);
+}
+
+#[test]
+fn a_dtx_pause_is_not_taken_for_loss() {
+    // Sequence numbers run on while the timestamps jump (no packets during silence).
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for n in 0..10u32 {
+        jb.push(n as u16, n * FRAME, payload(n), n as f64 * 20.0);
+        jb.pop(n as f64 * 20.0 + 20.0);
+    }
+    for n in 10..20u32 {
+        let ts = (n + 20) * FRAME; // 400 ms later
+        let at = (n + 20) as f64 * 20.0;
+        jb.push(n as u16, ts, payload(n), at);
+        jb.pop(at + 20.0);
+    }
+    assert_eq!(jb.target_delay_ms(), 20.0, "no loss boost for DTX");
 }

@@ -74,8 +74,12 @@ pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
     let (events_tx, events) = mpsc::unbounded_channel();
     // No mDNS: candidates carry plain IPs, and nothing binds port 5353 (which fails where
     // there is no multicast route, e.g. in a network namespace, and is not ours to take).
+    // Connectivity checks every 100 ms instead of 200 (a call connects sooner); 14 attempts
+    // keep the default 1.4 s per candidate pair. 50 ms made connections fail now and then
+    // under 10 % loss (the loss test).
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_connection_attempts(Some(Duration::from_millis(100)), Some(14))
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_setting_engine(settings)

@@ -56,10 +56,10 @@ impl Playout {
         self.lock().remove(peer);
     }
 
-    pub fn push(&self, peer: &str, timestamp: u32, payload: Vec<u8>) {
+    pub fn push(&self, peer: &str, sequence: u16, timestamp: u32, payload: Vec<u8>) {
         let now = self.now_ms();
         if let Some(p) = self.lock().get_mut(peer) {
-            p.jitter.push(timestamp, payload, now);
+            p.jitter.push(sequence, timestamp, payload, now);
         }
     }
 

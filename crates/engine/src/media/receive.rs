@@ -46,7 +46,12 @@ async fn audio(remote: Arc<dyn TrackRemote>, peer: &str, playout: Arc<Playout>) 
     while let Some(event) = remote.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(p) => {
-                playout.push(peer, p.header.timestamp, p.payload.to_vec());
+                playout.push(
+                    peer,
+                    p.header.sequence_number,
+                    p.header.timestamp,
+                    p.payload.to_vec(),
+                );
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
