@@ -296,3 +296,96 @@ async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_the_camera_off_stops_the_video_and_on_brings_it_back() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = server().await;
+    let url = server.url();
+    let mut a = Participant::new(&url, KEY, "camera", "A");
+    a.conf
+        .set_media(MediaOptions {
+            video: Some(Box::new(PatternVideo::new(W, H, 15.0).unwrap())),
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    a.conf.start_call().await.unwrap();
+    let local = a
+        .wait_for(Duration::from_secs(5), "localParticipant", |e| match e {
+            ConferenceEvent::LocalParticipant(l) => Some(l.clone()),
+            _ => None,
+        })
+        .await;
+    let mut b = Participant::new(&url, KEY, "camera", "B");
+    b.conf
+        .set_media(MediaOptions {
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    b.conf.start_call().await.unwrap();
+    let mut video = b
+        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+    let next_counter = async |video: &mut RemoteVideo| {
+        let f = tokio::time::timeout(Duration::from_secs(3), video.next())
+            .await
+            .expect("a frame in time")
+            .expect("track alive");
+        read_counter(&f.frame).expect("pattern")
+    };
+    for _ in 0..5 {
+        next_counter(&mut video).await;
+    }
+
+    local.mute_video();
+    assert!(local.is_video_muted());
+    b.wait_for(Duration::from_secs(3), "videoPaused", |e| {
+        matches!(
+            e,
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoPaused,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    let before = video
+        .latest()
+        .and_then(|f| read_counter(&f.frame))
+        .expect("a frame");
+    // Stay off for a while: the source keeps counting, nothing is sent.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    local.unmute_video();
+    b.wait_for(Duration::from_secs(3), "videoResumed", |e| {
+        matches!(
+            e,
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoResumed,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await;
+    let mut after = next_counter(&mut video).await;
+    while after <= before + 1 {
+        // Frames that were in flight when the camera went off.
+        after = next_counter(&mut video).await;
+    }
+    assert!(
+        after >= before + 8,
+        "frames kept flowing while off: {before} then {after}"
+    );
+    for _ in 0..5 {
+        next_counter(&mut video).await;
+    }
+}

@@ -63,6 +63,9 @@ async fn serve(
                         if let Some(end) = c.on_text(&text).await {
                             break end;
                         }
+                        // Handling may have waited (media negotiation gathers candidates):
+                        // that was us being busy, not the client being silent.
+                        last_seen = Instant::now();
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let err = ProtocolError::new(
