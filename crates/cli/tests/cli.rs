@@ -33,6 +33,7 @@ impl Server {
                     timing: Timing::default(),
                     media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
                     public_ip: None,
+                    max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
                 })
                 .await
                 .unwrap();

@@ -69,7 +69,13 @@ pub struct ServerConfig {
     pub media_ip: std::net::IpAddr,
     /// The public address of a server behind 1:1 NAT, advertised to clients as well.
     pub public_ip: Option<std::net::IpAddr>,
+    /// Open WebSocket connections one client address may hold (0: no limit), so one host
+    /// cannot exhaust the server for everyone else.
+    pub max_connections_per_ip: usize,
 }
+
+/// The default for [`ServerConfig::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
 impl ServerConfig {
     /// Listening on `listen`, media on the same address (or all interfaces if `listen` is
@@ -81,6 +87,7 @@ impl ServerConfig {
             timing: Timing::default(),
             media_ip: listen.ip(),
             public_ip: None,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -144,6 +151,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = http::router(http::AppState {
         hub: hub.clone(),
         shutdown: shutdown_rx.clone(),
+        per_ip: Arc::new(http::PerIp::new(config.max_connections_per_ip)),
     });
     let mut serve_shutdown = shutdown_rx.clone();
     // Signaling is small messages that must go out now: no Nagle delay (it showed up as a
@@ -154,6 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
     });
     let serve = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = serve_shutdown.changed().await;

@@ -38,6 +38,9 @@ struct Args {
     /// clients next to the --media-ip address.
     #[arg(long, value_name = "IP")]
     public_ip: Option<std::net::IpAddr>,
+    /// Open connections one client address may hold; 0 for no limit.
+    #[arg(long, default_value_t = between_server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -131,6 +134,7 @@ async fn run() -> anyhow::Result<()> {
         timing: Timing::default(),
         media_ip: args.media_ip.unwrap_or(args.listen.ip()),
         public_ip: args.public_ip,
+        max_connections_per_ip: args.max_connections_per_ip,
     })
     .await?;
     // The first stdout line is the contract for scripts and `between bench`.

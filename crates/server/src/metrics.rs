@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Default)]
 pub struct Metrics {
     pub connections_total: AtomicU64,
+    pub connections_refused_total: AtomicU64,
     pub messages_in_total: AtomicU64,
     pub messages_out_total: AtomicU64,
     pub joins_total: AtomicU64,
@@ -87,6 +88,12 @@ impl Metrics {
             "between_connections_total",
             "WebSocket connections accepted.",
             &self.connections_total,
+        );
+        counter(
+            &mut s,
+            "between_connections_refused_total",
+            "Connections refused: too many from one address.",
+            &self.connections_refused_total,
         );
         counter(
             &mut s,

@@ -17,6 +17,10 @@ const KEY: &str = "bad-input-test-key";
 const WAIT: Duration = Duration::from_secs(3);
 
 async fn server_with(timing: Timing) -> RunningServer {
+    server_limited(timing, between_server::DEFAULT_MAX_CONNECTIONS_PER_IP).await
+}
+
+async fn server_limited(timing: Timing, max_connections_per_ip: usize) -> RunningServer {
     let mut keys = ApiKeys::default();
     keys.add(KEY, None).unwrap();
     between_server::start(ServerConfig {
@@ -25,6 +29,7 @@ async fn server_with(timing: Timing) -> RunningServer {
         timing,
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         public_ip: None,
+        max_connections_per_ip,
     })
     .await
     .unwrap()
@@ -293,4 +298,38 @@ async fn healthz_and_metrics_answer_over_http() {
     assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
     assert!(metrics.contains("\nbetween_rooms 1\n"), "{metrics}");
     assert!(metrics.contains("\nbetween_joins_total 1\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let server = server_limited(Timing::default(), 2).await;
+    let (a, _) = joined(&server, "limit").await;
+    let (_b, _) = joined(&server, "limit").await;
+    match tokio_tungstenite::connect_async(server.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        other => panic!(
+            "a third connection should be refused, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(
+        server
+            .metrics_text()
+            .contains("between_connections_refused_total 1")
+    );
+    // A place frees when a connection closes.
+    drop(a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if tokio_tungstenite::connect_async(server.url()).await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed place was not given back"
+        );
+        tokio::task::yield_now().await;
+    }
 }

@@ -66,6 +66,8 @@ impl ServerProcess {
         };
         let mut child = Command::new(&bin)
             .args(["--listen", "127.0.0.1:0", "--dev", "--log", "warn"])
+            // Every bench participant connects from 127.0.0.1.
+            .args(["--max-connections-per-ip", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

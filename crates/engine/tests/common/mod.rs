@@ -26,6 +26,7 @@ pub async fn server_on(listen: SocketAddr) -> RunningServer {
         timing: Timing::default(),
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         public_ip: None,
+        max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
     })
     .await
     .expect("server starts")
