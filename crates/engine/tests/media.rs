@@ -197,14 +197,15 @@ async fn a_late_joiner_gets_video_within_a_second() {
     let a = Participant::new(&url, KEY, "late", "A");
     a.conf.set_media(av_media(440.0, Arc::default())).unwrap();
     a.conf.start_call().await.unwrap();
-    let mut b = Participant::new(&url, KEY, "late", "B");
-    b.conf
-        .set_media(MediaOptions {
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+    let mut b = Participant::with_media(
+        &url,
+        "late",
+        "B",
+        MediaOptions {
             ..MediaOptions::default()
-        })
-        .unwrap();
-    b.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     first_frame(&mut b, Duration::from_secs(10)).await;
 
     // A has been sending for a while: its periodic keyframe is far away, so only a keyframe
@@ -227,31 +228,28 @@ async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let server = server().await;
     let url = server.url();
-    let mut a = Participant::new(&url, KEY, "mute", "A");
-    a.conf
-        .set_media(MediaOptions {
+    let mut a = Participant::with_media(
+        &url,
+        "mute",
+        "A",
+        MediaOptions {
             audio: Some(Box::new(ToneAudio::new(440.0))),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    a.conf.start_call().await.unwrap();
-    let local = a
-        .wait_for(Duration::from_secs(5), "localParticipant", |e| match e {
-            ConferenceEvent::LocalParticipant(l) => Some(l.clone()),
-            _ => None,
-        })
-        .await;
+        },
+    )
+    .await;
+    let local = a.local_participant().await;
     let recorder = Arc::new(AudioRecorder::default());
-    let mut b = Participant::new(&url, KEY, "mute", "B");
-    b.conf
-        .set_media(MediaOptions {
+    let mut b = Participant::with_media(
+        &url,
+        "mute",
+        "B",
+        MediaOptions {
             peer_audio: Some(recorder.clone()),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    b.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     let a_id = a.id();
     let recorded = |r: &AudioRecorder| r.by_peer.lock().unwrap().get(&a_id).map_or(0, Vec::len);
     let tail = |r: &AudioRecorder, n: usize| {
@@ -302,29 +300,26 @@ async fn turning_the_camera_off_stops_the_video_and_on_brings_it_back() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let server = server().await;
     let url = server.url();
-    let mut a = Participant::new(&url, KEY, "camera", "A");
-    a.conf
-        .set_media(MediaOptions {
+    let mut a = Participant::with_media(
+        &url,
+        "camera",
+        "A",
+        MediaOptions {
             video: Some(Box::new(PatternVideo::new(W, H, 15.0).unwrap())),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    a.conf.start_call().await.unwrap();
-    let local = a
-        .wait_for(Duration::from_secs(5), "localParticipant", |e| match e {
-            ConferenceEvent::LocalParticipant(l) => Some(l.clone()),
-            _ => None,
-        })
-        .await;
-    let mut b = Participant::new(&url, KEY, "camera", "B");
-    b.conf
-        .set_media(MediaOptions {
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        },
+    )
+    .await;
+    let local = a.local_participant().await;
+    let mut b = Participant::with_media(
+        &url,
+        "camera",
+        "B",
+        MediaOptions {
             ..MediaOptions::default()
-        })
-        .unwrap();
-    b.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     let mut video = b
         .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
             ConferenceEvent::Peer {

@@ -120,25 +120,27 @@ async fn offer_with(codec: RTCRtpCodec, payload_type: u8, kind: RtpCodecKind) ->
 async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
     let server = server().await;
     let url = server.url();
-    let a = Participant::new(&url, KEY, "sfu-bad", "A");
-    a.conf
-        .set_media(MediaOptions {
+    let a = Participant::with_media(
+        &url,
+        "sfu-bad",
+        "A",
+        MediaOptions {
             audio: Some(Box::new(ToneAudio::new(440.0))),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    a.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     let recorder = Arc::new(AudioRecorder::default());
-    let b = Participant::new(&url, KEY, "sfu-bad", "B");
-    b.conf
-        .set_media(MediaOptions {
+    let _b = Participant::with_media(
+        &url,
+        "sfu-bad",
+        "B",
+        MediaOptions {
             peer_audio: Some(recorder.clone()),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    b.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     let a_id = a.id();
     recorder.until(|r| r.len(&a_id) >= 48_000).await;
     assert!(tone_snr_db(&recorder.tail(&a_id, 24_000), 48_000, 440.0) >= 30.0);
@@ -256,16 +258,16 @@ async fn a_public_ip_is_advertised_next_to_the_local_address() {
     );
 
     // The server's own offers (to receive others' media) carry it too.
-    let talker = Participant::new(&server.url(), KEY, "nat", "talker");
-    talker
-        .conf
-        .set_media(MediaOptions {
+    let _talker = Participant::with_media(
+        &server.url(),
+        "nat",
+        "talker",
+        MediaOptions {
             audio: Some(Box::new(ToneAudio::new(300.0))),
-            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ..MediaOptions::default()
-        })
-        .unwrap();
-    talker.conf.start_call().await.unwrap();
+        },
+    )
+    .await;
     let offer = loop {
         if let ServerMessage::SubscribeOffer { sdp, .. } = next_message(&mut ws).await {
             break sdp;

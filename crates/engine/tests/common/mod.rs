@@ -72,6 +72,33 @@ impl Participant {
         Self { conf, events }
     }
 
+    /// Joins with media, on loopback.
+    pub async fn with_media(
+        url: &str,
+        call: &str,
+        name: &str,
+        media: between_engine::MediaOptions,
+    ) -> Self {
+        let p = Self::new(url, KEY, call, name);
+        p.conf
+            .set_media(between_engine::MediaOptions {
+                media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                ..media
+            })
+            .unwrap();
+        p.conf.start_call().await.expect("start_call");
+        p
+    }
+
+    /// Waits for this participant's own media to be published.
+    pub async fn local_participant(&mut self) -> between_engine::LocalParticipant {
+        self.wait_for(Duration::from_secs(5), "localParticipant", |e| match e {
+            ConferenceEvent::LocalParticipant(l) => Some(l.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     pub async fn joined(url: &str, key: &str, call: &str, name: &str) -> Self {
         let p = Self::new(url, key, call, name);
         p.conf.start_call().await.expect("start_call");
