@@ -34,6 +34,7 @@ impl Server {
                     media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
                     public_ip: None,
                     max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
+                    udp_port: None,
                 })
                 .await
                 .unwrap();

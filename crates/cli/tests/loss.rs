@@ -116,6 +116,7 @@ fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
                 media_ip: listen,
                 public_ip: None,
                 max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
+                udp_port: None,
             })
             .await
             .unwrap();

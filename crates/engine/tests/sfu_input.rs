@@ -280,3 +280,43 @@ async fn a_public_ip_is_advertised_next_to_the_local_address() {
         "{offer}"
     );
 }
+
+#[tokio::test]
+async fn with_a_media_port_answers_name_only_that_port() {
+    let mut keys = between_server::ApiKeys::default();
+    keys.add(KEY, Some("alpha")).unwrap();
+    let mut config = between_server::ServerConfig::new("127.0.0.1:0".parse().unwrap(), keys);
+    config.udp_port = Some(0);
+    let server = between_server::start(config).await.unwrap();
+    let port = server.media_port().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"port"}).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Joined { .. }
+    ));
+    let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
+    let publish = json!({"type":"publish","sdp":offer}).to_string();
+    ws.send(Message::Text(publish.into())).await.unwrap();
+    let answer = publish_answer(&mut ws).await;
+    let candidates: Vec<Vec<&str>> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .map(|l| l.split(' ').collect())
+        .collect();
+    assert!(!candidates.is_empty());
+    for c in &candidates {
+        assert_eq!(c[4], "127.0.0.1", "{c:?}");
+        assert_eq!(c[5], port, "{c:?}");
+    }
+    assert!(candidates.iter().any(|c| c[2] == "udp"), "{candidates:?}");
+    assert!(
+        candidates
+            .iter()
+            .any(|c| c[2] == "tcp" && c.ends_with(&["tcptype", "passive"])),
+        "{candidates:?}"
+    );
+}

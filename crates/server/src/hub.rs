@@ -173,6 +173,21 @@ impl Hub {
                     .forwarded
                     .load(std::sync::atomic::Ordering::Relaxed),
                 replay_misses: state.registry.replay_misses(),
+                edge: self.sfu.edge.as_ref().map(|edge| {
+                    let (udp_paths, tcp_paths) = edge.paths();
+                    let c = edge.counters();
+                    crate::metrics::EdgeGauges {
+                        udp_paths,
+                        tcp_paths,
+                        udp_paths_opened: c
+                            .udp_paths_opened
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        tcp_paths_opened: c
+                            .tcp_paths_opened
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        unroutable: c.unroutable.load(std::sync::atomic::Ordering::Relaxed),
+                    }
+                }),
             }
         };
         self.metrics.render(&gauges)

@@ -72,6 +72,9 @@ pub struct ServerConfig {
     /// Open WebSocket connections one client address may hold (0: no limit), so one host
     /// cannot exhaust the server for everyone else.
     pub max_connections_per_ip: usize,
+    /// One port for all media (UDP and ICE-TCP, muxed by ICE ufrag); `Some(0)` picks a free
+    /// one. `None`: an ephemeral UDP port per connection.
+    pub udp_port: Option<u16>,
 }
 
 /// The default for [`ServerConfig::max_connections_per_ip`].
@@ -88,6 +91,7 @@ impl ServerConfig {
             media_ip: listen.ip(),
             public_ip: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            udp_port: None,
         }
     }
 }
@@ -103,6 +107,10 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "with --udp-port on all interfaces ({0}), clients need an address to reach: pass --media-ip or --public-ip"
+    )]
+    NoMediaAddress(std::net::IpAddr),
 }
 
 /// A server that is accepting connections. Dropping it without [`RunningServer::shutdown`]
@@ -134,8 +142,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let media = between_transport::MediaAddress {
         bind: config.media_ip,
         public: config.public_ip,
+        tcp: false,
     };
-    let sfu = Arc::new(sfu::Sfu::new(media, signal_tx));
+    let edge = match config.udp_port {
+        None => None,
+        Some(port) => {
+            let mut advertise = Vec::new();
+            if !config.media_ip.is_unspecified() {
+                advertise.push(config.media_ip);
+            }
+            advertise.extend(config.public_ip);
+            if advertise.is_empty() {
+                return Err(ServerError::NoMediaAddress(config.media_ip));
+            }
+            let bind = SocketAddr::new(config.media_ip, port);
+            Some(
+                sfu::edge::Edge::start(bind, &advertise)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr: bind, source })?,
+            )
+        }
+    };
+    let sfu = Arc::new(sfu::Sfu::new(media, edge, signal_tx));
     let hub = Arc::new(Hub::new(config.keys, config.timing, sfu));
     // The SFU's own messages (offers) reach participants through their signaling connection.
     let pump_hub = Arc::downgrade(&hub);
@@ -197,6 +225,11 @@ async fn sweep(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
 impl RunningServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The media port (UDP and ICE-TCP) when the server runs with one.
+    pub fn media_port(&self) -> Option<u16> {
+        self.hub.sfu.edge.as_ref().map(|e| e.local_addr().port())
     }
 
     /// The URL clients connect to, e.g. `ws://127.0.0.1:7880`.

@@ -38,6 +38,10 @@ struct Args {
     /// clients next to the --media-ip address.
     #[arg(long, value_name = "IP")]
     public_ip: Option<std::net::IpAddr>,
+    /// Carry all media on this one port, UDP and ICE-TCP (for networks that block UDP), on
+    /// --media-ip; 0 picks a free port. Without it each connection uses an ephemeral UDP port.
+    #[arg(long, value_name = "PORT")]
+    udp_port: Option<u16>,
     /// Open connections one client address may hold; 0 for no limit.
     #[arg(long, default_value_t = between_server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: usize,
@@ -135,6 +139,7 @@ async fn run() -> anyhow::Result<()> {
         media_ip: args.media_ip.unwrap_or(args.listen.ip()),
         public_ip: args.public_ip,
         max_connections_per_ip: args.max_connections_per_ip,
+        udp_port: args.udp_port,
     })
     .await?;
     // The first stdout line is the contract for scripts and `between bench`.

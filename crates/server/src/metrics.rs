@@ -29,6 +29,16 @@ pub struct Gauges {
     pub rtp_received: u64,
     pub rtp_forwarded: u64,
     pub replay_misses: u64,
+    /// The one-port edge, when configured.
+    pub edge: Option<EdgeGauges>,
+}
+
+pub struct EdgeGauges {
+    pub udp_paths: usize,
+    pub tcp_paths: usize,
+    pub udp_paths_opened: u64,
+    pub tcp_paths_opened: u64,
+    pub unroutable: u64,
 }
 
 impl Metrics {
@@ -141,6 +151,13 @@ impl Metrics {
             "# HELP between_rtp_received_total RTP packets the SFU received from publishers.\n# TYPE between_rtp_received_total counter\nbetween_rtp_received_total {}\n# HELP between_rtp_forwarded_total RTP packets the SFU sent to subscribers.\n# TYPE between_rtp_forwarded_total counter\nbetween_rtp_forwarded_total {}",
             g.rtp_received, g.rtp_forwarded
         );
+        if let Some(e) = &g.edge {
+            let _ = writeln!(
+                s,
+                "# HELP between_edge_paths Client paths open through the media port, by transport.\n# TYPE between_edge_paths gauge\nbetween_edge_paths{{transport=\"udp\"}} {}\nbetween_edge_paths{{transport=\"tcp\"}} {}\n# HELP between_edge_paths_opened_total Client paths opened through the media port, by transport.\n# TYPE between_edge_paths_opened_total counter\nbetween_edge_paths_opened_total{{transport=\"udp\"}} {}\nbetween_edge_paths_opened_total{{transport=\"tcp\"}} {}\n# HELP between_edge_unroutable_total Packets at the media port that matched no connection (dropped).\n# TYPE between_edge_unroutable_total counter\nbetween_edge_unroutable_total {}",
+                e.udp_paths, e.tcp_paths, e.udp_paths_opened, e.tcp_paths_opened, e.unroutable
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP between_rejections_total Messages rejected, by error code.\n# TYPE between_rejections_total counter"
@@ -172,6 +189,7 @@ mod tests {
             rtp_received: 0,
             rtp_forwarded: 0,
             replay_misses: 0,
+            edge: None,
         });
         assert!(text.contains("\nbetween_rooms 2\n"), "{text}");
         assert!(text.contains("\nbetween_peers 5\n"), "{text}");

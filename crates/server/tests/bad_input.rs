@@ -30,6 +30,7 @@ async fn server_limited(timing: Timing, max_connections_per_ip: usize) -> Runnin
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         public_ip: None,
         max_connections_per_ip,
+        udp_port: None,
     })
     .await
     .unwrap()

@@ -57,11 +57,29 @@ pub struct MediaAddress {
     /// An address the machine is reachable at from outside (1:1 NAT, e.g. a cloud VM's public
     /// IP), advertised as an extra candidate next to the local one.
     pub public: Option<IpAddr>,
+    /// Also gather ICE-TCP candidates (RFC 6544): a client then reaches a server's ICE-TCP
+    /// port when UDP is blocked on its network. Costs a listening socket per connection.
+    pub tcp: bool,
 }
 
 impl From<IpAddr> for MediaAddress {
     fn from(bind: IpAddr) -> Self {
-        Self { bind, public: None }
+        Self {
+            bind,
+            public: None,
+            tcp: false,
+        }
+    }
+}
+
+impl MediaAddress {
+    /// A client's: UDP on `bind`, and ICE-TCP as a fallback for networks that block UDP.
+    pub fn client(bind: IpAddr) -> Self {
+        Self {
+            bind,
+            public: None,
+            tcp: true,
+        }
     }
 }
 
@@ -91,6 +109,11 @@ pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
             events: events_tx,
         }))
         .with_udp_addrs(vec![format!("{}:0", address.bind)])
+        .with_tcp_addrs(if address.tcp {
+            vec![format!("{}:0", address.bind)]
+        } else {
+            Vec::new()
+        })
         .build()
         .await
         .map_err(|e| e.to_string())?;
@@ -147,6 +170,7 @@ mod tests {
         let address = MediaAddress {
             bind: "10.0.0.5".parse().expect("ip"),
             public: Some("203.0.113.7".parse().expect("ip")),
+            tcp: false,
         };
         let out = advertise_public_address(sdp, address);
         assert!(out.contains("a=candidate:123 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"));

@@ -18,7 +18,7 @@ use crate::events::ConferenceEvent;
 use between_media::h264::VideoEncoderSettings;
 use between_media::video::I420Frame;
 use between_protocol::{ClientMessage, TrackInfo};
-use between_transport::{PcEvent, build, gathered};
+use between_transport::{MediaAddress, PcEvent, build, gathered};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
 use std::net::IpAddr;
@@ -204,7 +204,7 @@ async fn drive(
                 Some(MediaInput::SubscribeOffer { sdp, tracks }) => {
                     track_infos = tracks;
                     if subscriber.is_none() {
-                        match build(shared.media_ip).await {
+                        match build(MediaAddress::client(shared.media_ip)).await {
                             Ok(built) => {
                                 let mut events = built.events;
                                 let tx = track_tx.clone();

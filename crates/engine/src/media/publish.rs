@@ -10,7 +10,7 @@ use between_media::rtp::{
     is_keyframe_request, opus_codec,
 };
 use between_media::{FRAME_MS, FRAME_SAMPLES};
-use between_transport::{build, gathered};
+use between_transport::{MediaAddress, build, gathered};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -94,7 +94,7 @@ impl Publisher {
         if !shared.has_audio && !shared.has_video {
             return Ok(None);
         }
-        let mut built = build(shared.media_ip).await?;
+        let mut built = build(MediaAddress::client(shared.media_ip)).await?;
         let pc = built.pc.clone();
         let audio = if shared.has_audio {
             Some(add_track(&pc, "audio", RtpCodecKind::Audio, opus_codec()).await?)

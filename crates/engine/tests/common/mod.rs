@@ -27,6 +27,7 @@ pub async fn server_on(listen: SocketAddr) -> RunningServer {
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         public_ip: None,
         max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
+        udp_port: None,
     })
     .await
     .expect("server starts")

@@ -10,9 +10,11 @@
 //! interceptors; keyframe requests (PLI/FIR) from a subscriber are relayed to the publisher, and
 //! a new video subscription asks the publisher for a keyframe at once.
 //!
-//! Connections use one ephemeral UDP port each (the async webrtc layer has no shared mux); DTLS
-//! and SRTP are always on.
+//! Without `--udp-port`, connections use one ephemeral UDP port each; with it, all media goes
+//! through one port (UDP and ICE-TCP), demultiplexed by ICE ufrag ([`edge`]). DTLS and SRTP
+//! are always on.
 
+pub mod edge;
 pub mod rewrite;
 
 use between_media::rtp::{RtpPacket, is_keyframe_request, picture_loss_indication};
@@ -101,6 +103,8 @@ pub(crate) struct RtpCounters {
 
 pub(crate) struct Sfu {
     media: MediaAddress,
+    /// The one-port edge, when configured: connections then bind on loopback behind it.
+    pub edge: Option<edge::Edge>,
     pub counters: Arc<RtpCounters>,
     peers: Mutex<HashMap<String, PeerState>>,
     signal: mpsc::UnboundedSender<Signal>,
@@ -128,13 +132,52 @@ fn random_ssrc() -> u32 {
 }
 
 impl Sfu {
-    pub fn new(media: MediaAddress, signal: mpsc::UnboundedSender<Signal>) -> Self {
+    pub fn new(
+        media: MediaAddress,
+        edge: Option<edge::Edge>,
+        signal: mpsc::UnboundedSender<Signal>,
+    ) -> Self {
         Self {
             media,
+            edge,
             counters: Arc::default(),
             peers: Mutex::new(HashMap::new()),
             signal,
         }
+    }
+
+    /// Where a new connection binds: behind the edge on loopback, or on the media address.
+    fn connection_address(&self) -> MediaAddress {
+        match &self.edge {
+            Some(_) => MediaAddress::from(edge::INTERNAL_IP),
+            None => self.media,
+        }
+    }
+
+    /// Our local description as the participant must see it.
+    fn outgoing_sdp(&self, local_sdp: &str) -> Result<String, String> {
+        match &self.edge {
+            Some(edge) => edge.expose(local_sdp),
+            None => Ok(advertise_public_address(local_sdp, self.media)),
+        }
+    }
+
+    /// A participant's description as our connection should see it.
+    fn incoming_sdp(&self, remote_sdp: String) -> String {
+        match &self.edge {
+            Some(_) => edge::sdp::without_candidates(&remote_sdp),
+            None => remote_sdp,
+        }
+    }
+
+    /// Closes a connection and, behind the edge, its route.
+    async fn close_connection(&self, pc: &Arc<dyn PeerConnection>) {
+        if let Some(edge) = &self.edge
+            && let Some(local) = pc.local_description().await
+        {
+            edge.forget(&local.sdp);
+        }
+        let _ = pc.close().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, PeerState>> {
@@ -209,10 +252,10 @@ impl Sfu {
             sub.task.abort();
         }
         if let Some((pc, _)) = state.publisher {
-            let _ = pc.close().await;
+            self.close_connection(&pc).await;
         }
         if let Some(s) = state.subscriber {
-            let _ = s.pc.close().await;
+            self.close_connection(&s.pc).await;
         }
         for (id, pc, subs) in affected {
             for sub in subs {
@@ -231,7 +274,8 @@ impl Sfu {
         peer: &str,
         sdp: String,
     ) -> Result<String, ProtocolError> {
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| media_error("offer", e))?;
+        let offer = RTCSessionDescription::offer(self.incoming_sdp(sdp))
+            .map_err(|e| media_error("offer", e))?;
         let existing = {
             let peers = self.lock();
             let Some(state) = peers.get(peer) else {
@@ -245,7 +289,7 @@ impl Sfu {
         let (pc, mut gathered_rx) = match existing {
             Some(p) => p,
             None => {
-                let built = build(self.media)
+                let built = build(self.connection_address())
                     .await
                     .map_err(|e| ProtocolError::new(ErrorCode::Internal, e))?;
                 let pc = built.pc.clone();
@@ -288,12 +332,13 @@ impl Sfu {
                 // Start the next offer from a clean connection rather than one in an odd state.
                 let dropped = self.lock().get_mut(peer).and_then(|s| s.publisher.take());
                 if let Some((pc, _)) = dropped {
-                    let _ = pc.close().await;
+                    self.close_connection(&pc).await;
                 }
                 return Err(e);
             }
         };
-        Ok(advertise_public_address(&local.sdp, self.media))
+        self.outgoing_sdp(&local.sdp)
+            .map_err(|e| ProtocolError::new(ErrorCode::Internal, e))
     }
 
     fn spawn_publisher_events(
@@ -492,7 +537,7 @@ impl Sfu {
         if let Some(s) = self.lock().get(peer)?.subscriber.as_ref() {
             return Some(s.pc.clone());
         }
-        let built = match build(self.media).await {
+        let built = match build(self.connection_address()).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a subscriber connection");
@@ -545,17 +590,16 @@ impl Sfu {
                 .await
                 .map_err(|e| e.to_string())?;
             gathered(&mut gathered_rx).await;
-            pc.local_description()
+            let desc = pc
+                .local_description()
                 .await
-                .ok_or_else(|| "no local description".to_string())
+                .ok_or_else(|| "no local description".to_string())?;
+            self.outgoing_sdp(&desc.sdp)
         }
         .await;
         match offer {
-            Ok(desc) => {
-                let msg = ServerMessage::SubscribeOffer {
-                    sdp: advertise_public_address(&desc.sdp, self.media),
-                    tracks,
-                };
+            Ok(sdp) => {
+                let msg = ServerMessage::SubscribeOffer { sdp, tracks };
                 if let Some(state) = self.lock().get_mut(peer) {
                     state.pending_offer = Some(msg.clone());
                 }
@@ -603,7 +647,8 @@ impl Sfu {
         peer: &str,
         sdp: String,
     ) -> Result<(), ProtocolError> {
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| media_error("answer", e))?;
+        let answer = RTCSessionDescription::answer(self.incoming_sdp(sdp))
+            .map_err(|e| media_error("answer", e))?;
         let pc = {
             let peers = self.lock();
             let state = peers.get(peer).filter(|s| s.negotiating);
