@@ -2,6 +2,8 @@
 //! traffic loses 10 % of packets in each direction (nftables random drop; the kernel here has
 //! no netem). Audio must stay continuous (FEC and concealment: no gap over 60 ms) and video
 //! must recover (NACK, keyframe requests: PSNR >= 28 dB on at least 90 % of frames).
+//! And a network that blocks UDP altogether: the call still connects, over ICE-TCP to the
+//! server's one media port.
 //! Needs root (network namespaces), `ip` and `nft`; scripts/test.sh installs them.
 #![allow(clippy::unwrap_used)]
 
@@ -36,14 +38,25 @@ struct LossyHost {
     ns_ip: Ipv4Addr,
 }
 
+/// These tests are real-time and CPU-bound: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What the namespace's firewall drops (both directions).
+const LOSE_10_PERCENT: &[&str] = &[
+    "meta", "l4proto", "udp", "numgen", "random", "mod", "10", "0", "drop",
+];
+const BLOCK_UDP: &[&str] = &["meta", "l4proto", "udp", "drop"];
+
 impl LossyHost {
-    fn create() -> Self {
+    fn create(drop_rule: &[&str]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = std::process::id();
-        let name = format!("btwloss{id}");
+        let name = format!("btwloss{id}n{n}");
         let net = (id % 250) as u8;
-        let host_ip = Ipv4Addr::new(10, 231, net, 1);
-        let ns_ip = Ipv4Addr::new(10, 231, net, 2);
-        let (veth_host, veth_ns) = (format!("bl{id}a"), format!("bl{id}b"));
+        let host_ip = Ipv4Addr::new(10, 231 + n as u8, net, 1);
+        let ns_ip = Ipv4Addr::new(10, 231 + n as u8, net, 2);
+        let (veth_host, veth_ns) = (format!("bl{id}n{n}a"), format!("bl{id}n{n}b"));
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh(&["ip", "netns", "add", &name]);
         let host = Self {
@@ -83,10 +96,9 @@ impl LossyHost {
                 chain,
                 &format!("{{ type filter hook {hook} priority 0; }}"),
             ]);
-            ns(&[
-                "nft", "add", "rule", "inet", "loss", chain, "meta", "l4proto", "udp", "numgen",
-                "random", "mod", "10", "0", "drop",
-            ]);
+            let mut rule = vec!["nft", "add", "rule", "inet", "loss", chain];
+            rule.extend_from_slice(drop_rule);
+            ns(&rule);
         }
         host
     }
@@ -101,7 +113,7 @@ impl Drop for LossyHost {
     }
 }
 
-fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
+fn start_server(listen: IpAddr, udp_port: Option<u16>) -> (String, std::sync::mpsc::Sender<()>) {
     let (url_tx, url_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     std::thread::spawn(move || {
@@ -116,7 +128,7 @@ fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
                 media_ip: listen,
                 public_ip: None,
                 max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
-                udp_port: None,
+                udp_port,
             })
             .await
             .unwrap();
@@ -133,8 +145,9 @@ fn start_server(listen: IpAddr) -> (String, std::sync::mpsc::Sender<()>) {
 
 #[test]
 fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
-    let host = LossyHost::create();
-    let (url, stop) = start_server(host.host_ip.into());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let host = LossyHost::create(LOSE_10_PERCENT);
+    let (url, stop) = start_server(host.host_ip.into(), None);
     let host_ip = host.host_ip.to_string();
     let mut publisher = Command::new(BIN)
         .args([
@@ -164,6 +177,7 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _ = std::fs::remove_dir_all(&dir);
     let ns_ip = host.ns_ip.to_string();
     let out = Command::new("ip")
+        .env("BETWEEN_LOG", "between_engine=info")
         .args([
             "netns", "exec", &host.name, BIN, "join", "lossy", "--server", &url,
         ])
@@ -178,6 +192,7 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
         .args(["--record", dir.to_str().unwrap(), "--record-fps", "15"])
         .output()
         .unwrap();
+    let server_metrics = metrics(&url);
     let _ = publisher.kill();
     let _ = publisher.wait();
     let _ = stop.send(());
@@ -193,8 +208,9 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
         .find(|p| p.extension().is_some_and(|e| e == "wav"))
         .unwrap_or_else(|| {
             panic!(
-                "no WAV recording; the receiver printed:\n{}",
-                String::from_utf8_lossy(&out.stdout)
+                "no WAV recording; the receiver printed:\n{}\n{}\nserver metrics:\n{server_metrics}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
             )
         });
     let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
@@ -231,5 +247,80 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
         good * 10 >= total * 9,
         "only {good} of {total} frames at PSNR >= 28 dB"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `/metrics` text of the server at `url` (`ws://host:port`).
+fn metrics(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("ws://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(tcp, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn with_udp_blocked_the_call_connects_over_ice_tcp() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let host = LossyHost::create(BLOCK_UDP);
+    let (url, stop) = start_server(host.host_ip.into(), Some(0));
+    let host_ip = host.host_ip.to_string();
+    let mut publisher = Command::new(BIN)
+        .args([
+            "join",
+            "blocked",
+            "--server",
+            &url,
+            "--api-key",
+            DEV_API_KEY,
+        ])
+        .args(["--media-ip", &host_ip, "--tone", "440"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("between-tcp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns_ip = host.ns_ip.to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &host.name, BIN, "join", "blocked"])
+        .args(["--server", &url, "--api-key", DEV_API_KEY])
+        .args(["--media-ip", &ns_ip, "--duration", "4s"])
+        .args(["--record", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = metrics(&url);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let _ = stop.send(());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wav_path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wav"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no WAV recording; the receiver printed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
+    assert!(wav.samples.len() > 48_000, "{} samples", wav.samples.len());
+    let tail = &wav.samples[wav.samples.len() - 48_000..];
+    let db = between_media::analysis::tone_snr_db(tail, 48_000, 440.0);
+    eprintln!("tone over ICE-TCP: {db:.1} dB");
+    assert!(db >= 30.0, "tone over ICE-TCP: {db:.1} dB");
+    let tcp_paths = text
+        .lines()
+        .find_map(|l| l.strip_prefix("between_edge_paths_opened_total{transport=\"tcp\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(tcp_paths >= 1, "no ICE-TCP path was opened:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,6 +6,8 @@ use between_media::rtp::{interceptors, media_engine};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +156,66 @@ pub fn advertise_public_address(sdp: &str, address: MediaAddress) -> String {
     out
 }
 
+/// Takes the passive ICE-TCP candidates out of a remote description, for
+/// [`add_tcp_candidates`]: the webrtc crate dials a passive candidate only when it arrives
+/// through `add_ice_candidate`, never when it sits inside a description.
+pub fn split_tcp_candidates(sdp: &str) -> (String, Vec<RTCIceCandidateInit>) {
+    let mut rest = String::with_capacity(sdp.len());
+    let mut taken = Vec::new();
+    let mut mline: Option<u16> = None;
+    let mut mid: Option<String> = None;
+    let lines: Vec<&str> = sdp.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.trim_end_matches(['\r', '\n']);
+        if body.starts_with("m=") {
+            mline = Some(mline.map_or(0, |m| m + 1));
+            // The section's mid, wherever it sits in the section.
+            mid = lines[i + 1..]
+                .iter()
+                .map(|l| l.trim_end_matches(['\r', '\n']))
+                .take_while(|l| !l.starts_with("m="))
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(str::to_string);
+        }
+        if let Some(candidate) = body.strip_prefix("a=")
+            && candidate.starts_with("candidate:")
+            && candidate
+                .split(' ')
+                .nth(2)
+                .is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+            && candidate.contains("tcptype passive")
+        {
+            taken.push(RTCIceCandidateInit {
+                candidate: candidate.to_string(),
+                sdp_mid: mid.clone(),
+                sdp_mline_index: mline,
+                ..Default::default()
+            });
+            continue;
+        }
+        rest.push_str(line);
+    }
+    (rest, taken)
+}
+
+/// Adds the remote ICE-TCP candidates this connection has not been given yet (`known`
+/// remembers them across renegotiations, which repeat them): each is dialled once.
+pub async fn add_tcp_candidates(
+    pc: &Arc<dyn PeerConnection>,
+    candidates: Vec<RTCIceCandidateInit>,
+    known: &mut HashSet<String>,
+) {
+    for c in candidates {
+        if known.contains(&c.candidate) {
+            continue;
+        }
+        known.insert(c.candidate.clone());
+        if let Err(e) = pc.add_ice_candidate(c).await {
+            tracing::debug!(error = %e, "remote ICE-TCP candidate not taken");
+        }
+    }
+}
+
 /// Waits until ICE gathering has finished (candidates are then inside the local SDP), at
 /// most a few seconds: host candidates gather at once.
 pub async fn gathered(rx: &mut watch::Receiver<bool>) {
@@ -163,6 +225,22 @@ pub async fn gathered(rx: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passive_tcp_candidates_are_taken_out_with_their_section() {
+        let sdp = "v=0\r\nm=audio 9 X 111\r\na=candidate:1 1 udp 5 10.0.0.5 4000 typ host\r\na=candidate:2 1 tcp 4 10.0.0.5 4000 typ host tcptype passive\r\na=mid:0\r\nm=video 9 X 102\r\na=mid:1\r\na=candidate:3 1 tcp 4 10.0.0.5 9 typ host tcptype active\r\n";
+        let (rest, taken) = split_tcp_candidates(sdp);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(
+            taken[0].candidate,
+            "candidate:2 1 tcp 4 10.0.0.5 4000 typ host tcptype passive"
+        );
+        assert_eq!(taken[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(taken[0].sdp_mline_index, Some(0));
+        assert!(!rest.contains("tcptype passive"));
+        assert!(rest.contains("udp 5 10.0.0.5"));
+        assert!(rest.contains("tcptype active"));
+    }
 
     #[test]
     fn public_candidates_follow_their_host_twins() {

@@ -42,6 +42,9 @@ pub struct MediaBench {
     joins: usize,
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Run the server with all media on one port (`--udp-port`; 0 picks one).
+    #[arg(long)]
+    udp_port: Option<u16>,
     #[arg(long)]
     json: bool,
 }
@@ -128,7 +131,11 @@ fn loopback() -> std::net::IpAddr {
 }
 
 pub async fn run(args: MediaBench) -> anyhow::Result<()> {
-    let server = ServerProcess::spawn(args.server_bin.clone())?;
+    let extra: Vec<String> = match args.udp_port {
+        Some(port) => vec!["--udp-port".into(), port.to_string()],
+        None => Vec::new(),
+    };
+    let server = ServerProcess::spawn_with(args.server_bin.clone(), &extra)?;
     let (w, h) = args.video_size;
     let clicks: Stamps = Arc::default();
     let sent: Arc<Mutex<HashMap<u16, Instant>>> = Arc::default();

@@ -58,6 +58,11 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     pub fn spawn(bin: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::spawn_with(bin, &[])
+    }
+
+    /// Starts the server with `extra` arguments.
+    pub fn spawn_with(bin: Option<PathBuf>, extra: &[String]) -> anyhow::Result<Self> {
         let bin = match bin {
             Some(b) => b,
             None => std::env::current_exe()
@@ -68,6 +73,7 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0", "--dev", "--log", "warn"])
             // Every bench participant connects from 127.0.0.1.
             .args(["--max-connections-per-ip", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -26,6 +26,10 @@ pub struct SfuBench {
     /// Measuring window per room size.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Run the server with all media on one port (`--udp-port`; 0 picks one), to measure the
+    /// edge's cost against per-connection ports.
+    #[arg(long)]
+    udp_port: Option<u16>,
     #[arg(long)]
     server_bin: Option<PathBuf>,
     #[arg(long)]
@@ -53,7 +57,11 @@ async fn counters(server: &ServerProcess) -> anyhow::Result<(u64, u64)> {
 pub async fn run(args: SfuBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &args.peers {
-        let server = ServerProcess::spawn(args.server_bin.clone())?;
+        let extra: Vec<String> = match args.udp_port {
+            Some(port) => vec!["--udp-port".into(), port.to_string()],
+            None => Vec::new(),
+        };
+        let server = ServerProcess::spawn_with(args.server_bin.clone(), &extra)?;
         let mut people = Vec::with_capacity(n);
         for i in 0..n {
             let conf = bench_conference(&server.url, "bench-sfu", &format!("bot-{i}"))?;
@@ -107,7 +115,7 @@ pub async fn run(args: SfuBench) -> anyhow::Result<()> {
         let forwarded = (c1.1 - c0.1) as f64 / wall;
         let per_core = if cpu > 0.0 { forwarded / cpu } else { f64::NAN };
         rows.push(json!({
-            "participants": n, "video": args.video, "tracks_forwarded": expected_tracks,
+            "participants": n, "video": args.video, "one_port": args.udp_port.is_some(), "tracks_forwarded": expected_tracks,
             "received_pps": received, "forwarded_pps": forwarded,
             "server_cpu": cpu, "forwarded_pps_per_core": per_core,
         }));

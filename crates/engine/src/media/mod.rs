@@ -18,9 +18,12 @@ use crate::events::ConferenceEvent;
 use between_media::h264::VideoEncoderSettings;
 use between_media::video::I420Frame;
 use between_protocol::{ClientMessage, TrackInfo};
-use between_transport::{MediaAddress, PcEvent, build, gathered};
+use between_transport::{
+    MediaAddress, PcEvent, add_tcp_candidates, build, gathered, split_tcp_candidates,
+};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,6 +158,8 @@ impl Drop for MediaSession {
 struct Subscriber {
     pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
     gathered: watch::Receiver<bool>,
+    /// Remote ICE-TCP candidates already dialled (every renegotiation repeats them).
+    tcp_candidates: HashSet<String>,
 }
 
 async fn drive(
@@ -215,7 +220,11 @@ async fn drive(
                                         }
                                     }
                                 }));
-                                subscriber = Some(Subscriber { pc: built.pc, gathered: built.gathered });
+                                subscriber = Some(Subscriber {
+                                    pc: built.pc,
+                                    gathered: built.gathered,
+                                    tcp_candidates: HashSet::new(),
+                                });
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot create the receiving connection");
@@ -245,11 +254,13 @@ async fn drive(
 }
 
 async fn answer(sub: &mut Subscriber, sdp: String) -> Result<String, String> {
+    let (sdp, tcp) = split_tcp_candidates(&sdp);
     let offer = RTCSessionDescription::offer(sdp).map_err(|e| e.to_string())?;
     sub.pc
         .set_remote_description(offer)
         .await
         .map_err(|e| e.to_string())?;
+    add_tcp_candidates(&sub.pc, tcp, &mut sub.tcp_candidates).await;
     let answer = sub
         .pc
         .create_answer(None)

@@ -10,7 +10,7 @@ use between_media::rtp::{
     is_keyframe_request, opus_codec,
 };
 use between_media::{FRAME_MS, FRAME_SAMPLES};
-use between_transport::{MediaAddress, build, gathered};
+use between_transport::{MediaAddress, add_tcp_candidates, build, gathered, split_tcp_candidates};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -132,11 +132,13 @@ impl Publisher {
         shared: &Arc<MediaShared>,
         tasks: &mut Tasks,
     ) -> Result<LocalParticipant, String> {
+        let (sdp, tcp) = split_tcp_candidates(&sdp);
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
         self.pc
             .set_remote_description(answer)
             .await
             .map_err(|e| e.to_string())?;
+        add_tcp_candidates(&self.pc, tcp, &mut Default::default()).await;
         if let Some(a) = self.audio {
             let pt = payload_type(&a.sender, OPUS_PAYLOAD_TYPE).await;
             let packetizer = RtpPacketizer::opus(a.ssrc, pt);
