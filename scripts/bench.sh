@@ -14,3 +14,6 @@ done
 "$bin/between" bench cpu --seconds 10
 "$bin/between" bench sfu --peers 4,16,50
 "$bin/between" bench sfu --peers 4,16 --video
+# The same through one media port (the edge's relay hop).
+"$bin/between" bench media --seconds 20 --joins 10 --udp-port 0
+"$bin/between" bench sfu --peers 4,16,50 --udp-port 0

@@ -143,6 +143,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         bind: config.media_ip,
         public: config.public_ip,
         tcp: false,
+        peer_reflexive_only: false,
     };
     let edge = match config.udp_port {
         None => None,

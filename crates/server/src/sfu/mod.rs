@@ -149,7 +149,10 @@ impl Sfu {
     /// Where a new connection binds: behind the edge on loopback, or on the media address.
     fn connection_address(&self) -> MediaAddress {
         match &self.edge {
-            Some(_) => MediaAddress::from(edge::INTERNAL_IP),
+            Some(_) => MediaAddress {
+                peer_reflexive_only: true,
+                ..MediaAddress::from(edge::INTERNAL_IP)
+            },
             None => self.media,
         }
     }
