@@ -96,7 +96,7 @@ mod tests {
         cut.truncate(cut.len() - 4);
         assert_eq!(binding_request_ufrag(&cut), None);
         let mut lying = binding_request("a:b");
-        lying[26] = 0xff;
+        lying[30] = 0xff; // the USERNAME length's high byte
         assert_eq!(binding_request_ufrag(&lying), None);
         // DTLS and RTP look nothing like it.
         assert_eq!(
