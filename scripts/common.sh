@@ -41,11 +41,12 @@ need_rust() {
 
 # System packages the build needs. Grows with the media, device and app work.
 need_build_deps() {
-  need_apt pkg-config build-essential libopus-dev
+  need_apt pkg-config build-essential libopus-dev libasound2-dev
 }
 
-# What the tests use besides the build: network namespaces and nftables for the lossy-path
+# What the tests use besides the build: a private PulseAudio daemon with virtual devices;
+# network namespaces and nftables for the lossy-path
 # test (the loss test needs root).
 need_test_deps() {
-  need_apt iproute2 nftables
+  need_apt iproute2 nftables pulseaudio
 }

@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Join a call and print every event as a JSON line.
     Join(Box<join::JoinArgs>),
+    /// List microphones and speakers (and which audio host lists them) as JSON.
+    Devices,
     /// Measure the system (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -69,6 +71,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Join(args) => join::run(*args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Devices => {
+                // cpal's PulseAudio host blocks while it asks the server: off the runtime.
+                let snapshot =
+                    tokio::task::spawn_blocking(between_engine::devices::snapshot).await?;
+                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+                Ok(())
+            }
         }
     });
     match result {

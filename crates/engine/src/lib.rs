@@ -13,6 +13,7 @@
 mod conference;
 mod config;
 mod data_handler;
+pub mod devices;
 mod error;
 mod events;
 pub mod media;

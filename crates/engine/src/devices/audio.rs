@@ -1,0 +1,64 @@
+//! Audio devices through cpal.
+
+use super::{DeviceKind, MediaDeviceInfo};
+use cpal::traits::{DeviceTrait, HostTrait};
+
+/// The host to use: PulseAudio where a sound server answers (Linux), else the platform
+/// default (ALSA on Linux, CoreAudio on macOS, WASAPI on Windows).
+pub(super) fn host() -> cpal::Host {
+    #[cfg(target_os = "linux")]
+    if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        match cpal::host_from_id(cpal::HostId::PulseAudio) {
+            Ok(host) => return host,
+            Err(e) => tracing::info!(error = %e, "no PulseAudio server; using ALSA"),
+        }
+    }
+    cpal::default_host()
+}
+
+fn id_of(device: &cpal::Device) -> Option<String> {
+    device.id().ok().map(|id| id.to_string())
+}
+
+/// A sink's monitor is an input in PulseAudio's model, but not a microphone: the menu leaves
+/// it out (by the `.monitor` naming convention every PulseAudio and PipeWire server uses).
+fn is_monitor(id: &str) -> bool {
+    id.ends_with(".monitor")
+}
+
+pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
+    let default_in = host.default_input_device().as_ref().and_then(id_of);
+    let default_out = host.default_output_device().as_ref().and_then(id_of);
+    let devices = match host.devices() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list audio devices");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for device in devices {
+        let Some(id) = id_of(&device) else { continue };
+        let label = device
+            .description()
+            .map(|d| d.name().to_string())
+            .unwrap_or_else(|_| id.clone());
+        if device.supports_output() {
+            out.push(MediaDeviceInfo {
+                is_default: default_out.as_deref() == Some(id.as_str()),
+                device_id: id.clone(),
+                kind: DeviceKind::AudioOutput,
+                label: label.clone(),
+            });
+        }
+        if device.supports_input() && !is_monitor(&id) {
+            out.push(MediaDeviceInfo {
+                is_default: default_in.as_deref() == Some(id.as_str()),
+                device_id: id,
+                kind: DeviceKind::AudioInput,
+                label,
+            });
+        }
+    }
+    out
+}

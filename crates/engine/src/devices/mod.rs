@@ -1,0 +1,52 @@
+//! The machine's media devices as the API names them (`devicesUpdated`: `{deviceId, kind,
+//! label}` like the DOM's MediaDeviceInfo), and lookups by ID for the device layer.
+//!
+//! Audio comes from cpal ([`audio`]); on Linux its PulseAudio host is preferred, so the list
+//! shows the sinks and sources a person sees in their sound settings (PipeWire desktops serve
+//! the same protocol), with ALSA as the fallback when no sound server runs. Cameras are not
+//! listed yet (nokhwa needs libclang to build; the camera work adds them).
+
+mod audio;
+
+use serde::Serialize;
+
+/// What a device is for, spelled as the DOM spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    AudioInput,
+    AudioOutput,
+    VideoInput,
+}
+
+/// One device, as `devicesUpdated` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaDeviceInfo {
+    /// Stable across runs and restarts of the sound server (e.g. `pulseaudio:alsa_output.pci...`).
+    pub device_id: String,
+    pub kind: DeviceKind,
+    /// The human name (the sound server's description).
+    pub label: String,
+    /// The system default for its kind right now.
+    pub is_default: bool,
+}
+
+/// Every device, and which audio host listed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSnapshot {
+    /// `PulseAudio`, `ALSA`, `CoreAudio`, `WASAPI`...
+    pub audio_host: String,
+    pub devices: Vec<MediaDeviceInfo>,
+}
+
+/// Lists the devices now. Never fails: a host that cannot be asked yields an empty list (and
+/// a log line), so the app still works without sound hardware.
+pub fn snapshot() -> DeviceSnapshot {
+    let host = audio::host();
+    DeviceSnapshot {
+        audio_host: host.id().name().to_string(),
+        devices: audio::list(&host),
+    }
+}
