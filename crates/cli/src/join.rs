@@ -5,10 +5,11 @@
 use crate::duration;
 use crate::record::{AudioRecorder, record_video};
 use anyhow::{Context, bail};
+use between_engine::devices::{Microphone, Speaker};
 use between_engine::media::sources::{PatternVideo, ToneAudio, WavAudio, Y4mVideo};
 use between_engine::{
-    AudioSource, Conference, ConferenceEvent, EngineConfig, MediaOptions, PeerAudioTap, PeerEvent,
-    VideoSource,
+    AudioSink, AudioSource, Conference, ConferenceEvent, EngineConfig, MediaOptions, PeerAudioTap,
+    PeerEvent, VideoSource,
 };
 use between_media::h264::VideoEncoderSettings;
 use clap::Args;
@@ -41,8 +42,14 @@ pub struct JoinArgs {
     #[arg(long)]
     say: Option<String>,
     /// Send a sine tone of this frequency (Hz) as the microphone.
-    #[arg(long, value_name = "HZ", conflicts_with = "wav")]
+    #[arg(long, value_name = "HZ", conflicts_with_all = ["wav", "mic"])]
     tone: Option<f64>,
+    /// Capture this microphone (an ID from `between devices`, or `default`).
+    #[arg(long, value_name = "ID", conflicts_with = "wav")]
+    mic: Option<String>,
+    /// Play everyone's audio on this speaker (an ID from `between devices`, or `default`).
+    #[arg(long, value_name = "ID")]
+    speaker: Option<String>,
     /// Send a WAV file (looped) as the microphone.
     #[arg(long, value_name = "FILE")]
     wav: Option<PathBuf>,
@@ -70,6 +77,11 @@ pub struct JoinArgs {
     /// Frame rate of recorded Y4M files.
     #[arg(long, default_value_t = 30)]
     record_fps: u32,
+    /// Read commands from stdin, one JSON object per line, e.g.
+    /// {"cmd":"setOutputDevice","deviceId":"..."}; also setAudioInput, muteAudio, unmuteAudio.
+    /// Each prints {"event":"commandDone",...} or {"event":"commandFailed",...}.
+    #[arg(long)]
+    commands: bool,
     /// Address to bind media sockets to (default: loopback for a loopback server, else all).
     #[arg(long, value_name = "IP")]
     media_ip: Option<IpAddr>,
@@ -107,6 +119,15 @@ fn default_media_ip(server: &str) -> IpAddr {
     }
 }
 
+/// `--mic`/`--speaker`: absent → no device; `default` → the system default; else an ID.
+fn device_choice(arg: &Option<String>) -> Option<Option<&str>> {
+    match arg.as_deref() {
+        None => None,
+        Some("default") => Some(None),
+        Some(id) => Some(Some(id)),
+    }
+}
+
 fn media_options(
     args: &JoinArgs,
     recorder: Option<Arc<AudioRecorder>>,
@@ -120,7 +141,14 @@ fn media_options(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Some(Box::new(wav))
         }
-        (None, None) => None,
+        (None, None) => match device_choice(&args.mic) {
+            None => None,
+            Some(id) => Some(Box::new(Microphone::open(id)?)),
+        },
+    };
+    let playback: Option<Box<dyn AudioSink>> = match device_choice(&args.speaker) {
+        None => None,
+        Some(id) => Some(Box::new(Speaker::open(id)?)),
     };
     let video: Option<Box<dyn VideoSource>> = match (args.pattern, &args.y4m) {
         (true, _) => {
@@ -138,7 +166,12 @@ fn media_options(
         }
         (false, None) => None,
     };
-    if audio.is_none() && video.is_none() && recorder.is_none() && !args.receive {
+    if audio.is_none()
+        && video.is_none()
+        && playback.is_none()
+        && recorder.is_none()
+        && !args.receive
+    {
         return Ok(None);
     }
     Ok(Some(MediaOptions {
@@ -150,6 +183,7 @@ fn media_options(
             screen: false,
         },
         peer_audio: recorder.map(|r| r as Arc<dyn PeerAudioTap>),
+        playback,
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),
@@ -216,6 +250,11 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(stop);
+    let mut commands = if args.commands {
+        stdin_lines()
+    } else {
+        tokio::sync::mpsc::unbounded_channel().1
+    };
     let mut lost = false;
     loop {
         tokio::select! {
@@ -246,6 +285,7 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
                     _ => {}
                 }
             }
+            Some(line) = commands.recv() => print(&run_command(&conference, &line).await),
             _ = &mut stop => break,
             _ = shutdown_signal(), if args.duration.is_some() => break,
         }
@@ -268,6 +308,59 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         print(&event.to_json());
     }
     Ok(())
+}
+
+/// Lines of stdin, read on a thread of their own (stdin has no async reader here).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// One `--commands` line, and the event line that reports it.
+async fn run_command(conference: &Conference, line: &str) -> Value {
+    let parsed: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return json!({"event": "commandFailed", "code": "invalid_argument",
+                "message": format!("not a JSON command: {e}")});
+        }
+    };
+    let cmd = parsed["cmd"].as_str().unwrap_or_default().to_string();
+    let device = parsed["deviceId"].as_str().unwrap_or_default();
+    let local = conference.local_participant();
+    let result = match (cmd.as_str(), &local) {
+        ("setOutputDevice", _) => conference.set_output_device(device).await,
+        ("setAudioInput", Some(local)) => local.set_audio_input(device).await,
+        ("muteAudio", Some(local)) => {
+            local.mute_audio();
+            Ok(())
+        }
+        ("unmuteAudio", Some(local)) => {
+            local.unmute_audio();
+            Ok(())
+        }
+        ("setAudioInput" | "muteAudio" | "unmuteAudio", None) => Err(between_engine::BAError::new(
+            between_engine::ErrorCode::InvalidArgument,
+            "Nothing is published yet.",
+        )),
+        _ => Err(between_engine::BAError::new(
+            between_engine::ErrorCode::InvalidArgument,
+            format!("Unknown command {cmd:?}."),
+        )),
+    };
+    match result {
+        Ok(()) => json!({"event": "commandDone", "cmd": cmd}),
+        Err(e) => {
+            json!({"event": "commandFailed", "cmd": cmd, "code": e.code.as_str(), "message": e.message})
+        }
+    }
 }
 
 async fn shutdown_signal() {

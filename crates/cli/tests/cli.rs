@@ -2,123 +2,12 @@
 //! as a JSON line; mistakes exit non-zero with one readable line.
 #![allow(clippy::unwrap_used)]
 
-use between_server::{ApiKeys, DEV_API_KEY, ServerConfig, Timing};
+mod common;
+
+use between_server::DEV_API_KEY;
+use common::{BIN, Bot, Server};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_between");
-
-/// A server on its own runtime thread, for tests that drive processes synchronously.
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let (url_tx, url_rx) = mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let mut keys = ApiKeys::default();
-                keys.add(DEV_API_KEY, None).unwrap();
-                let server = between_server::start(ServerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    keys,
-                    timing: Timing::default(),
-                    media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-                    public_ip: None,
-                    max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
-                    udp_port: None,
-                })
-                .await
-                .unwrap();
-                url_tx.send(server.url()).unwrap();
-                let _ = stop_rx.await;
-                server.shutdown(Duration::from_secs(2)).await;
-            });
-        });
-        let url = url_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
-            url,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A running `between join`, its stdout lines parsed as JSON as they come.
-struct Bot {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Bot {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.unwrap();
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The next line whose "event" is `name`, skipping others, within 5 s.
-    fn expect(&self, name: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {name:?} event within 5 s"));
-            if line["event"] == name {
-                return line;
-            }
-        }
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.wait().unwrap()
-    }
-}
+use std::process::Command;
 
 fn join_args<'a>(url: &'a str, call: &'a str, data: &'a str) -> Vec<&'a str> {
     vec![

@@ -1,16 +1,25 @@
-//! `between devices` against a private PulseAudio daemon holding named virtual devices (this
-//! machine has no sound card): the PulseAudio host is chosen and lists them by their
-//! descriptions, the default marked, sink monitors left out of the microphones. Without a
-//! sound server it falls back to ALSA. Needs the `pulseaudio` package (scripts/test.sh
-//! installs it).
+//! Real audio devices, made virtual: a private PulseAudio daemon holds named null sinks (the
+//! speakers) and a source remapped from a sink's monitor (the microphone), since this machine
+//! has no sound card.
+//! - `between devices`: the PulseAudio host is chosen and lists them by their descriptions,
+//!   the default marked, sink monitors left out of the microphones; without a sound server it
+//!   falls back to ALSA.
+//! - A tone played into one bot's microphone comes out of the other bot's speaker (read back
+//!   from the sink's monitor), and `setOutputDevice` moves it to another sink mid-call.
+//!
+//! Needs the `pulseaudio` and `pulseaudio-utils` packages (scripts/test.sh installs them).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use between_media::analysis::tone_snr_db;
+use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_between");
+use std::time::Instant;
 
 /// A PulseAudio daemon on a socket of its own, stopped on drop.
 struct Pulse {
@@ -20,7 +29,10 @@ struct Pulse {
 
 impl Pulse {
     fn start(modules: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("between-pulse-{}", std::process::id()));
+        // One daemon per test: tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("between-pulse-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("native");
@@ -153,4 +165,214 @@ fn pulseaudio_devices_are_listed_by_their_names() {
 fn without_a_sound_server_alsa_is_used() {
     let list = devices(None);
     assert_eq!(list["audioHost"], "ALSA", "{list:#}");
+}
+
+const SPEAKERS_AND_MIC: &[&str] = &[
+    "module-null-sink sink_name=meeting_speaker sink_properties=device.description=Meeting-Speaker",
+    "module-null-sink sink_name=other_speaker sink_properties=device.description=Other-Speaker",
+    "module-null-sink sink_name=mic_feed sink_properties=device.description=Mic-Feed",
+    "module-remap-source master=mic_feed.monitor source_name=virtual_mic source_properties=device.description=Virtual-Mic",
+];
+
+impl Pulse {
+    fn server_env(&self) -> String {
+        format!("unix:{}", self.socket().display())
+    }
+
+    /// A PulseAudio client program (pacat, parec) talking to this daemon.
+    fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("PULSE_SERVER", self.server_env())
+            .env_remove("PULSE_RUNTIME_PATH");
+        cmd
+    }
+}
+
+/// Everything a sink's monitor plays, in 10 ms chunks stamped with their arrival.
+struct Monitor {
+    child: Child,
+    chunks: Arc<Mutex<Vec<(Instant, Vec<f32>)>>>,
+}
+
+const CHUNK: usize = 480;
+
+impl Monitor {
+    fn start(pulse: &Pulse, source: &str) -> Self {
+        let mut child = pulse
+            .client("parec")
+            .args(["-d", source, "--raw", "--format=float32le", "--rate=48000"])
+            .args(["--channels=1", "--latency-msec=10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run parec ({e}); install pulseaudio-utils"));
+        let mut out = child.stdout.take().unwrap();
+        let chunks = Arc::new(Mutex::new(Vec::new()));
+        let sink = chunks.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut bytes = vec![0u8; CHUNK * 4];
+            while out.read_exact(&mut bytes).is_ok() {
+                let samples = bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                sink.lock().unwrap().push((Instant::now(), samples));
+            }
+        });
+        Self { child, chunks }
+    }
+
+    /// The last `ms` milliseconds.
+    fn tail(&self, ms: usize) -> Vec<f32> {
+        let chunks = self.chunks.lock().unwrap();
+        let n = ms / 10;
+        chunks[chunks.len().saturating_sub(n)..]
+            .iter()
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect()
+    }
+
+    /// Waits (10 s at most) until the last half second holds a clean 440 Hz tone.
+    fn wait_for_tone(&self, what: &str) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tail = self.tail(500);
+            let db = if tail.len() >= 24_000 {
+                tone_snr_db(&tail, 48_000, 440.0)
+            } else {
+                0.0
+            };
+            if db >= 30.0 {
+                return db;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no 440 Hz tone at {what} within 10 s ({db:.1} dB over the last {} samples, RMS {:.4}; {} chunks in all)",
+                tail.len(),
+                between_media::audio::rms(&tail),
+                self.chunks.lock().unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (5 s at most) until the last half second is silent.
+    fn wait_for_silence(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let tail = self.tail(500);
+            if tail.len() >= 24_000 && between_media::audio::rms(&tail) < 1e-3 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not go silent within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// When the tone was last (`last`) or first heard: the arrival of the chunk, 10 ms steps.
+    fn tone_edge(&self, after: Instant, last: bool) -> Option<Instant> {
+        let chunks = self.chunks.lock().unwrap();
+        let loud = chunks
+            .iter()
+            .filter(|(t, s)| *t >= after && between_media::audio::rms(s) > 0.05);
+        if last {
+            loud.map(|(t, _)| *t).last()
+        } else {
+            loud.map(|(t, _)| *t).next()
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
+    let pulse = Pulse::start(SPEAKERS_AND_MIC);
+    let server = Server::start();
+    // The "person" at the microphone: a 440 Hz tone played into the sink the microphone hears.
+    let tone: Vec<u8> = (0..48_000 * 60)
+        .flat_map(|i| {
+            let s = 0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 48_000.0).sin();
+            (s as f32).to_le_bytes()
+        })
+        .collect();
+    let mut feeder = pulse
+        .client("pacat")
+        .args([
+            "-d",
+            "mic_feed",
+            "--raw",
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=1",
+            // Without it pacat asks for a 2 s buffer, and the null sink then runs in 2 s bursts.
+            "--latency-msec=10",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run pacat ({e}); install pulseaudio-utils"));
+    let mut feed = feeder.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = feed.write_all(&tone);
+    });
+    let heard_here = Monitor::start(&pulse, "meeting_speaker.monitor");
+    let heard_there = Monitor::start(&pulse, "other_speaker.monitor");
+
+    let mut talker = Bot::spawn_with(
+        Command::new(BIN)
+            .args(join_args(&server.url, "devices"))
+            .args(["--mic", "pulseaudio:virtual_mic"])
+            .env("PULSE_SERVER", pulse.server_env()),
+    );
+    talker.expect("localParticipant");
+    let mut listener = Bot::spawn_with(
+        Command::new(BIN)
+            .args(join_args(&server.url, "devices"))
+            .args(["--speaker", "pulseaudio:meeting_speaker", "--commands"])
+            .env("PULSE_SERVER", pulse.server_env()),
+    );
+    listener.expect("joined");
+    let db = heard_here.wait_for_tone("Meeting-Speaker");
+    eprintln!("tone at Meeting-Speaker: {db:.1} dB");
+
+    // An unknown speaker is refused and changes nothing.
+    listener.command(r#"{"cmd":"setOutputDevice","deviceId":"pulseaudio:no_such_sink"}"#);
+    let refused = listener.expect("commandFailed");
+    assert_eq!(refused["code"], "device_not_found", "{refused}");
+    heard_here.wait_for_tone("Meeting-Speaker, after a refused switch");
+
+    // Switch mid-call: the other sink gets the tone, the first goes silent.
+    let switch = Instant::now();
+    listener.command(r#"{"cmd":"setOutputDevice","deviceId":"pulseaudio:other_speaker"}"#);
+    listener.expect("commandDone");
+    let db = heard_there.wait_for_tone("Other-Speaker");
+    eprintln!("tone at Other-Speaker after the switch: {db:.1} dB");
+    heard_here.wait_for_silence("Meeting-Speaker");
+    let last_here = heard_here.tone_edge(switch, true).unwrap_or(switch);
+    let first_there = heard_there.tone_edge(switch, false).unwrap();
+    let gap_ms = first_there
+        .saturating_duration_since(last_here)
+        .as_secs_f64()
+        * 1000.0;
+    eprintln!("switch gap: {gap_ms:.0} ms");
+    assert!(
+        gap_ms <= 100.0,
+        "{gap_ms:.0} ms without sound at the switch"
+    );
+
+    let _ = listener.terminate();
+    let _ = talker.terminate();
+    let _ = feeder.kill();
+    let _ = feeder.wait();
 }

@@ -7,15 +7,14 @@
 //! Needs root (network namespaces), `ip` and `nft`; scripts/test.sh installs them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use between_media::analysis::{frame_psnr, longest_gap_ms};
 use between_media::pattern::{TestPattern, read_counter};
-use between_server::{ApiKeys, DEV_API_KEY, ServerConfig, Timing};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use between_server::DEV_API_KEY;
+use common::{BIN, Server};
+use std::net::Ipv4Addr;
 use std::process::Command;
-use std::sync::mpsc;
-use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_between");
 
 fn sh(args: &[&str]) {
     let out = Command::new(args[0])
@@ -113,41 +112,12 @@ impl Drop for LossyHost {
     }
 }
 
-fn start_server(listen: IpAddr, udp_port: Option<u16>) -> (String, std::sync::mpsc::Sender<()>) {
-    let (url_tx, url_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let mut keys = ApiKeys::default();
-            keys.add(DEV_API_KEY, None).unwrap();
-            let server = between_server::start(ServerConfig {
-                listen: SocketAddr::new(listen, 0),
-                keys,
-                timing: Timing::default(),
-                media_ip: listen,
-                public_ip: None,
-                max_connections_per_ip: between_server::DEFAULT_MAX_CONNECTIONS_PER_IP,
-                udp_port,
-            })
-            .await
-            .unwrap();
-            url_tx.send(server.url()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-            server.shutdown(Duration::from_secs(2)).await;
-        });
-    });
-    (
-        url_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        stop_tx,
-    )
-}
-
 #[test]
 fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let host = LossyHost::create(LOSE_10_PERCENT);
-    let (url, stop) = start_server(host.host_ip.into(), None);
+    let server = Server::start_on(host.host_ip.into(), None);
+    let url = server.url.clone();
     let host_ip = host.host_ip.to_string();
     let mut publisher = Command::new(BIN)
         .args([
@@ -192,10 +162,10 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
         .args(["--record", dir.to_str().unwrap(), "--record-fps", "15"])
         .output()
         .unwrap();
-    let server_metrics = metrics(&url);
+    let server_metrics = server.metrics();
     let _ = publisher.kill();
     let _ = publisher.wait();
-    let _ = stop.send(());
+    drop(server);
     assert!(
         out.status.success(),
         "{}",
@@ -250,22 +220,12 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The `/metrics` text of the server at `url` (`ws://host:port`).
-fn metrics(url: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("ws://");
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    write!(tcp, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
-    text
-}
-
 #[test]
 fn with_udp_blocked_the_call_connects_over_ice_tcp() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let host = LossyHost::create(BLOCK_UDP);
-    let (url, stop) = start_server(host.host_ip.into(), Some(0));
+    let server = Server::start_on(host.host_ip.into(), Some(0));
+    let url = server.url.clone();
     let host_ip = host.host_ip.to_string();
     let mut publisher = Command::new(BIN)
         .args([
@@ -290,10 +250,10 @@ fn with_udp_blocked_the_call_connects_over_ice_tcp() {
         .args(["--record", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = metrics(&url);
+    let text = server.metrics();
     let _ = publisher.kill();
     let _ = publisher.wait();
-    let _ = stop.send(());
+    drop(server);
     assert!(
         out.status.success(),
         "{}",

@@ -227,6 +227,30 @@ impl Conference {
         Ok(())
     }
 
+    /// Moves this call's sound to the speaker with this ID (from `devices::snapshot`), during
+    /// the call or before it: the new device is opened first and takes over from the next
+    /// 20 ms frame. An unknown ID is a `device_not_found` error and changes nothing.
+    pub async fn set_output_device(&self, device_id: &str) -> Result<(), BAError> {
+        let Some(shared) = self.inner.lock().media.clone() else {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                "Set the call's media before choosing a speaker.",
+            ));
+        };
+        let id = device_id.to_string();
+        let speaker = tokio::task::spawn_blocking(move || crate::devices::Speaker::open(Some(&id)))
+            .await
+            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))??;
+        let old = shared
+            .playback
+            .lock()
+            .map(|mut p| p.replace(Box::new(speaker) as Box<dyn crate::AudioSink>))
+            .ok()
+            .flatten();
+        drop(old);
+        Ok(())
+    }
+
     /// This user's published media, once `localParticipant` has fired.
     pub fn local_participant(&self) -> Option<LocalParticipant> {
         self.inner.lock().local.clone()

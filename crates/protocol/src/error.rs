@@ -15,6 +15,9 @@ pub enum ErrorCode {
     AlreadyInCall,
     ServerUnreachable,
     DeviceNotFound,
+    /// The device exists but cannot be opened now (busy, unplugged mid-way, a sound server
+    /// that stopped answering).
+    DeviceUnavailable,
     PermissionDenied,
     ScreenshareDenied,
     ScreenshareUnsupported,
@@ -51,6 +54,7 @@ impl ErrorCode {
             Self::AlreadyInCall => "already_in_call",
             Self::ServerUnreachable => "server_unreachable",
             Self::DeviceNotFound => "device_not_found",
+            Self::DeviceUnavailable => "device_unavailable",
             Self::PermissionDenied => "permission_denied",
             Self::ScreenshareDenied => "screenshare_denied",
             Self::ScreenshareUnsupported => "screenshare_unsupported",

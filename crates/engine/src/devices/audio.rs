@@ -62,3 +62,53 @@ pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
     }
     out
 }
+
+/// The device with this ID (`None`: the system default) for input or output, and its ID.
+pub(super) fn find(
+    host: &cpal::Host,
+    id: Option<&str>,
+    input: bool,
+) -> Result<(cpal::Device, String), crate::error::BAError> {
+    use between_protocol::ErrorCode;
+    let what = if input { "microphone" } else { "speaker" };
+    let not_found = |detail: String| crate::error::BAError::new(ErrorCode::DeviceNotFound, detail);
+    let device = match id {
+        None => {
+            let d = if input {
+                host.default_input_device()
+            } else {
+                host.default_output_device()
+            };
+            d.ok_or_else(|| {
+                not_found(format!(
+                    "No {what} was found. Plug one in or pick another in the device menu."
+                ))
+            })?
+        }
+        Some(id) => {
+            let parsed: cpal::DeviceId = id.parse().map_err(|_| {
+                not_found(format!(
+                    "There is no {what} \"{id}\". Pick one from the device menu."
+                ))
+            })?;
+            let d = host.device_by_id(&parsed).ok_or_else(|| {
+                not_found(format!(
+                    "The {what} \"{id}\" is not connected. Plug it in or pick another in the device menu."
+                ))
+            })?;
+            let usable = if input {
+                d.supports_input()
+            } else {
+                d.supports_output()
+            };
+            if !usable {
+                return Err(not_found(format!(
+                    "\"{id}\" is not a {what}. Pick one from the device menu."
+                )));
+            }
+            d
+        }
+    };
+    let id = id_of(&device).unwrap_or_default();
+    Ok((device, id))
+}

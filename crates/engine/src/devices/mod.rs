@@ -7,6 +7,9 @@
 //! listed yet (nokhwa needs libclang to build; the camera work adds them).
 
 mod audio;
+mod stream;
+
+pub use stream::{Microphone, Speaker};
 
 use serde::Serialize;
 

@@ -94,10 +94,11 @@ impl Playout {
 pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<MediaShared>) {
     let mut tick = interval(Duration::from_millis(FRAME_MS as u64));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let listened =
-        shared.peer_audio.is_some() || shared.playback.lock().map(|p| p.is_some()).unwrap_or(false);
     loop {
         tick.tick().await;
+        // Asked every tick: a speaker can be chosen during the call.
+        let listened = shared.peer_audio.is_some()
+            || shared.playback.lock().map(|p| p.is_some()).unwrap_or(false);
         let frames = playout.pop_all(listened);
         if frames.is_empty() {
             continue;

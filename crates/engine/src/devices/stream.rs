@@ -1,0 +1,286 @@
+//! Microphone and speaker streams on cpal devices, behind the engine's `AudioSource` and
+//! `AudioSink` traits. The device runs on its own clock and thread; a small buffer between it
+//! and the engine's 20 ms ticks absorbs the difference, bounded so clock drift never turns
+//! into growing latency: the oldest audio is dropped beyond the bound, silence fills an
+//! underrun.
+
+use super::audio;
+use crate::error::BAError;
+use crate::media::sources::{AudioSink, AudioSource};
+use between_media::FRAME_SAMPLES;
+use between_media::resample::Resampler;
+use between_protocol::ErrorCode;
+use cpal::traits::{DeviceTrait, StreamTrait};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+const RATE: u32 = 48_000;
+/// The device callback period asked for: 10 ms.
+const PERIOD: u32 = 480;
+/// A microphone keeps at most this much unread (60 ms); more means the engine fell behind.
+const MIC_MAX_BUFFERED: usize = 3 * FRAME_SAMPLES;
+/// A speaker drops back to `SPEAKER_KEEP` once this much is queued (100 ms).
+const SPEAKER_MAX_BUFFERED: usize = 5 * FRAME_SAMPLES;
+const SPEAKER_KEEP: usize = 2 * FRAME_SAMPLES;
+/// How long opening a stream may take (the PulseAudio host waits on its server).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a microphone may take to deliver its first samples after opening.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Shared {
+    samples: Mutex<VecDeque<f32>>,
+    /// Samples the device wanted and did not get (speaker) or that were dropped (microphone).
+    glitches: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn samples(&self) -> MutexGuard<'_, VecDeque<f32>> {
+        self.samples.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail(&self, e: &cpal::Error) {
+        tracing::warn!(error = %e, "audio device stream error");
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+}
+
+fn open_error(what: &str, id: &str, e: &cpal::Error) -> BAError {
+    let code = match e.kind() {
+        cpal::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
+        cpal::ErrorKind::DeviceNotAvailable => ErrorCode::DeviceNotFound,
+        _ => ErrorCode::DeviceUnavailable,
+    };
+    BAError::new(
+        code,
+        format!(
+            "The {what} \"{id}\" could not be opened ({e}). Pick another one in the device menu."
+        ),
+    )
+}
+
+/// The stream format to ask for: 48 kHz where the device offers it (PulseAudio always does:
+/// its server converts), else the device's default rate, resampled here. Mono where offered.
+fn choose_config(
+    device: &cpal::Device,
+    input: bool,
+) -> Result<(cpal::StreamConfig, cpal::SampleFormat), cpal::Error> {
+    let ranges: Vec<cpal::SupportedStreamConfigRange> = if input {
+        device.supported_input_configs()?.collect()
+    } else {
+        device.supported_output_configs()?.collect()
+    };
+    let f32_48k = ranges
+        .iter()
+        .filter(|r| r.sample_format() == cpal::SampleFormat::F32)
+        .filter_map(|r| r.try_with_sample_rate(RATE))
+        .min_by_key(|c| c.channels());
+    let chosen = match f32_48k {
+        Some(c) => c,
+        None if input => device.default_input_config()?,
+        None => device.default_output_config()?,
+    };
+    let format = chosen.sample_format();
+    let mut config: cpal::StreamConfig = chosen.into();
+    config.buffer_size = cpal::BufferSize::Fixed(PERIOD);
+    Ok((config, format))
+}
+
+/// A microphone on a cpal device.
+pub struct Microphone {
+    shared: Arc<Shared>,
+    /// Frames in a row the device had nothing for.
+    starved: u32,
+    device_id: String,
+    _stream: cpal::Stream,
+}
+
+impl Microphone {
+    /// Opens the input with this ID, or the system default with `None`. Blocks until the
+    /// device delivers its first samples, at most a few seconds: cpal's PulseAudio host waits
+    /// for them without a deadline, and a source that never starts must not hang the call.
+    pub fn open(id: Option<&str>) -> Result<Self, BAError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wanted = id.map(str::to_string);
+        std::thread::Builder::new()
+            .name("between-mic-open".into())
+            .spawn(move || {
+                let _ = tx.send(Self::open_now(wanted.as_deref()));
+            })
+            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))?;
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(result) => result,
+            // The opening thread stays blocked in the sound server client; it is abandoned.
+            Err(_) => Err(BAError::new(
+                ErrorCode::DeviceUnavailable,
+                format!(
+                    "The microphone \"{}\" did not start within {} s. Check that it is not muted or in use, or pick another one in the device menu.",
+                    id.unwrap_or("default"),
+                    START_TIMEOUT.as_secs()
+                ),
+            )),
+        }
+    }
+
+    fn open_now(id: Option<&str>) -> Result<Self, BAError> {
+        let host = audio::host();
+        let (device, device_id) = audio::find(&host, id, true)?;
+        let (config, format) =
+            choose_config(&device, true).map_err(|e| open_error("microphone", &device_id, &e))?;
+        if format != cpal::SampleFormat::F32 {
+            return Err(BAError::new(
+                ErrorCode::DeviceUnavailable,
+                format!(
+                    "The microphone \"{device_id}\" offers no floating-point format this app can read. Pick another one in the device menu."
+                ),
+            ));
+        }
+        let shared = Arc::new(Shared::default());
+        let channels = usize::from(config.channels.max(1));
+        let mut resampler = Resampler::new(config.sample_rate, RATE)
+            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))?;
+        let (data, errors) = (shared.clone(), shared.clone());
+        let stream = device
+            .build_input_stream(
+                config,
+                move |input: &[f32], _: &cpal::InputCallbackInfo| {
+                    let mono: Vec<f32> = input
+                        .chunks(channels)
+                        .map(|f| f.iter().sum::<f32>() / f.len() as f32)
+                        .collect();
+                    let Ok(at_48k) = resampler.process(&mono) else {
+                        return;
+                    };
+                    let mut buf = data.samples();
+                    buf.extend(at_48k);
+                    if buf.len() > MIC_MAX_BUFFERED {
+                        let excess = buf.len() - MIC_MAX_BUFFERED;
+                        buf.drain(..excess);
+                        data.glitches.fetch_add(excess as u64, Ordering::Relaxed);
+                    }
+                },
+                move |e| errors.fail(&e),
+                Some(OPEN_TIMEOUT),
+            )
+            .map_err(|e| open_error("microphone", &device_id, &e))?;
+        stream
+            .play()
+            .map_err(|e| open_error("microphone", &device_id, &e))?;
+        Ok(Self {
+            shared,
+            starved: 0,
+            device_id,
+            _stream: stream,
+        })
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+}
+
+impl AudioSource for Microphone {
+    /// The next 20 ms; silence while the device has not delivered them (before it starts, or
+    /// a device that stalls): `None` would end the track, and Opus sends silence for almost
+    /// nothing.
+    fn read_frame(&mut self) -> Option<Vec<f32>> {
+        let mut buf = self.shared.samples();
+        if buf.len() < FRAME_SAMPLES {
+            self.starved += 1;
+            // Once a second while it lasts: a microphone that stopped delivering.
+            if self.starved % 50 == 0 {
+                tracing::warn!(device = %self.device_id, seconds = self.starved / 50, "the microphone delivers no sound");
+            }
+            return Some(vec![0.0; FRAME_SAMPLES]);
+        }
+        self.starved = 0;
+        Some(buf.drain(..FRAME_SAMPLES).collect())
+    }
+}
+
+/// A speaker on a cpal device.
+pub struct Speaker {
+    shared: Arc<Shared>,
+    device_id: String,
+    resampler: Resampler,
+    _stream: cpal::Stream,
+}
+
+impl Speaker {
+    /// Opens the output with this ID, or the system default with `None`.
+    pub fn open(id: Option<&str>) -> Result<Self, BAError> {
+        let host = audio::host();
+        let (device, device_id) = audio::find(&host, id, false)?;
+        let (config, format) =
+            choose_config(&device, false).map_err(|e| open_error("speaker", &device_id, &e))?;
+        if format != cpal::SampleFormat::F32 {
+            return Err(BAError::new(
+                ErrorCode::DeviceUnavailable,
+                format!(
+                    "The speaker \"{device_id}\" offers no floating-point format this app can play. Pick another one in the device menu."
+                ),
+            ));
+        }
+        let shared = Arc::new(Shared::default());
+        let channels = usize::from(config.channels.max(1));
+        let resampler = Resampler::new(RATE, config.sample_rate)
+            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))?;
+        let (data, errors) = (shared.clone(), shared.clone());
+        let stream = device
+            .build_output_stream(
+                config,
+                move |out: &mut [f32], _: &cpal::OutputCallbackInfo| {
+                    let mut buf = data.samples();
+                    let mut missing = 0u64;
+                    for frame in out.chunks_mut(channels) {
+                        let s = buf.pop_front().unwrap_or_else(|| {
+                            missing += 1;
+                            0.0
+                        });
+                        frame.fill(s);
+                    }
+                    if missing > 0 {
+                        data.glitches.fetch_add(missing, Ordering::Relaxed);
+                    }
+                },
+                move |e| errors.fail(&e),
+                Some(OPEN_TIMEOUT),
+            )
+            .map_err(|e| open_error("speaker", &device_id, &e))?;
+        stream
+            .play()
+            .map_err(|e| open_error("speaker", &device_id, &e))?;
+        Ok(Self {
+            shared,
+            device_id,
+            resampler,
+            _stream: stream,
+        })
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Samples the device asked for and got silence instead (underruns), so far.
+    pub fn underruns(&self) -> u64 {
+        self.shared.glitches.load(Ordering::Relaxed)
+    }
+}
+
+impl AudioSink for Speaker {
+    fn write(&mut self, samples: &[f32]) {
+        let Ok(at_device_rate) = self.resampler.process(samples) else {
+            return;
+        };
+        let mut buf = self.shared.samples();
+        buf.extend(at_device_rate);
+        if buf.len() > SPEAKER_MAX_BUFFERED {
+            let excess = buf.len() - SPEAKER_KEEP;
+            buf.drain(..excess);
+        }
+    }
+}
