@@ -82,6 +82,9 @@ pub struct JoinArgs {
     /// Each prints {"event":"commandDone",...} or {"event":"commandFailed",...}.
     #[arg(long)]
     commands: bool,
+    /// Print devicesUpdated/deviceFallback events (on with --mic or --speaker).
+    #[arg(long)]
+    watch_devices: bool,
     /// Address to bind media sockets to (default: loopback for a loopback server, else all).
     #[arg(long, value_name = "IP")]
     media_ip: Option<IpAddr>,
@@ -187,7 +190,6 @@ fn media_options(
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),
-        ..MediaOptions::default()
     }))
 }
 
@@ -208,13 +210,10 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         None => None,
     };
     let media = media_options(&args, recorder.clone())?;
-    let conference = Conference::new(
-        EngineConfig::new(args.server.clone()),
-        args.api_key.clone(),
-        args.call_id.clone(),
-        extra,
-    )
-    .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    let mut config = EngineConfig::new(args.server.clone());
+    config.watch_devices = args.watch_devices || args.mic.is_some() || args.speaker.is_some();
+    let conference = Conference::new(config, args.api_key.clone(), args.call_id.clone(), extra)
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
     if let Some(media) = media {
         conference
             .set_media(media)

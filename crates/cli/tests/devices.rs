@@ -191,10 +191,13 @@ impl Pulse {
 /// Everything a sink's monitor plays, in 10 ms chunks stamped with their arrival.
 struct Monitor {
     child: Child,
-    chunks: Arc<Mutex<Vec<(Instant, Vec<f32>)>>>,
+    chunks: Arc<Mutex<Vec<Chunk>>>,
 }
 
 const CHUNK: usize = 480;
+
+/// 10 ms of a monitor, stamped with its arrival.
+type Chunk = (Instant, Vec<f32>);
 
 impl Monitor {
     fn start(pulse: &Pulse, source: &str) -> Self {
@@ -280,7 +283,7 @@ impl Monitor {
             .iter()
             .filter(|(t, s)| *t >= after && between_media::audio::rms(s) > 0.05);
         if last {
-            loud.map(|(t, _)| *t).last()
+            loud.map(|(t, _)| *t).next_back()
         } else {
             loud.map(|(t, _)| *t).next()
         }
@@ -294,11 +297,11 @@ impl Drop for Monitor {
     }
 }
 
-#[test]
-fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
-    let pulse = Pulse::start(SPEAKERS_AND_MIC);
-    let server = Server::start();
-    // The "person" at the microphone: a 440 Hz tone played into the sink the microphone hears.
+/// The real-time audio tests share 2 cores: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Plays a 440 Hz tone into `sink` (what the virtual microphone hears) for a minute.
+fn play_tone(pulse: &Pulse, sink: &str) -> Child {
     let tone: Vec<u8> = (0..48_000 * 60)
         .flat_map(|i| {
             let s = 0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 48_000.0).sin();
@@ -307,16 +310,9 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
         .collect();
     let mut feeder = pulse
         .client("pacat")
-        .args([
-            "-d",
-            "mic_feed",
-            "--raw",
-            "--format=float32le",
-            "--rate=48000",
-            "--channels=1",
-            // Without it pacat asks for a 2 s buffer, and the null sink then runs in 2 s bursts.
-            "--latency-msec=10",
-        ])
+        .args(["-d", sink, "--raw", "--format=float32le", "--rate=48000"])
+        // Without it pacat asks for a 2 s buffer, and the null sink then runs in 2 s bursts.
+        .args(["--channels=1", "--latency-msec=10"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -326,21 +322,129 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
         use std::io::Write;
         let _ = feed.write_all(&tone);
     });
+    feeder
+}
+
+/// A bot on this daemon's devices.
+fn bot(pulse: &Pulse, server: &Server, args: &[&str]) -> Bot {
+    Bot::spawn_with(
+        Command::new(BIN)
+            .args(join_args(&server.url, "devices"))
+            .args(args)
+            .env("PULSE_SERVER", pulse.server_env())
+            .env_remove("PULSE_RUNTIME_PATH"),
+    )
+}
+
+fn pactl(pulse: &Pulse, args: &[&str]) -> String {
+    let out = pulse.client("pactl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "pactl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn has_device(event: &Value, id: &str) -> bool {
+    event["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["deviceId"] == id)
+}
+
+#[test]
+fn hot_plug_updates_the_list_and_losing_the_speaker_falls_back_to_the_default() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let pulse = Pulse::start(SPEAKERS_AND_MIC);
+    let server = Server::start();
+    let mut feeder = play_tone(&pulse, "mic_feed");
+    let default_speaker = Monitor::start(&pulse, "meeting_speaker.monitor");
+    let mut talker = bot(&pulse, &server, &["--mic", "pulseaudio:virtual_mic"]);
+    talker.expect("localParticipant");
+    let mut listener = bot(&pulse, &server, &["--speaker", "default", "--commands"]);
+    let first = listener.expect("devicesUpdated");
+    assert!(has_device(&first, "pulseaudio:meeting_speaker"), "{first}");
+
+    // Plugged in: the list has it within a second.
+    let module = pactl(
+        &pulse,
+        &[
+            "load-module",
+            "module-null-sink",
+            "sink_name=usb_headset",
+            "sink_properties=device.description=USB-Headset",
+        ],
+    );
+    let plugged = Instant::now();
+    let event = listener.expect_where("devicesUpdated", |e| {
+        has_device(e, "pulseaudio:usb_headset")
+    });
+    let took = plugged.elapsed();
+    eprintln!("devicesUpdated {} ms after the plug", took.as_millis());
+    assert!(
+        took <= Duration::from_secs(1),
+        "devicesUpdated after {took:?}"
+    );
+    assert!(
+        event["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["label"] == "USB-Headset")
+    );
+
+    // Use it; the tone comes out there.
+    let headset = Monitor::start(&pulse, "usb_headset.monitor");
+    listener.command(r#"{"cmd":"setOutputDevice","deviceId":"pulseaudio:usb_headset"}"#);
+    listener.expect("commandDone");
+    headset.wait_for_tone("USB-Headset");
+
+    // Unplugged while in use: the list drops it, the call falls back to the default speaker
+    // and the tone keeps coming, now out of the default.
+    pactl(&pulse, &["unload-module", &module]);
+    let unplugged = Instant::now();
+    listener.expect_where("devicesUpdated", |e| {
+        !has_device(e, "pulseaudio:usb_headset")
+    });
+    let fallback = listener.expect("deviceFallback");
+    assert_eq!(
+        fallback["lostDeviceId"], "pulseaudio:usb_headset",
+        "{fallback}"
+    );
+    assert_eq!(
+        fallback["deviceId"], "pulseaudio:meeting_speaker",
+        "{fallback}"
+    );
+    eprintln!(
+        "fallback {} ms after the unplug",
+        unplugged.elapsed().as_millis()
+    );
+    default_speaker.wait_for_tone("the default speaker after the fallback");
+
+    let _ = listener.terminate();
+    let _ = talker.terminate();
+    let _ = feeder.kill();
+    let _ = feeder.wait();
+}
+
+#[test]
+fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let pulse = Pulse::start(SPEAKERS_AND_MIC);
+    let server = Server::start();
+    // The "person" at the microphone: a 440 Hz tone played into the sink the microphone hears.
+    let mut feeder = play_tone(&pulse, "mic_feed");
     let heard_here = Monitor::start(&pulse, "meeting_speaker.monitor");
     let heard_there = Monitor::start(&pulse, "other_speaker.monitor");
 
-    let mut talker = Bot::spawn_with(
-        Command::new(BIN)
-            .args(join_args(&server.url, "devices"))
-            .args(["--mic", "pulseaudio:virtual_mic"])
-            .env("PULSE_SERVER", pulse.server_env()),
-    );
+    let mut talker = bot(&pulse, &server, &["--mic", "pulseaudio:virtual_mic"]);
     talker.expect("localParticipant");
-    let mut listener = Bot::spawn_with(
-        Command::new(BIN)
-            .args(join_args(&server.url, "devices"))
-            .args(["--speaker", "pulseaudio:meeting_speaker", "--commands"])
-            .env("PULSE_SERVER", pulse.server_env()),
+    let mut listener = bot(
+        &pulse,
+        &server,
+        &["--speaker", "pulseaudio:meeting_speaker", "--commands"],
     );
     listener.expect("joined");
     let db = heard_here.wait_for_tone("Meeting-Speaker");

@@ -40,6 +40,7 @@ pub(crate) struct CallState {
     pub media: Option<Arc<MediaShared>>,
     pub media_session: Option<MediaSession>,
     pub local: Option<LocalParticipant>,
+    pub device_watch: Option<JoinHandle<()>>,
 }
 
 pub(crate) struct Inner {
@@ -189,6 +190,7 @@ impl Conference {
                     media: None,
                     media_session: None,
                     local: None,
+                    device_watch: None,
                 }),
             }),
         })
@@ -309,7 +311,14 @@ impl Conference {
         // media session there to take it.
         self.inner.start_media();
         let task = tokio::spawn(signaling::run(self.inner.clone(), ws, rx));
-        self.inner.lock().task = Some(task);
+        let watch = self
+            .inner
+            .config
+            .watch_devices
+            .then(|| tokio::spawn(crate::devices::watch::run(Arc::downgrade(&self.inner))));
+        let mut state = self.inner.lock();
+        state.task = Some(task);
+        state.device_watch = watch;
         Ok(())
     }
 
@@ -324,6 +333,9 @@ impl Conference {
             (state.commands.take(), state.task.take())
         };
         self.inner.stop_media();
+        if let Some(watch) = self.inner.lock().device_watch.take() {
+            watch.abort();
+        }
         if let Some(tx) = commands {
             let (done, said_goodbye) = oneshot::channel();
             if tx.send(Command::Leave(done)).is_ok() {
@@ -357,7 +369,11 @@ impl Drop for Conference {
     /// notices the closed socket and tells the others after its resume grace.
     fn drop(&mut self) {
         self.inner.stop_media();
-        if let Some(task) = self.inner.lock().task.take() {
+        let mut state = self.inner.lock();
+        for task in [state.task.take(), state.device_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }

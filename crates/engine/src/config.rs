@@ -14,6 +14,10 @@ pub struct EngineConfig {
     /// The server pings every second; silence this long means the connection is dead.
     pub liveness_timeout: Duration,
     pub reconnect: ReconnectPolicy,
+    /// Watch the devices during the call (`devicesUpdated`, fallback when the device in use
+    /// goes away). The app wants it; bots and benchmarks without devices do not need the
+    /// polling.
+    pub watch_devices: bool,
 }
 
 impl EngineConfig {
@@ -24,6 +28,7 @@ impl EngineConfig {
             join_timeout: Duration::from_secs(5),
             liveness_timeout: Duration::from_secs(4),
             reconnect: ReconnectPolicy::default(),
+            watch_devices: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Subscribers get every event from the moment they subscribe, none dropped: events are few
 //! and small, and losing a `peerLeft` would leave a ghost tile.
 
+use crate::devices::{DeviceKind, MediaDeviceInfo};
 use crate::error::BAError;
 use crate::media::{LocalParticipant, RemoteVideo};
 use crate::peer::Peer;
@@ -36,6 +37,15 @@ pub enum ConferenceEvent {
     Peer { peer_id: String, event: PeerEvent },
     /// This user's media is published.
     LocalParticipant(LocalParticipant),
+    /// The whole device list, at the start of the call and whenever it changes.
+    DevicesUpdated(Vec<MediaDeviceInfo>),
+    /// *Ours*: the microphone or speaker in use went away (or failed); `to` is the system
+    /// default now in use.
+    DeviceFallback {
+        kind: DeviceKind,
+        lost: String,
+        to: String,
+    },
 }
 
 /// Events of one remote peer.
@@ -77,6 +87,8 @@ impl ConferenceEvent {
             Self::Error(_) => "error",
             Self::Peer { event, .. } => event.name(),
             Self::LocalParticipant(_) => "localParticipant",
+            Self::DevicesUpdated(_) => "devicesUpdated",
+            Self::DeviceFallback { .. } => "deviceFallback",
         }
     }
 
@@ -95,6 +107,10 @@ impl ConferenceEvent {
             Self::Error(e) => json!({"event": name, "code": e.code, "message": e.message}),
             Self::Peer { peer_id, .. } => json!({"event": name, "peerId": peer_id}),
             Self::LocalParticipant(local) => json!({"event": name, "peerId": local.id()}),
+            Self::DevicesUpdated(devices) => json!({"event": name, "devices": devices}),
+            Self::DeviceFallback { kind, lost, to } => {
+                json!({"event": name, "kind": kind, "lostDeviceId": lost, "deviceId": to})
+            }
             Self::SocketFailed
             | Self::SocketDisconnected
             | Self::SocketClose

@@ -125,6 +125,21 @@ impl Bot {
         }
     }
 
+    /// The next `name` event for which `matches` holds, skipping others, within 5 s.
+    pub fn expect_where(&self, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no matching {name:?} event within 5 s"));
+            if line["event"] == name && matches(&line) {
+                return line;
+            }
+        }
+    }
+
     /// Sends one `--commands` line.
     pub fn command(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();

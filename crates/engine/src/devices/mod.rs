@@ -8,6 +8,7 @@
 
 mod audio;
 mod stream;
+pub(crate) mod watch;
 
 pub use stream::{Microphone, Speaker};
 

@@ -42,6 +42,10 @@ impl Shared {
         self.samples.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn has_failed(&self) -> bool {
+        self.failed.lock().map(|f| f.is_some()).unwrap_or(true)
+    }
+
     fn fail(&self, e: &cpal::Error) {
         tracing::warn!(error = %e, "audio device stream error");
         *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
@@ -199,6 +203,14 @@ impl AudioSource for Microphone {
         self.starved = 0;
         Some(buf.drain(..FRAME_SAMPLES).collect())
     }
+
+    fn device_id(&self) -> Option<&str> {
+        Some(&self.device_id)
+    }
+
+    fn device_failed(&self) -> bool {
+        self.shared.has_failed()
+    }
 }
 
 /// A speaker on a cpal device.
@@ -282,5 +294,13 @@ impl AudioSink for Speaker {
             let excess = buf.len() - SPEAKER_KEEP;
             buf.drain(..excess);
         }
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Some(&self.device_id)
+    }
+
+    fn device_failed(&self) -> bool {
+        self.shared.has_failed()
     }
 }

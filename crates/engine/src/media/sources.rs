@@ -14,6 +14,16 @@ use std::io::BufRead;
 /// A microphone: 20 ms of 48 kHz mono at a time. `None` means the source has ended.
 pub trait AudioSource: Send + 'static {
     fn read_frame(&mut self) -> Option<Vec<f32>>;
+
+    /// The device behind it, if any (for the fallback when it goes away).
+    fn device_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Its device stream has failed (unplugged, sound server gone).
+    fn device_failed(&self) -> bool {
+        false
+    }
 }
 
 /// A camera or a screen.
@@ -25,6 +35,16 @@ pub trait VideoSource: Send + 'static {
 /// A speaker: gets the mix of everyone, 20 ms at a time, in real time order.
 pub trait AudioSink: Send + 'static {
     fn write(&mut self, samples: &[f32]);
+
+    /// The device behind it, if any (for the fallback when it goes away).
+    fn device_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Its device stream has failed (unplugged, sound server gone).
+    fn device_failed(&self) -> bool {
+        false
+    }
 }
 
 /// Each remote peer's decoded audio before mixing, 20 ms at a time (silence where nothing
