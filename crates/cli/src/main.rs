@@ -30,6 +30,12 @@ enum Command {
     Join(Box<join::JoinArgs>),
     /// List microphones and speakers (and which audio host lists them) as JSON.
     Devices,
+    /// Try a microphone (default: the system's) and print getPermissionState's answer.
+    Permissions {
+        /// A microphone ID from `between devices`.
+        #[arg(long)]
+        mic: Option<String>,
+    },
     /// Measure the system (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -71,6 +77,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Join(args) => join::run(*args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Permissions { mic } => {
+                let state = tokio::task::spawn_blocking(move || {
+                    between_engine::devices::permission_state(mic.as_deref())
+                })
+                .await?;
+                println!("{}", serde_json::to_string(&state)?);
+                Ok(())
+            }
             Command::Devices => {
                 // cpal's PulseAudio host blocks while it asks the server: off the runtime.
                 let snapshot =

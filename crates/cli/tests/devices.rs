@@ -480,3 +480,68 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     let _ = feeder.kill();
     let _ = feeder.wait();
 }
+
+fn permissions(pulse: Option<&Pulse>, mic: Option<&str>) -> Value {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("permissions").env_remove("PULSE_RUNTIME_PATH");
+    match pulse {
+        Some(p) => cmd.env("PULSE_SERVER", p.server_env()),
+        None => cmd
+            .env_remove("PULSE_SERVER")
+            .env("XDG_RUNTIME_DIR", "/nonexistent"),
+    };
+    if let Some(mic) = mic {
+        cmd.args(["--mic", mic]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn permission_state_comes_from_trying_the_microphone() {
+    let pulse = Pulse::start(&[
+        "module-null-sink sink_name=mic_feed",
+        "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+    ]);
+    // A working microphone.
+    let ok = permissions(Some(&pulse), Some("pulseaudio:virtual_mic"));
+    assert_eq!(ok["state"], "success", "{ok}");
+
+    // No sound hardware at all (no sound server, no ALSA card).
+    let none = permissions(None, None);
+    assert_eq!(none["state"], "failed", "{none}");
+    assert_eq!(none["error"]["reason"], "device_not_found", "{none}");
+    assert_eq!(
+        none["error"]["rawStr"],
+        "No microphone was found. Plug one in or pick another in the device menu."
+    );
+
+    // A microphone that is there but never delivers sound (a pipe nobody writes to).
+    let fifo = pulse.socket().with_file_name("dead.fifo");
+    pactl(
+        &pulse,
+        &[
+            "load-module",
+            "module-pipe-source",
+            "source_name=dead_mic",
+            &format!("file={}", fifo.display()),
+        ],
+    );
+    let dead = permissions(Some(&pulse), Some("pulseaudio:dead_mic"));
+    assert_eq!(dead["state"], "failed", "{dead}");
+    assert_eq!(dead["error"]["reason"], "device_unavailable", "{dead}");
+    let raw = dead["error"]["rawStr"].as_str().unwrap();
+    assert!(
+        raw.contains("did not start") && raw.contains("device menu"),
+        "{raw}"
+    );
+
+    // One that does not exist.
+    let missing = permissions(Some(&pulse), Some("pulseaudio:gone"));
+    assert_eq!(missing["error"]["reason"], "device_not_found", "{missing}");
+}

@@ -253,6 +253,26 @@ impl Conference {
         Ok(())
     }
 
+    /// Tries the microphone this call uses (the system default if none is chosen yet): can
+    /// it be opened and does it deliver sound?
+    pub async fn get_permission_state(&self) -> crate::devices::PermissionState {
+        let chosen = self.inner.lock().media.clone().and_then(|m| {
+            m.audio
+                .lock()
+                .ok()
+                .and_then(|a| a.as_ref().and_then(|a| a.device_id().map(str::to_string)))
+        });
+        tokio::task::spawn_blocking(move || crate::devices::permission_state(chosen.as_deref()))
+            .await
+            .unwrap_or_else(|e| crate::devices::PermissionState {
+                state: "failed",
+                error: crate::devices::PermissionError {
+                    reason: "internal".into(),
+                    raw_str: format!("The device check stopped unexpectedly ({e})."),
+                },
+            })
+    }
+
     /// This user's published media, once `localParticipant` has fired.
     pub fn local_participant(&self) -> Option<LocalParticipant> {
         self.inner.lock().local.clone()

@@ -54,3 +54,45 @@ pub fn snapshot() -> DeviceSnapshot {
         devices: audio::list(&host),
     }
 }
+
+/// `getPermissionState()`'s answer: `{state, error: {reason, rawStr}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PermissionState {
+    /// `success`, `failed` or `denied`.
+    pub state: &'static str,
+    pub error: PermissionError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionError {
+    /// Technical and platform-specific (empty on success).
+    pub reason: String,
+    /// A sentence to show the user (empty on success).
+    pub raw_str: String,
+}
+
+/// Tries the microphone with this ID (the system default with `None`): can it be opened and
+/// does it deliver sound? Blocks up to a few seconds. (Cameras join this when the camera
+/// work lands; macOS and Windows answer from their privacy settings there.)
+pub fn permission_state(mic: Option<&str>) -> PermissionState {
+    match Microphone::open(mic) {
+        Ok(_) => PermissionState {
+            state: "success",
+            error: PermissionError {
+                reason: String::new(),
+                raw_str: String::new(),
+            },
+        },
+        Err(e) => {
+            let denied = e.code == between_protocol::ErrorCode::PermissionDenied;
+            PermissionState {
+                state: if denied { "denied" } else { "failed" },
+                error: PermissionError {
+                    reason: e.code.as_str().to_string(),
+                    raw_str: e.message,
+                },
+            }
+        }
+    }
+}

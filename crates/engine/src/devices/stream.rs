@@ -53,17 +53,31 @@ impl Shared {
 }
 
 fn open_error(what: &str, id: &str, e: &cpal::Error) -> BAError {
-    let code = match e.kind() {
-        cpal::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
-        cpal::ErrorKind::DeviceNotAvailable => ErrorCode::DeviceNotFound,
-        _ => ErrorCode::DeviceUnavailable,
-    };
-    BAError::new(
-        code,
-        format!(
-            "The {what} \"{id}\" could not be opened ({e}). Pick another one in the device menu."
+    match e.kind() {
+        cpal::ErrorKind::PermissionDenied => BAError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "This app may not use the {what} \"{id}\". Allow it in the system's privacy or sound settings."
+            ),
         ),
-    )
+        // The platform's catch-all "default" device that leads nowhere: no hardware at all.
+        cpal::ErrorKind::DeviceNotAvailable if id.ends_with(":default") => BAError::new(
+            ErrorCode::DeviceNotFound,
+            format!("No {what} was found. Plug one in or pick another in the device menu."),
+        ),
+        cpal::ErrorKind::DeviceNotAvailable => BAError::new(
+            ErrorCode::DeviceNotFound,
+            format!(
+                "The {what} \"{id}\" is not connected. Plug it in or pick another in the device menu."
+            ),
+        ),
+        _ => BAError::new(
+            ErrorCode::DeviceUnavailable,
+            format!(
+                "The {what} \"{id}\" could not be opened ({e}). Close other apps using it, or pick another one in the device menu."
+            ),
+        ),
+    }
 }
 
 /// The stream format to ask for: 48 kHz where the device offers it (PulseAudio always does:
