@@ -176,3 +176,84 @@ mod tests {
         assert!((v - 36.09).abs() < 0.1, "{v}");
     }
 }
+
+/// Echo return loss enhancement: how much quieter `processed` is than `mic` (dB), over the
+/// same stretch of far-end-only audio.
+pub fn erle_db(mic: &[f32], processed: &[f32]) -> f64 {
+    let energy = |s: &[f32]| s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+    10.0 * ((energy(mic) + 1e-12) / (energy(processed) + 1e-12)).log10()
+}
+
+/// The best Pearson correlation of `b` against `a` over lags of up to `max_lag` samples
+/// either way (processing may delay a little).
+pub fn best_correlation(a: &[f32], b: &[f32], max_lag: usize) -> f64 {
+    let wide = |s: &[f32]| s.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let (a, b) = (wide(a), wide(b));
+    (0..=max_lag)
+        .flat_map(|lag| {
+            [
+                pearson(
+                    &a[..a.len().saturating_sub(lag)],
+                    b.get(lag..).unwrap_or(&[]),
+                ),
+                pearson(
+                    a.get(lag..).unwrap_or(&[]),
+                    &b[..b.len().saturating_sub(lag)],
+                ),
+            ]
+        })
+        .fold(f64::MIN, f64::max)
+}
+
+/// How alike two recordings of speech sound: the Pearson correlation of their log power
+/// spectrograms (1024-sample frames, half overlapping, up to 8 kHz), at the best of the delays
+/// of `b` up to `max_lag` samples. Unlike waveform correlation it ignores phase, so a
+/// high-pass filter or a band split does not count as damage; suppressed, gated or distorted
+/// speech does.
+pub fn spectral_correlation(a: &[f32], b: &[f32], sample_rate: u32, max_lag: usize) -> f64 {
+    const FRAME: usize = 1024;
+    const HOP: usize = 512;
+    let spectrogram = |s: &[f32]| -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start + FRAME <= s.len() {
+            let (power, bin_hz) = power_spectrum(&s[start..start + FRAME], sample_rate);
+            let top = ((8_000.0 / bin_hz) as usize).min(power.len());
+            out.extend(power[1..top].iter().map(|p| (p + 1e-10).log10()));
+            start += HOP;
+        }
+        out
+    };
+    let reference = spectrogram(a);
+    let mut best = f64::MIN;
+    let mut lag = 0;
+    while lag <= max_lag && lag < b.len() {
+        let shifted = spectrogram(&b[lag..]);
+        let n = reference.len().min(shifted.len());
+        if n > 1 {
+            best = best.max(pearson(&reference[..n], &shifted[..n]));
+        }
+        lag += HOP / 2;
+    }
+    best
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    if x.is_empty() || y.is_empty() {
+        return 0.0;
+    }
+    let n = x.len().min(y.len()) as f64;
+    let mx = x.iter().sum::<f64>() / n;
+    let my = y.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}

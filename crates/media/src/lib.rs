@@ -7,6 +7,7 @@
 //! the engine. Depends on no other Between crate.
 
 pub mod analysis;
+pub mod apm;
 pub mod audio;
 pub mod h264;
 pub mod jitter;
