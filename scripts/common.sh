@@ -48,5 +48,5 @@ need_build_deps() {
 # network namespaces and nftables for the lossy-path
 # test (the loss test needs root).
 need_test_deps() {
-  need_apt iproute2 nftables pulseaudio pulseaudio-utils
+  need_apt iproute2 nftables pulseaudio pulseaudio-utils espeak-ng
 }

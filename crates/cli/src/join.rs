@@ -82,6 +82,9 @@ pub struct JoinArgs {
     /// Each prints {"event":"commandDone",...} or {"event":"commandFailed",...}.
     #[arg(long)]
     commands: bool,
+    /// Also print the 10 Hz audioLevel/localAudioLevel events.
+    #[arg(long)]
+    levels: bool,
     /// Print devicesUpdated/deviceFallback events (on with --mic or --speaker).
     #[arg(long)]
     watch_devices: bool,
@@ -187,6 +190,8 @@ fn media_options(
         },
         peer_audio: recorder.map(|r| r as Arc<dyn PeerAudioTap>),
         playback,
+        // Echo cancellation, noise suppression and gain control for a real microphone.
+        audio_processing: args.mic.is_some(),
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),
@@ -259,7 +264,14 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                print(&event.to_json());
+                let meter = matches!(
+                    event,
+                    ConferenceEvent::LocalAudioLevel(_)
+                        | ConferenceEvent::Peer { event: PeerEvent::AudioLevel(_), .. }
+                );
+                if args.levels || !meter {
+                    print(&event.to_json());
+                }
                 match event {
                     ConferenceEvent::PeerJoined(_) => {
                         if let Some(data) = say.take() {

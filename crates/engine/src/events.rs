@@ -37,6 +37,9 @@ pub enum ConferenceEvent {
     Peer { peer_id: String, event: PeerEvent },
     /// This user's media is published.
     LocalParticipant(LocalParticipant),
+    /// *Ours*: the local microphone's level, 0..1, every 100 ms (the page API's
+    /// `localParticipant.on("audioLevel")`).
+    LocalAudioLevel(f32),
     /// The whole device list, at the start of the call and whenever it changes.
     DevicesUpdated(Vec<MediaDeviceInfo>),
     /// *Ours*: the microphone or speaker in use went away (or failed); `to` is the system
@@ -58,6 +61,10 @@ pub enum PeerEvent {
     AudioResumed,
     VideoPaused,
     VideoResumed,
+    /// *Ours*: the peer's audio level, 0..1, every 100 ms while its audio plays.
+    AudioLevel(f32),
+    /// *Ours*: the peer started or stopped speaking.
+    Speaking(bool),
 }
 
 impl PeerEvent {
@@ -68,6 +75,8 @@ impl PeerEvent {
             Self::AudioResumed => "audioResumed",
             Self::VideoPaused => "videoPaused",
             Self::VideoResumed => "videoResumed",
+            Self::AudioLevel(_) => "audioLevel",
+            Self::Speaking(_) => "speaking",
         }
     }
 }
@@ -88,6 +97,7 @@ impl ConferenceEvent {
             Self::Peer { event, .. } => event.name(),
             Self::LocalParticipant(_) => "localParticipant",
             Self::DevicesUpdated(_) => "devicesUpdated",
+            Self::LocalAudioLevel(_) => "localAudioLevel",
             Self::DeviceFallback { .. } => "deviceFallback",
         }
     }
@@ -105,7 +115,16 @@ impl ConferenceEvent {
                 json!({"event": name, "peerId": peer_id, "resumed": resumed})
             }
             Self::Error(e) => json!({"event": name, "code": e.code, "message": e.message}),
+            Self::Peer {
+                peer_id,
+                event: PeerEvent::AudioLevel(level),
+            } => json!({"event": name, "peerId": peer_id, "level": level}),
+            Self::Peer {
+                peer_id,
+                event: PeerEvent::Speaking(speaking),
+            } => json!({"event": name, "peerId": peer_id, "speaking": speaking}),
             Self::Peer { peer_id, .. } => json!({"event": name, "peerId": peer_id}),
+            Self::LocalAudioLevel(level) => json!({"event": name, "level": level}),
             Self::LocalParticipant(local) => json!({"event": name, "peerId": local.id()}),
             Self::DevicesUpdated(devices) => json!({"event": name, "devices": devices}),
             Self::DeviceFallback { kind, lost, to } => {

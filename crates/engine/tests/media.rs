@@ -264,6 +264,43 @@ async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
     })
     .await;
 
+    // Levels for meters: the tone (-13.5 dBFS) reads about 0.78, ten times a second, and A
+    // is speaking; A's own meter runs too.
+    b.wait_for(Duration::from_secs(3), "speaking", |e| match e {
+        ConferenceEvent::Peer {
+            peer_id,
+            event: PeerEvent::Speaking(true),
+        } if *peer_id == a_id => Some(()),
+        _ => None,
+    })
+    .await;
+    b.drain();
+    let at = recorded(&recorder);
+    until(Duration::from_secs(5), &recorder.wrote, || {
+        recorded(&recorder) >= at + 48_000
+    })
+    .await;
+    let levels: Vec<f32> = b
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConferenceEvent::Peer {
+                peer_id,
+                event: PeerEvent::AudioLevel(l),
+            } if peer_id == a_id => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert!(levels.len() >= 9, "{} levels in a second", levels.len());
+    assert!(levels.iter().all(|l| (0.7..0.85).contains(l)), "{levels:?}");
+    let local_level = a
+        .wait_for(Duration::from_secs(2), "localAudioLevel", |e| match e {
+            ConferenceEvent::LocalAudioLevel(l) => Some(*l),
+            _ => None,
+        })
+        .await;
+    assert!(local_level > 0.7, "{local_level}");
+
     local.mute_audio();
     assert!(local.is_audio_muted());
     b.wait_for(Duration::from_secs(3), "audioPaused", |e| match e {
@@ -277,6 +314,14 @@ async fn muting_pauses_the_tone_and_unmuting_brings_it_back() {
     // Within a few frames of the mute, the recording goes silent (not just quieter).
     until(Duration::from_secs(5), &recorder.wrote, || {
         quiet(&recorder) < 0.01
+    })
+    .await;
+    b.wait_for(Duration::from_secs(3), "speaking stopped", |e| match e {
+        ConferenceEvent::Peer {
+            peer_id,
+            event: PeerEvent::Speaking(false),
+        } if *peer_id == a_id => Some(()),
+        _ => None,
     })
     .await;
 

@@ -11,6 +11,7 @@ pub mod apm;
 pub mod audio;
 pub mod h264;
 pub mod jitter;
+pub mod level;
 pub mod mixer;
 pub mod opus_codec;
 pub mod pattern;

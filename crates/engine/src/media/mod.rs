@@ -44,6 +44,9 @@ pub struct MediaOptions {
     pub peer_audio: Option<Arc<dyn PeerAudioTap>>,
     /// Address the media sockets bind to (`0.0.0.0` for any interface).
     pub media_ip: IpAddr,
+    /// Echo cancellation, noise suppression and gain control on the microphone, with the
+    /// speaker's mix as the echo reference. For real devices; synthetic sources do not need it.
+    pub audio_processing: bool,
 }
 
 impl Default for MediaOptions {
@@ -55,6 +58,7 @@ impl Default for MediaOptions {
             playback: None,
             peer_audio: None,
             media_ip: IpAddr::from([0, 0, 0, 0]),
+            audio_processing: false,
         }
     }
 }
@@ -72,6 +76,7 @@ pub(crate) struct MediaShared {
     pub has_video: bool,
     pub audio_muted: AtomicBool,
     pub video_muted: AtomicBool,
+    pub apm: Option<Mutex<between_media::apm::AudioProcessor>>,
 }
 
 impl MediaShared {
@@ -87,6 +92,14 @@ impl MediaShared {
             media_ip: options.media_ip,
             audio_muted: AtomicBool::new(false),
             video_muted: AtomicBool::new(false),
+            apm: options.audio_processing.then(|| {
+                let mut apm = between_media::apm::AudioProcessor::new(
+                    between_media::apm::ApmSettings::call(),
+                );
+                // Speaker and microphone buffers (about 40 ms in all here); AEC3 finds the rest.
+                apm.set_delay_ms(40);
+                Mutex::new(apm)
+            }),
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use super::MediaShared;
 use crate::conference::Inner;
+use crate::events::{ConferenceEvent, PeerEvent};
 use between_media::jitter::{JitterBuffer, JitterConfig, Playout as Next};
+use between_media::level::{LevelMeter, LevelReport};
 use between_media::mixer;
 use between_media::opus_codec::OpusDecoder;
 use between_media::{FRAME_MS, FRAME_SAMPLES};
@@ -15,6 +17,7 @@ use tokio::time::{MissedTickBehavior, interval};
 struct PeerAudio {
     jitter: JitterBuffer,
     decoder: OpusDecoder,
+    meter: LevelMeter,
 }
 
 pub(crate) struct Playout {
@@ -48,6 +51,7 @@ impl Playout {
             PeerAudio {
                 jitter: JitterBuffer::new(JitterConfig::default()),
                 decoder,
+                meter: LevelMeter::new(),
             },
         );
     }
@@ -63,17 +67,19 @@ impl Playout {
         }
     }
 
-    /// One frame per peer; with `decode` false the buffers are only drained (nobody listens).
-    fn pop_all(&self, decode: bool) -> Vec<(String, Vec<f32>)> {
+    /// One frame per peer, and the level reports due; with `decode` false the buffers are
+    /// only drained (nobody listens).
+    fn pop_all(&self, decode: bool) -> (Vec<(String, Vec<f32>)>, Vec<(String, LevelReport)>) {
         let now = self.now_ms();
         let mut peers = self.lock();
         if !decode {
             for p in peers.values_mut() {
                 p.jitter.pop(now);
             }
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        peers
+        let mut reports = Vec::new();
+        let frames = peers
             .iter_mut()
             .map(|(id, p)| {
                 let decoded = match p.jitter.pop(now) {
@@ -82,12 +88,14 @@ impl Playout {
                     Next::Conceal { fec: None } => p.decoder.conceal(),
                     Next::Silence => Ok(vec![0.0; FRAME_SAMPLES]),
                 };
-                (
-                    id.clone(),
-                    decoded.unwrap_or_else(|_| vec![0.0; FRAME_SAMPLES]),
-                )
+                let samples = decoded.unwrap_or_else(|_| vec![0.0; FRAME_SAMPLES]);
+                if let Some(report) = p.meter.push(&samples) {
+                    reports.push((id.clone(), report));
+                }
+                (id.clone(), samples)
             })
-            .collect()
+            .collect();
+        (frames, reports)
     }
 }
 
@@ -99,7 +107,19 @@ pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<Me
         // Asked every tick: a speaker can be chosen during the call.
         let listened = shared.peer_audio.is_some()
             || shared.playback.lock().map(|p| p.is_some()).unwrap_or(false);
-        let frames = playout.pop_all(listened);
+        let (frames, reports) = playout.pop_all(listened);
+        for (peer_id, report) in reports {
+            inner.events.emit(ConferenceEvent::Peer {
+                peer_id: peer_id.clone(),
+                event: PeerEvent::AudioLevel(report.level),
+            });
+            if let Some(speaking) = report.speaking_changed {
+                inner.events.emit(ConferenceEvent::Peer {
+                    peer_id,
+                    event: PeerEvent::Speaking(speaking),
+                });
+            }
+        }
         if frames.is_empty() {
             continue;
         }
@@ -124,7 +144,15 @@ pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<Me
                 .zip(&volumes)
                 .map(|((_, s), v)| (s.as_slice(), *v))
                 .collect();
-            sink.write(&mixer::mix(FRAME_SAMPLES, &sources));
+            let mix = mixer::mix(FRAME_SAMPLES, &sources);
+            // What the speaker plays is what the echo canceller must take out of the microphone.
+            if let Some(apm) = &shared.apm
+                && let Ok(mut apm) = apm.lock()
+                && let Err(e) = apm.render(&mix)
+            {
+                tracing::debug!(error = %e, "audio processing");
+            }
+            sink.write(&mix);
         }
     }
 }

@@ -146,6 +146,7 @@ impl Publisher {
                 a.track,
                 packetizer,
                 shared.clone(),
+                Arc::downgrade(inner),
             )));
         }
         if let Some(v) = self.video {
@@ -180,7 +181,9 @@ async fn send_audio(
     track: Arc<TrackLocalStaticRTP>,
     mut packetizer: RtpPacketizer,
     shared: Arc<MediaShared>,
+    inner: std::sync::Weak<Inner>,
 ) {
+    let mut meter = between_media::level::LevelMeter::new();
     let mut encoder = match OpusEncoder::new(32_000, 15) {
         Ok(e) => e,
         Err(e) => {
@@ -197,7 +200,23 @@ async fn send_audio(
             Ok(mut source) => source.as_mut().and_then(|s| s.read_frame()),
             Err(_) => None,
         };
-        let Some(frame) = frame else { return };
+        let Some(mut frame) = frame else { return };
+        if let Some(apm) = &shared.apm
+            && let Ok(mut apm) = apm.lock()
+            && let Err(e) = apm.capture(&mut frame)
+        {
+            tracing::debug!(error = %e, "audio processing");
+        }
+        // The meter shows what would be sent, muted or not ("you are muted" hints need it).
+        if let Some(report) = meter.push(&frame)
+            && let Some(inner) = inner.upgrade()
+        {
+            inner
+                .events
+                .emit(crate::events::ConferenceEvent::LocalAudioLevel(
+                    report.level,
+                ));
+        }
         if shared.audio_muted.load(Ordering::Relaxed) {
             packetizer.skip(ticks);
             continue;
