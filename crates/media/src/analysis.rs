@@ -128,55 +128,6 @@ pub fn frame_psnr(a: &I420Frame, b: &I420Frame) -> f64 {
     psnr(a.y(), b.y())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tone::ToneSource;
-
-    fn tone(freq: f64, frames: usize) -> Vec<f32> {
-        let mut src = ToneSource::new(freq, 0.5);
-        (0..frames).flat_map(|_| src.next_frame().samples).collect()
-    }
-
-    #[test]
-    fn finds_the_tone_and_rejects_the_wrong_one() {
-        let samples = tone(660.0, 50);
-        assert!(tone_snr_db(&samples, 48_000, 660.0) > 60.0);
-        assert!(tone_snr_db(&samples, 48_000, 440.0) < 0.0);
-        assert!((dominant_frequency(&samples, 48_000) - 660.0).abs() < 3.0);
-    }
-
-    #[test]
-    fn a_mix_of_tones_is_not_a_clean_tone() {
-        let a = tone(440.0, 50);
-        let b = tone(880.0, 50);
-        let mix: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
-        assert!(tone_snr_db(&mix, 48_000, 440.0) < 10.0);
-    }
-
-    #[test]
-    fn gaps_are_measured() {
-        let mut samples = tone(440.0, 25);
-        samples[4800..4800 + 2880].fill(0.0); // 60 ms of silence at 100 ms
-        let gap = longest_gap_ms(&samples, 48_000, 0.05);
-        assert!((55.0..=65.0).contains(&gap), "{gap}");
-        assert!(longest_gap_ms(&tone(440.0, 25), 48_000, 0.05) < 1.0);
-    }
-
-    #[test]
-    fn psnr_of_identical_and_noisy_planes() {
-        let a = vec![100u8; 1000];
-        assert_eq!(psnr(&a, &a), f64::INFINITY);
-        let b: Vec<u8> = a
-            .iter()
-            .enumerate()
-            .map(|(i, p)| if i % 2 == 0 { p + 4 } else { p - 4 })
-            .collect();
-        let v = psnr(&a, &b);
-        assert!((v - 36.09).abs() < 0.1, "{v}");
-    }
-}
-
 /// Echo return loss enhancement: how much quieter `processed` is than `mic` (dB), over the
 /// same stretch of far-end-only audio.
 pub fn erle_db(mic: &[f32], processed: &[f32]) -> f64 {
@@ -255,5 +206,54 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
         0.0
     } else {
         sxy / (sxx * syy).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tone::ToneSource;
+
+    fn tone(freq: f64, frames: usize) -> Vec<f32> {
+        let mut src = ToneSource::new(freq, 0.5);
+        (0..frames).flat_map(|_| src.next_frame().samples).collect()
+    }
+
+    #[test]
+    fn finds_the_tone_and_rejects_the_wrong_one() {
+        let samples = tone(660.0, 50);
+        assert!(tone_snr_db(&samples, 48_000, 660.0) > 60.0);
+        assert!(tone_snr_db(&samples, 48_000, 440.0) < 0.0);
+        assert!((dominant_frequency(&samples, 48_000) - 660.0).abs() < 3.0);
+    }
+
+    #[test]
+    fn a_mix_of_tones_is_not_a_clean_tone() {
+        let a = tone(440.0, 50);
+        let b = tone(880.0, 50);
+        let mix: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        assert!(tone_snr_db(&mix, 48_000, 440.0) < 10.0);
+    }
+
+    #[test]
+    fn gaps_are_measured() {
+        let mut samples = tone(440.0, 25);
+        samples[4800..4800 + 2880].fill(0.0); // 60 ms of silence at 100 ms
+        let gap = longest_gap_ms(&samples, 48_000, 0.05);
+        assert!((55.0..=65.0).contains(&gap), "{gap}");
+        assert!(longest_gap_ms(&tone(440.0, 25), 48_000, 0.05) < 1.0);
+    }
+
+    #[test]
+    fn psnr_of_identical_and_noisy_planes() {
+        let a = vec![100u8; 1000];
+        assert_eq!(psnr(&a, &a), f64::INFINITY);
+        let b: Vec<u8> = a
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i % 2 == 0 { p + 4 } else { p - 4 })
+            .collect();
+        let v = psnr(&a, &b);
+        assert!((v - 36.09).abs() < 0.1, "{v}");
     }
 }
