@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::time::{MissedTickBehavior, interval};
 
+/// One peer's 20 ms, decoded.
+type PeerFrame = (String, Vec<f32>);
+
 struct PeerAudio {
     jitter: JitterBuffer,
     decoder: OpusDecoder,
@@ -69,7 +72,7 @@ impl Playout {
 
     /// One frame per peer, and the level reports due; with `decode` false the buffers are
     /// only drained (nobody listens).
-    fn pop_all(&self, decode: bool) -> (Vec<(String, Vec<f32>)>, Vec<(String, LevelReport)>) {
+    fn pop_all(&self, decode: bool) -> (Vec<PeerFrame>, Vec<(String, LevelReport)>) {
         let now = self.now_ms();
         let mut peers = self.lock();
         if !decode {
