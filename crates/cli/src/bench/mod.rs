@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod audio;
 mod cpu;
 mod media;
 mod sfu;
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Cpu(cpu::CpuBench),
     /// SFU forwarding rate and CPU at several room sizes.
     Sfu(sfu::SfuBench),
+    /// CPU of one participant's whole audio path (processing, codec, jitter, mix) per frame.
+    Audio(audio::AudioBench),
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +50,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Media(args) => media::run(args).await,
         BenchCommand::Cpu(args) => cpu::run(args).await,
         BenchCommand::Sfu(args) => sfu::run(args).await,
+        BenchCommand::Audio(args) => audio::run(args),
     }
 }
 
