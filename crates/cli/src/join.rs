@@ -47,6 +47,10 @@ pub struct JoinArgs {
     /// Capture this microphone (an ID from `between devices`, or `default`).
     #[arg(long, value_name = "ID", conflicts_with = "wav")]
     mic: Option<String>,
+    /// Send the microphone as captured: no echo cancellation, noise suppression or gain
+    /// control (which treat a steady test tone as noise to remove).
+    #[arg(long, requires = "mic")]
+    raw_mic: bool,
     /// Play everyone's audio on this speaker (an ID from `between devices`, or `default`).
     #[arg(long, value_name = "ID")]
     speaker: Option<String>,
@@ -191,7 +195,7 @@ fn media_options(
         peer_audio: recorder.map(|r| r as Arc<dyn PeerAudioTap>),
         playback,
         // Echo cancellation, noise suppression and gain control for a real microphone.
-        audio_processing: args.mic.is_some(),
+        audio_processing: args.mic.is_some() && !args.raw_mic,
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),

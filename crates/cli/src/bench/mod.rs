@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 mod audio;
 mod cpu;
+mod devices;
 mod media;
 mod sfu;
 
@@ -29,6 +30,8 @@ pub enum BenchCommand {
     Sfu(sfu::SfuBench),
     /// CPU of one participant's whole audio path (processing, codec, jitter, mix) per frame.
     Audio(audio::AudioBench),
+    /// Device-to-device latency through a call on PulseAudio virtual devices.
+    Devices(devices::DevicesBench),
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +54,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Cpu(args) => cpu::run(args).await,
         BenchCommand::Sfu(args) => sfu::run(args).await,
         BenchCommand::Audio(args) => audio::run(args),
+        BenchCommand::Devices(args) => devices::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ use super::audio;
 use crate::error::BAError;
 use crate::media::sources::{AudioSink, AudioSource};
 use between_media::FRAME_SAMPLES;
+use between_media::drift::BufferTrim;
 use between_media::resample::Resampler;
 use between_protocol::ErrorCode;
 use cpal::traits::{DeviceTrait, StreamTrait};
@@ -24,6 +25,9 @@ const MIC_MAX_BUFFERED: usize = 3 * FRAME_SAMPLES;
 /// A speaker drops back to `SPEAKER_KEEP` once this much is queued (100 ms).
 const SPEAKER_MAX_BUFFERED: usize = 5 * FRAME_SAMPLES;
 const SPEAKER_KEEP: usize = 2 * FRAME_SAMPLES;
+/// Queued audio never needed over a second beyond 10 ms of slack is dropped (latency).
+const TRIM_SLACK: usize = FRAME_SAMPLES / 2;
+const TRIM_WINDOW: u32 = 50;
 /// How long opening a stream may take (the PulseAudio host waits on its server).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a microphone may take to deliver its first samples after opening.
@@ -112,6 +116,7 @@ pub struct Microphone {
     shared: Arc<Shared>,
     /// Frames in a row the device had nothing for.
     starved: u32,
+    trim: BufferTrim,
     device_id: String,
     _stream: cpal::Stream,
 }
@@ -190,6 +195,7 @@ impl Microphone {
         Ok(Self {
             shared,
             starved: 0,
+            trim: BufferTrim::new(TRIM_SLACK, TRIM_WINDOW),
             device_id,
             _stream: stream,
         })
@@ -197,6 +203,11 @@ impl Microphone {
 
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// Everything captured and not yet read (at most 60 ms), for measurements that poll.
+    pub fn drain_available(&mut self) -> Vec<f32> {
+        self.shared.samples().drain(..).collect()
     }
 }
 
@@ -215,7 +226,12 @@ impl AudioSource for Microphone {
             return Some(vec![0.0; FRAME_SAMPLES]);
         }
         self.starved = 0;
-        Some(buf.drain(..FRAME_SAMPLES).collect())
+        let frame = buf.drain(..FRAME_SAMPLES).collect();
+        if let Some(excess) = self.trim.observe(buf.len()) {
+            let excess = excess.min(buf.len());
+            buf.drain(..excess);
+        }
+        Some(frame)
     }
 
     fn device_id(&self) -> Option<&str> {
@@ -230,6 +246,8 @@ impl AudioSource for Microphone {
 /// A speaker on a cpal device.
 pub struct Speaker {
     shared: Arc<Shared>,
+    trim: BufferTrim,
+    underruns_seen: u64,
     device_id: String,
     resampler: Resampler,
     _stream: cpal::Stream,
@@ -281,6 +299,8 @@ impl Speaker {
             .map_err(|e| open_error("speaker", &device_id, &e))?;
         Ok(Self {
             shared,
+            trim: BufferTrim::new(TRIM_SLACK, TRIM_WINDOW),
+            underruns_seen: 0,
             device_id,
             resampler,
             _stream: stream,
@@ -303,6 +323,16 @@ impl AudioSink for Speaker {
             return;
         };
         let mut buf = self.shared.samples();
+        // Just before a write is the queue's low point. A window with an underrun means the
+        // device pulls in bursts larger than it seemed: no trimming then.
+        if let Some(excess) = self.trim.observe(buf.len()) {
+            let underruns = self.shared.glitches.load(Ordering::Relaxed);
+            if underruns == self.underruns_seen {
+                let excess = excess.min(buf.len());
+                buf.drain(..excess);
+            }
+            self.underruns_seen = underruns;
+        }
         buf.extend(at_device_rate);
         if buf.len() > SPEAKER_MAX_BUFFERED {
             let excess = buf.len() - SPEAKER_KEEP;
