@@ -17,3 +17,6 @@ done
 # The same through one media port (the edge's relay hop).
 "$bin/between" bench media --seconds 20 --joins 10 --udp-port 0
 "$bin/between" bench sfu --peers 4,16,50 --udp-port 0
+# Audio path CPU and device-to-device latency (PulseAudio virtual devices).
+"$bin/between" bench audio --participants 4
+"$bin/between" bench devices --clicks 20
