@@ -174,6 +174,8 @@ const SPEAKERS_AND_MIC: &[&str] = &[
     "module-null-sink sink_name=other_speaker sink_properties=device.description=Other-Speaker",
     "module-null-sink sink_name=mic_feed sink_properties=device.description=Mic-Feed",
     "module-remap-source master=mic_feed.monitor source_name=virtual_mic source_properties=device.description=Virtual-Mic",
+    "module-null-sink sink_name=headset_feed",
+    "module-remap-source master=headset_feed.monitor source_name=headset_mic source_properties=device.description=Headset-Mic",
 ];
 
 impl Pulse {
@@ -240,12 +242,17 @@ impl Monitor {
 
     /// Waits (10 s at most) until the last half second holds a 440 Hz tone.
     fn wait_for_tone(&self, what: &str) -> f64 {
+        self.wait_for_frequency(what, 440.0)
+    }
+
+    /// Waits (10 s at most) until the last half second holds a tone at `freq`.
+    fn wait_for_frequency(&self, what: &str, freq: f64) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let tail = self.tail(500);
             let (db, hz) = if tail.len() >= 24_000 {
                 (
-                    tone_snr_db(&tail, 48_000, 440.0),
+                    tone_snr_db(&tail, 48_000, freq),
                     dominant_frequency(&tail, 48_000),
                 )
             } else {
@@ -253,12 +260,12 @@ impl Monitor {
             };
             // The right frequency, well above everything else. (Not the 30 dB of the
             // loopback tests: device buffers that trim latency leave a click now and then.)
-            if db >= 20.0 && (hz - 440.0).abs() <= 2.0 {
+            if db >= 20.0 && (hz - freq).abs() <= 5.0 {
                 return db;
             }
             assert!(
                 Instant::now() < deadline,
-                "no 440 Hz tone at {what} within 10 s ({db:.1} dB over the last {} samples, RMS {:.4}; {} chunks in all)",
+                "no {freq} Hz tone at {what} within 10 s ({db:.1} dB, strongest {hz:.0} Hz, over the last {} samples, RMS {:.4}; {} chunks in all)",
                 tail.len(),
                 between_media::audio::rms(&tail),
                 self.chunks.lock().unwrap().len()
@@ -309,9 +316,13 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Plays a 440 Hz tone into `sink` (what the virtual microphone hears) for a minute.
 fn play_tone(pulse: &Pulse, sink: &str) -> Child {
+    play_frequency(pulse, sink, 440.0)
+}
+
+fn play_frequency(pulse: &Pulse, sink: &str, freq: f64) -> Child {
     let tone: Vec<u8> = (0..48_000 * 60)
         .flat_map(|i| {
-            let s = 0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 48_000.0).sin();
+            let s = 0.3 * (2.0 * std::f64::consts::PI * freq * i as f64 / 48_000.0).sin();
             (s as f32).to_le_bytes()
         })
         .collect();
@@ -453,7 +464,7 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     let mut talker = bot(
         &pulse,
         &server,
-        &["--mic", "pulseaudio:virtual_mic", "--raw-mic"],
+        &["--mic", "pulseaudio:virtual_mic", "--raw-mic", "--commands"],
     );
     talker.expect("localParticipant");
     let mut listener = bot(
@@ -489,6 +500,21 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
         gap_ms <= 100.0,
         "{gap_ms:.0} ms without sound at the switch"
     );
+
+    // The talker switches microphones mid-call: what the other one hears (660 Hz) arrives on
+    // the same track. An unknown microphone is refused first.
+    let mut other_person = play_frequency(&pulse, "headset_feed", 660.0);
+    talker.command(r#"{"cmd":"setAudioInput","deviceId":"pulseaudio:nope"}"#);
+    let refused = talker.expect("commandFailed");
+    assert_eq!(refused["code"], "device_not_found", "{refused}");
+    talker.command(r#"{"cmd":"setAudioInput","deviceId":"pulseaudio:headset_mic"}"#);
+    // Opening waits for the microphone's first sound (a remapped source takes a moment).
+    let done = talker.expect_within("commandDone", Duration::from_secs(10), |_| true);
+    assert_eq!(done["cmd"], "setAudioInput", "{done}");
+    let db = heard_there.wait_for_frequency("Other-Speaker after the microphone switch", 660.0);
+    eprintln!("660 Hz from the new microphone: {db:.1} dB");
+    let _ = other_person.kill();
+    let _ = other_person.wait();
 
     let _ = listener.terminate();
     let _ = talker.terminate();

@@ -127,13 +127,23 @@ impl Bot {
 
     /// The next `name` event for which `matches` holds, skipping others, within 5 s.
     pub fn expect_where(&self, name: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.expect_within(name, Duration::from_secs(5), matches)
+    }
+
+    /// The next `name` event for which `matches` holds, skipping others, within `within`.
+    pub fn expect_within(
+        &self,
+        name: &str,
+        within: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self
                 .lines
                 .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no matching {name:?} event within 5 s"));
+                .unwrap_or_else(|_| panic!("no matching {name:?} event within {within:?}"));
             if line["event"] == name && matches(&line) {
                 return line;
             }

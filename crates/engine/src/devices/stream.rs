@@ -20,8 +20,9 @@ use std::time::Duration;
 const RATE: u32 = 48_000;
 /// The device callback period asked for: 10 ms.
 const PERIOD: u32 = 480;
-/// A microphone keeps at most this much unread (60 ms); more means the engine fell behind.
-const MIC_MAX_BUFFERED: usize = 3 * FRAME_SAMPLES;
+/// A microphone keeps at most this much unread (200 ms): a device that delivers in large
+/// bursts must not lose the end of each; the trim below keeps the usual fill near 10 ms.
+const MIC_MAX_BUFFERED: usize = 10 * FRAME_SAMPLES;
 /// A speaker drops back to `SPEAKER_KEEP` once this much is queued (100 ms).
 const SPEAKER_MAX_BUFFERED: usize = 5 * FRAME_SAMPLES;
 const SPEAKER_KEEP: usize = 2 * FRAME_SAMPLES;
@@ -111,6 +112,24 @@ fn choose_config(
     Ok((config, format))
 }
 
+/// A device stream that is closed on a thread of its own. Closing a PulseAudio record stream
+/// in cpal 0.18 joins a thread that may wait forever for the server's answer to a timing
+/// request (seen when switching microphones mid-call): that wait must never hold up the call.
+struct Closing(Option<cpal::Stream>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(stream) = self.0.take() {
+            let spawned = std::thread::Builder::new()
+                .name("between-device-close".into())
+                .spawn(move || drop(stream));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot close a device stream in the background");
+            }
+        }
+    }
+}
+
 /// A microphone on a cpal device.
 pub struct Microphone {
     shared: Arc<Shared>,
@@ -118,7 +137,7 @@ pub struct Microphone {
     starved: u32,
     trim: BufferTrim,
     device_id: String,
-    _stream: cpal::Stream,
+    stream: Closing,
 }
 
 impl Microphone {
@@ -197,7 +216,7 @@ impl Microphone {
             starved: 0,
             trim: BufferTrim::new(TRIM_SLACK, TRIM_WINDOW),
             device_id,
-            _stream: stream,
+            stream: Closing(Some(stream)),
         })
     }
 
@@ -250,7 +269,7 @@ pub struct Speaker {
     underruns_seen: u64,
     device_id: String,
     resampler: Resampler,
-    _stream: cpal::Stream,
+    stream: Closing,
 }
 
 impl Speaker {
@@ -303,7 +322,7 @@ impl Speaker {
             underruns_seen: 0,
             device_id,
             resampler,
-            _stream: stream,
+            stream: Closing(Some(stream)),
         })
     }
 
