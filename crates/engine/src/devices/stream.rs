@@ -137,7 +137,7 @@ pub struct Microphone {
     starved: u32,
     trim: BufferTrim,
     device_id: String,
-    stream: Closing,
+    _stream: Closing,
 }
 
 impl Microphone {
@@ -216,7 +216,7 @@ impl Microphone {
             starved: 0,
             trim: BufferTrim::new(TRIM_SLACK, TRIM_WINDOW),
             device_id,
-            stream: Closing(Some(stream)),
+            _stream: Closing(Some(stream)),
         })
     }
 
@@ -269,7 +269,7 @@ pub struct Speaker {
     underruns_seen: u64,
     device_id: String,
     resampler: Resampler,
-    stream: Closing,
+    _stream: Closing,
 }
 
 impl Speaker {
@@ -322,7 +322,7 @@ impl Speaker {
             underruns_seen: 0,
             device_id,
             resampler,
-            stream: Closing(Some(stream)),
+            _stream: Closing(Some(stream)),
         })
     }
 
