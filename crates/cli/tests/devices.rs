@@ -17,7 +17,7 @@ mod common;
 use between_media::analysis::{dominant_frequency, tone_snr_db};
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,11 +108,13 @@ impl Drop for Pulse {
     }
 }
 
-fn devices(pulse_socket: Option<&Path>) -> Value {
+/// `between ARGS` as a one-shot command against this daemon (or no sound server at all),
+/// its stdout parsed as JSON.
+fn between_json(pulse: Option<&Pulse>, args: &[&str]) -> Value {
     let mut cmd = Command::new(BIN);
-    cmd.arg("devices").env_remove("PULSE_RUNTIME_PATH");
-    match pulse_socket {
-        Some(s) => cmd.env("PULSE_SERVER", format!("unix:{}", s.display())),
+    cmd.args(args).env_remove("PULSE_RUNTIME_PATH");
+    match pulse {
+        Some(p) => cmd.env("PULSE_SERVER", p.server_env()),
         None => cmd
             .env_remove("PULSE_SERVER")
             .env("XDG_RUNTIME_DIR", "/nonexistent"),
@@ -126,6 +128,10 @@ fn devices(pulse_socket: Option<&Path>) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+fn devices(pulse: Option<&Pulse>) -> Value {
+    between_json(pulse, &["devices"])
+}
+
 #[test]
 fn pulseaudio_devices_are_listed_by_their_names() {
     let pulse = Pulse::start(&[
@@ -134,7 +140,7 @@ fn pulseaudio_devices_are_listed_by_their_names() {
         "module-null-sink sink_name=mic_feed sink_properties=device.description=Mic-Feed",
         "module-remap-source master=mic_feed.monitor source_name=virtual_mic source_properties=device.description=Virtual-Mic",
     ]);
-    let list = devices(Some(&pulse.socket()));
+    let list = devices(Some(&pulse));
     assert_eq!(list["audioHost"], "PulseAudio", "{list:#}");
     let devices = list["devices"].as_array().unwrap();
     let find = |kind: &str, label: &str| {
@@ -523,24 +529,10 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
 }
 
 fn permissions(pulse: Option<&Pulse>, mic: Option<&str>) -> Value {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("permissions").env_remove("PULSE_RUNTIME_PATH");
-    match pulse {
-        Some(p) => cmd.env("PULSE_SERVER", p.server_env()),
-        None => cmd
-            .env_remove("PULSE_SERVER")
-            .env("XDG_RUNTIME_DIR", "/nonexistent"),
-    };
-    if let Some(mic) = mic {
-        cmd.args(["--mic", mic]);
+    match mic {
+        Some(mic) => between_json(pulse, &["permissions", "--mic", mic]),
+        None => between_json(pulse, &["permissions"]),
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -112,6 +112,30 @@ impl Drop for LossyHost {
     }
 }
 
+/// The WAV the receiver recorded in `dir`, or a failure that shows what it printed.
+fn recorded_wav(
+    dir: &std::path::Path,
+    out: &std::process::Output,
+    metrics: &str,
+) -> std::path::PathBuf {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wav"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no WAV recording; the receiver printed:\n{}\n{}\nserver metrics:\n{metrics}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
 #[test]
 fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,23 +190,7 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _ = publisher.kill();
     let _ = publisher.wait();
     drop(server);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let wav_path = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "wav"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no WAV recording; the receiver printed:\n{}\n{}\nserver metrics:\n{server_metrics}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let wav_path = recorded_wav(&dir, &out, &server_metrics);
     let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
     assert!(
         wav.samples.len() > 6 * 48_000,
@@ -254,22 +262,7 @@ fn with_udp_blocked_the_call_connects_over_ice_tcp() {
     let _ = publisher.kill();
     let _ = publisher.wait();
     drop(server);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let wav_path = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "wav"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no WAV recording; the receiver printed:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let wav_path = recorded_wav(&dir, &out, &text);
     let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
     assert!(wav.samples.len() > 48_000, "{} samples", wav.samples.len());
     let tail = &wav.samples[wav.samples.len() - 48_000..];

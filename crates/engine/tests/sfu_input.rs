@@ -116,6 +116,24 @@ async fn offer_with(codec: RTCRtpCodec, payload_type: u8, kind: RtpCodecKind) ->
     pc.local_description().await.unwrap().sdp
 }
 
+/// A raw client joins `call` and publishes an Opus offer: its socket and the server's answer.
+async fn raw_publish(server: &between_server::RunningServer, call: &str) -> (Ws, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":call}).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Joined { .. }
+    ));
+    let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
+    let publish = json!({"type":"publish","sdp":offer}).to_string();
+    ws.send(Message::Text(publish.into())).await.unwrap();
+    let answer = publish_answer(&mut ws).await;
+    (ws, answer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
     let server = server().await;
@@ -231,19 +249,7 @@ async fn bad_media_input_is_refused_and_the_call_keeps_its_sound() {
 async fn a_public_ip_is_advertised_next_to_the_local_address() {
     let public: std::net::IpAddr = "127.0.0.9".parse().unwrap();
     let server = server_with_public_ip(public).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
-        .await
-        .unwrap();
-    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"nat"}).to_string();
-    ws.send(Message::Text(join.into())).await.unwrap();
-    assert!(matches!(
-        next_message(&mut ws).await,
-        ServerMessage::Joined { .. }
-    ));
-    let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
-    let publish = json!({"type":"publish","sdp":offer}).to_string();
-    ws.send(Message::Text(publish.into())).await.unwrap();
-    let answer = publish_answer(&mut ws).await;
+    let (mut ws, answer) = raw_publish(&server, "nat").await;
     let candidates: Vec<&str> = answer
         .lines()
         .filter(|l| l.starts_with("a=candidate"))
@@ -289,19 +295,7 @@ async fn with_a_media_port_answers_name_only_that_port() {
     config.udp_port = Some(0);
     let server = between_server::start(config).await.unwrap();
     let port = server.media_port().unwrap().to_string();
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
-        .await
-        .unwrap();
-    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"port"}).to_string();
-    ws.send(Message::Text(join.into())).await.unwrap();
-    assert!(matches!(
-        next_message(&mut ws).await,
-        ServerMessage::Joined { .. }
-    ));
-    let offer = offer_with(between_media::rtp::opus_codec(), 111, RtpCodecKind::Audio).await;
-    let publish = json!({"type":"publish","sdp":offer}).to_string();
-    ws.send(Message::Text(publish.into())).await.unwrap();
-    let answer = publish_answer(&mut ws).await;
+    let (_ws, answer) = raw_publish(&server, "port").await;
     let candidates: Vec<Vec<&str>> = answer
         .lines()
         .filter(|l| l.starts_with("a=candidate"))

@@ -112,17 +112,7 @@ impl Bot {
 
     /// The next line whose "event" is `name`, skipping others, within 5 s.
     pub fn expect(&self, name: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {name:?} event within 5 s"));
-            if line["event"] == name {
-                return line;
-            }
-        }
+        self.expect_where(name, |_| true)
     }
 
     /// The next `name` event for which `matches` holds, skipping others, within 5 s.
