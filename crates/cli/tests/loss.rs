@@ -181,7 +181,9 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
             "--media-ip",
             &ns_ip,
             "--duration",
-            "10s",
+            // Long enough that a connection set up slowly under loss (each lost DTLS flight
+            // costs a 1 s retransmission) still leaves 6 s of call to measure.
+            "16s",
         ])
         .args(["--record", dir.to_str().unwrap(), "--record-fps", "15"])
         .output()

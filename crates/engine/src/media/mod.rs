@@ -229,8 +229,13 @@ async fn drive(
                                 let tx = track_tx.clone();
                                 tasks.push(tokio::spawn(async move {
                                     while let Some(ev) = events.recv().await {
-                                        if let PcEvent::Track(t) = ev {
-                                            let _ = tx.send(t);
+                                        match ev {
+                                            PcEvent::Track(t) => {
+                                                let _ = tx.send(t);
+                                            }
+                                            PcEvent::State(state) => {
+                                                tracing::info!(%state, "receiving connection");
+                                            }
                                         }
                                     }
                                 }));
