@@ -112,6 +112,23 @@ impl Drop for LossyHost {
     }
 }
 
+/// The in-process server's logs on stderr (shown when a test fails): the SFU's view of the
+/// connections.
+fn server_logs() {
+    use tracing_subscriber::prelude::*;
+    let targets: tracing_subscriber::filter::Targets =
+        "between_server=debug,webrtc=warn,rtc=warn,rtc_ice=warn"
+            .parse()
+            .unwrap();
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(targets),
+        )
+        .try_init();
+}
+
 /// The WAV the receiver recorded in `dir`, or a failure that shows what it printed.
 fn recorded_wav(
     dir: &std::path::Path,
@@ -139,6 +156,7 @@ fn recorded_wav(
 #[test]
 fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    server_logs();
     let host = LossyHost::create(LOSE_10_PERCENT);
     let server = Server::start_on(host.host_ip.into(), None);
     let url = server.url.clone();

@@ -555,6 +555,7 @@ impl Sfu {
                     tracing::debug!(peer = %peer_id, %state, "subscriber connection");
                 }
             }
+            tracing::debug!(peer = %peer_id, "subscriber connection events ended");
         });
         let mut peers = self.lock();
         let state = peers.get_mut(peer)?;
