@@ -464,6 +464,9 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     let server = Server::start();
     // The "person" at the microphone: a 440 Hz tone played into the sink the microphone hears.
     let mut feeder = play_tone(&pulse, "mic_feed");
+    // And 660 Hz into the second microphone's sink, for the microphone switch below (started
+    // now: a sink that just got its first stream delivers in large bursts for a while).
+    let mut other_person = play_frequency(&pulse, "headset_feed", 660.0);
     let heard_here = Monitor::start(&pulse, "meeting_speaker.monitor");
     let heard_there = Monitor::start(&pulse, "other_speaker.monitor");
 
@@ -509,7 +512,6 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
 
     // The talker switches microphones mid-call: what the other one hears (660 Hz) arrives on
     // the same track. An unknown microphone is refused first.
-    let mut other_person = play_frequency(&pulse, "headset_feed", 660.0);
     talker.command(r#"{"cmd":"setAudioInput","deviceId":"pulseaudio:nope"}"#);
     let refused = talker.expect("commandFailed");
     assert_eq!(refused["code"], "device_not_found", "{refused}");
