@@ -240,9 +240,8 @@ impl Conference {
             ));
         };
         let id = device_id.to_string();
-        let speaker = tokio::task::spawn_blocking(move || crate::devices::Speaker::open(Some(&id)))
-            .await
-            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))??;
+        let speaker =
+            crate::devices::open_blocking(move || crate::devices::Speaker::open(Some(&id))).await?;
         let old = shared
             .playback
             .lock()

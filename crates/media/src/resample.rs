@@ -41,6 +41,11 @@ impl Resampler {
         })
     }
 
+    /// Equal rates: `process` would only copy.
+    pub fn is_passthrough(&self) -> bool {
+        self.inner.is_none()
+    }
+
     /// The resampler's own delay, in output samples.
     pub fn delay(&self) -> usize {
         self.inner.as_ref().map_or(0, |r| r.output_delay())

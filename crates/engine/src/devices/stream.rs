@@ -13,7 +13,7 @@ use between_media::resample::Resampler;
 use between_protocol::ErrorCode;
 use cpal::traits::{DeviceTrait, StreamTrait};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ struct Shared {
     samples: Mutex<VecDeque<f32>>,
     /// Samples the device wanted and did not get (speaker) or that were dropped (microphone).
     glitches: AtomicU64,
-    failed: Mutex<Option<String>>,
+    failed: AtomicBool,
 }
 
 impl Shared {
@@ -48,12 +48,12 @@ impl Shared {
     }
 
     fn has_failed(&self) -> bool {
-        self.failed.lock().map(|f| f.is_some()).unwrap_or(true)
+        self.failed.load(Ordering::Relaxed)
     }
 
     fn fail(&self, e: &cpal::Error) {
         tracing::warn!(error = %e, "audio device stream error");
-        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        self.failed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -189,15 +189,24 @@ impl Microphone {
             .build_input_stream(
                 config,
                 move |input: &[f32], _: &cpal::InputCallbackInfo| {
-                    let mono: Vec<f32> = input
-                        .chunks(channels)
-                        .map(|f| f.iter().sum::<f32>() / f.len() as f32)
-                        .collect();
-                    let Ok(at_48k) = resampler.process(&mono) else {
-                        return;
+                    // The usual case (48 kHz mono, which PulseAudio always offers) goes
+                    // straight into the queue: no allocation on the device's thread.
+                    let mut buf = if channels == 1 && resampler.is_passthrough() {
+                        let mut buf = data.samples();
+                        buf.extend(input.iter().copied());
+                        buf
+                    } else {
+                        let mono: Vec<f32> = input
+                            .chunks(channels)
+                            .map(|f| f.iter().sum::<f32>() / f.len() as f32)
+                            .collect();
+                        let Ok(at_48k) = resampler.process(&mono) else {
+                            return;
+                        };
+                        let mut buf = data.samples();
+                        buf.extend(at_48k);
+                        buf
                     };
-                    let mut buf = data.samples();
-                    buf.extend(at_48k);
                     if buf.len() > MIC_MAX_BUFFERED {
                         let excess = buf.len() - MIC_MAX_BUFFERED;
                         buf.drain(..excess);
@@ -338,8 +347,15 @@ impl Speaker {
 
 impl AudioSink for Speaker {
     fn write(&mut self, samples: &[f32]) {
-        let Ok(at_device_rate) = self.resampler.process(samples) else {
-            return;
+        let resampled;
+        let at_device_rate = if self.resampler.is_passthrough() {
+            samples
+        } else {
+            let Ok(r) = self.resampler.process(samples) else {
+                return;
+            };
+            resampled = r;
+            &resampled
         };
         let mut buf = self.shared.samples();
         // Just before a write is the queue's low point. A window with an underrun means the
@@ -352,7 +368,7 @@ impl AudioSink for Speaker {
             }
             self.underruns_seen = underruns;
         }
-        buf.extend(at_device_rate);
+        buf.extend(at_device_rate.iter().copied());
         if buf.len() > SPEAKER_MAX_BUFFERED {
             let excess = buf.len() - SPEAKER_KEEP;
             buf.drain(..excess);

@@ -2,7 +2,7 @@
 //! changes (cpal has no change notification, so the list is polled), and a fallback to the
 //! system default when the microphone or speaker in use goes away or its stream fails.
 
-use super::{DeviceKind, DeviceSnapshot, Microphone, Speaker, snapshot};
+use super::{DeviceKind, DeviceSnapshot, Microphone, Speaker, open_blocking, snapshot};
 use crate::conference::Inner;
 use crate::events::ConferenceEvent;
 use crate::media::MediaShared;
@@ -48,8 +48,8 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
         (sink.device_failed() || !present(list, DeviceKind::AudioOutput, &id)).then_some(id)
     });
     if let Some(lost) = lost_speaker {
-        match tokio::task::spawn_blocking(|| Speaker::open(None)).await {
-            Ok(Ok(speaker)) => {
+        match open_blocking(|| Speaker::open(None)).await {
+            Ok(speaker) => {
                 let to = speaker.device_id().to_string();
                 if let Ok(mut sink) = media.playback.lock() {
                     *sink = Some(Box::new(speaker));
@@ -61,8 +61,7 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
                     to,
                 });
             }
-            Ok(Err(e)) => inner.events.emit(ConferenceEvent::Error(e)),
-            Err(_) => {}
+            Err(e) => inner.events.emit(ConferenceEvent::Error(e)),
         }
     }
     let lost_mic = media.audio.lock().ok().and_then(|source| {
@@ -71,8 +70,8 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
         (source.device_failed() || !present(list, DeviceKind::AudioInput, &id)).then_some(id)
     });
     if let Some(lost) = lost_mic {
-        match tokio::task::spawn_blocking(|| Microphone::open(None)).await {
-            Ok(Ok(mic)) => {
+        match open_blocking(|| Microphone::open(None)).await {
+            Ok(mic) => {
                 let to = mic.device_id().to_string();
                 if let Ok(mut source) = media.audio.lock() {
                     *source = Some(Box::new(mic));
@@ -84,8 +83,7 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
                     to,
                 });
             }
-            Ok(Err(e)) => inner.events.emit(ConferenceEvent::Error(e)),
-            Err(_) => {}
+            Err(e) => inner.events.emit(ConferenceEvent::Error(e)),
         }
     }
 }

@@ -376,9 +376,9 @@ impl LocalParticipant {
             ));
         }
         let id = device_id.to_string();
-        let mic = tokio::task::spawn_blocking(move || crate::devices::Microphone::open(Some(&id)))
-            .await
-            .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))??;
+        let mic =
+            crate::devices::open_blocking(move || crate::devices::Microphone::open(Some(&id)))
+                .await?;
         self.set_audio_source(Box::new(mic));
         Ok(())
     }

@@ -17,7 +17,7 @@
 pub mod sdp;
 pub mod stun;
 
-use rtc::shared::tcp_framing::{TcpFrameDecoder, frame_packet};
+use rtc::shared::tcp_framing::TcpFrameDecoder;
 use sdp::EdgeCandidate;
 use std::collections::HashMap;
 use std::io;
@@ -413,7 +413,9 @@ async fn relay_tcp(shared: &Shared, id: u64, stream: TcpStream, from: SocketAddr
         .fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%from, ufrag, "edge: new ICE-TCP path");
     let _ = relay.send(&hello).await;
-    let mut back = vec![0u8; MAX_DATAGRAM];
+    // Replies are received after a 2-byte gap that then takes the RFC 4571 length: framing
+    // without a copy.
+    let mut back = vec![0u8; 2 + MAX_DATAGRAM];
     loop {
         while let Some(frame) = decoder.next_packet() {
             let _ = relay.send(&frame).await;
@@ -423,9 +425,11 @@ async fn relay_tcp(shared: &Shared, id: u64, stream: TcpStream, from: SocketAddr
                 Ok(0) | Err(_) => return,
                 Ok(n) => decoder.extend_from_slice(&buf[..n]),
             },
-            got = relay.recv(&mut back) => match got {
+            got = relay.recv(&mut back[2..]) => match got {
                 Ok(n) => {
-                    if writer.write_all(&frame_packet(&back[..n])).await.is_err() {
+                    // n fits: the receive slice is MAX_DATAGRAM (65 535) bytes.
+                    back[..2].copy_from_slice(&(n as u16).to_be_bytes());
+                    if writer.write_all(&back[..2 + n]).await.is_err() {
                         return;
                     }
                 }
