@@ -41,12 +41,23 @@ need_rust() {
 
 # System packages the build needs. Grows with the media, device and app work.
 need_build_deps() {
-  need_apt pkg-config build-essential libopus-dev libasound2-dev
+  need_apt pkg-config build-essential libopus-dev libasound2-dev \
+    libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev
 }
 
 # What the tests use besides the build: a private PulseAudio daemon with virtual devices;
 # network namespaces and nftables for the lossy-path
 # test (the loss test needs root).
 need_test_deps() {
-  need_apt iproute2 nftables pulseaudio pulseaudio-utils espeak-ng
+  need_apt iproute2 nftables pulseaudio pulseaudio-utils espeak-ng xvfb xauth webkit2gtk-driver
+  command -v node >/dev/null 2>&1 || need_apt nodejs
+  need_tauri_driver
+}
+
+# WebDriver for the app's end-to-end test (in front of Debian's WebKitWebDriver).
+need_tauri_driver() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver"
+  [ -x "$bin" ] && return 0
+  say "installing tauri-driver"
+  cargo install tauri-driver --version '^2' --locked
 }

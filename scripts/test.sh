@@ -13,5 +13,7 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+say "page unit tests (node --test)"
+node --test ui/tests/
 say "cargo test"
 cargo test --workspace --locked

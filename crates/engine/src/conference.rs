@@ -272,6 +272,12 @@ impl Conference {
             })
     }
 
+    /// Tells this conference's listeners about something that went wrong outside a method
+    /// call (an `error` event), e.g. a device the host could not open at start.
+    pub fn report_error(&self, error: BAError) {
+        self.inner.events.emit(ConferenceEvent::Error(error));
+    }
+
     /// This user's published media, once `localParticipant` has fired.
     pub fn local_participant(&self) -> Option<LocalParticipant> {
         self.inner.lock().local.clone()

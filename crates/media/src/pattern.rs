@@ -49,19 +49,31 @@ impl TestPattern {
             (35, 212, 114),
         ];
         let bar_w = w.div_ceil(BARS.len());
+        // One row of bars, then every row a copy of it (plus its ramp): a 720p pattern is a
+        // million pixels, and drawing each one by arithmetic costs milliseconds per frame
+        // (tens in a debug build, which starved the audio of the app's tests).
+        let bars: Vec<(u8, u8, u8)> = (0..w)
+            .map(|col| BARS[((col + shift) % w) / bar_w])
+            .collect();
+        let base: Vec<u8> = bars.iter().map(|b| b.0).collect();
+        let mut ramped = base.clone();
+        let mut ramp_of_row = None;
         for row in cell..h {
-            for col in 0..w {
-                let (luma, _, _) = BARS[((col + shift) % w) / bar_w];
-                // A gentle vertical ramp, so rows differ and blocks are not all flat.
-                y[row * w + col] = luma.saturating_add((row * 40 / h) as u8);
+            // A gentle vertical ramp, so rows differ and blocks are not all flat.
+            let ramp = (row * 40 / h) as u8;
+            if ramp_of_row != Some(ramp) {
+                for (out, b) in ramped.iter_mut().zip(&base) {
+                    *out = b.saturating_add(ramp);
+                }
+                ramp_of_row = Some(ramp);
             }
+            y[row * w..(row + 1) * w].copy_from_slice(&ramped);
         }
+        let cb_row: Vec<u8> = (0..w / 2).map(|col| bars[col * 2].1).collect();
+        let cr_row: Vec<u8> = (0..w / 2).map(|col| bars[col * 2].2).collect();
         for row in (cell / 2)..(h / 2) {
-            for col in 0..w / 2 {
-                let (_, cb, cr) = BARS[((col * 2 + shift) % w) / bar_w];
-                u[row * (w / 2) + col] = cb;
-                v[row * (w / 2) + col] = cr;
-            }
+            u[row * (w / 2)..(row + 1) * (w / 2)].copy_from_slice(&cb_row);
+            v[row * (w / 2)..(row + 1) * (w / 2)].copy_from_slice(&cr_row);
         }
         let bits = band_bits(counter as u16);
         for (i, bit) in bits.iter().enumerate() {
@@ -131,6 +143,43 @@ pub fn read_counter(frame: &I420Frame) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    /// The row-copy drawing gives exactly the pixels of drawing each one by formula.
+    #[test]
+    fn bars_match_the_per_pixel_definition() {
+        const BARS: [(u8, u8, u8); 7] = [
+            (180, 128, 128),
+            (162, 44, 142),
+            (131, 156, 44),
+            (112, 72, 58),
+            (84, 184, 198),
+            (65, 100, 212),
+            (35, 212, 114),
+        ];
+        let (w, h) = (320usize, 180usize);
+        let pattern = TestPattern::new(w as u32, h as u32).expect("pattern");
+        let cell = pattern.cell();
+        for counter in [0u32, 7, 100, 65_535] {
+            let f = pattern.frame(counter);
+            let shift = (counter as usize * 4) % w;
+            let bar_w = w.div_ceil(BARS.len());
+            for row in (cell..h).step_by(7) {
+                for col in (0..w).step_by(3) {
+                    let luma = BARS[((col + shift) % w) / bar_w]
+                        .0
+                        .saturating_add((row * 40 / h) as u8);
+                    assert_eq!(f.y()[row * w + col], luma, "luma at {row},{col}");
+                }
+            }
+            for row in (cell / 2)..(h / 2) {
+                for col in 0..w / 2 {
+                    let (_, cb, cr) = BARS[((col * 2 + shift) % w) / bar_w];
+                    assert_eq!(f.u()[row * (w / 2) + col], cb);
+                    assert_eq!(f.v()[row * (w / 2) + col], cr);
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -59,8 +59,11 @@ impl I420Frame {
     /// `black` for a size the caller has already checked.
     pub(crate) fn black_checked(width: u32, height: u32) -> Self {
         let y = (width * height) as usize;
-        let mut data = vec![128u8; i420_len(width, height)];
+        // Zeroed memory comes from the allocator already cleared; two fills are memsets
+        // (`vec![128; n]` fills element by element in debug builds).
+        let mut data = vec![0u8; i420_len(width, height)];
         data[..y].fill(16);
+        data[y..].fill(128);
         Self {
             width,
             height,

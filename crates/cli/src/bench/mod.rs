@@ -12,11 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+mod app;
 mod audio;
 mod cpu;
+mod desktop;
 mod devices;
 mod media;
 mod sfu;
+mod webdriver;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -32,6 +35,8 @@ pub enum BenchCommand {
     Audio(audio::AudioBench),
     /// Device-to-device latency through a call on PulseAudio virtual devices.
     Devices(devices::DevicesBench),
+    /// The desktop app: start-up, memory, frames drawn per tile, installed size.
+    App(app::AppBench),
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +60,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sfu(args) => sfu::run(args).await,
         BenchCommand::Audio(args) => audio::run(args),
         BenchCommand::Devices(args) => devices::run(args).await,
+        BenchCommand::App(args) => app::run(args).await,
     }
 }
 

@@ -8,12 +8,54 @@ use cpal::traits::{DeviceTrait, HostTrait};
 pub(super) fn host() -> cpal::Host {
     #[cfg(target_os = "linux")]
     if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        ensure_pulse_cookie();
         match cpal::host_from_id(cpal::HostId::PulseAudio) {
             Ok(host) => return host,
             Err(e) => tracing::info!(error = %e, "no PulseAudio server; using ALSA"),
         }
     }
     cpal::default_host()
+}
+
+/// cpal's PulseAudio client sends an empty cookie when it finds no cookie file, and the server
+/// kicks it for a protocol error ("failed to fill whole buffer" here), so the app would fall
+/// back to ALSA on a machine whose user has never run a libpulse program. libpulse creates a
+/// random cookie in that case; do the same (servers with anonymous auth accept any cookie,
+/// desktop servers share the user's cookie, which then exists already).
+#[cfg(target_os = "linux")]
+fn ensure_pulse_cookie() {
+    if std::env::var_os("PULSE_COOKIE").is_some() {
+        return;
+    }
+    let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else {
+        return;
+    };
+    let candidates = [
+        home.join(".config/pulse/cookie"),
+        home.join(".pulse-cookie"),
+    ];
+    if candidates.iter().any(|p| p.exists()) {
+        return;
+    }
+    let mut cookie = [0u8; 256];
+    if getrandom::fill(&mut cookie).is_err() {
+        return;
+    }
+    let path = &candidates[0];
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path)?.write_all(&cookie)
+        });
+    if let Err(e) = written {
+        tracing::debug!(error = %e, path = %path.display(), "no PulseAudio cookie could be made");
+    }
 }
 
 fn id_of(device: &cpal::Device) -> Option<String> {

@@ -98,7 +98,7 @@ pub fn permission_state(mic: Option<&str>) -> PermissionState {
 }
 
 /// Opens a device off the async runtime (cpal blocks while it talks to the sound server).
-pub(crate) async fn open_blocking<T: Send + 'static>(
+pub async fn open_blocking<T: Send + 'static>(
     open: impl FnOnce() -> Result<T, crate::error::BAError> + Send + 'static,
 ) -> Result<T, crate::error::BAError> {
     tokio::task::spawn_blocking(open).await.map_err(|e| {

@@ -396,6 +396,37 @@ impl LocalParticipant {
         drop(old);
     }
 
+    /// Replaces what the camera track sends, from the next frame on (same track, no
+    /// renegotiation; the encoder follows a change of picture size). A call started without
+    /// a camera has no track to put it on.
+    pub fn set_video_source(&self, source: Box<dyn VideoSource>) -> Result<(), BAError> {
+        if !self.shared.has_video {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                "This call was started without a camera; rejoin with one to switch it.",
+            ));
+        }
+        let old = self
+            .shared
+            .video
+            .lock()
+            .map(|mut v| v.replace(source))
+            .ok()
+            .flatten();
+        drop(old);
+        Ok(())
+    }
+
+    /// Whether the call publishes a camera track (so camera on/off and switching apply).
+    pub fn has_video(&self) -> bool {
+        self.shared.has_video
+    }
+
+    /// Whether the call publishes a microphone track.
+    pub fn has_audio(&self) -> bool {
+        self.shared.has_audio
+    }
+
     fn set(&self, flag: &AtomicBool, muted: bool) {
         if flag.swap(muted, Ordering::Relaxed) == muted {
             return;

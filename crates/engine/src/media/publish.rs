@@ -221,7 +221,18 @@ async fn send_audio(
             packetizer.skip(ticks);
             continue;
         }
-        match encoder.encode(&frame) {
+        // Encoding takes milliseconds (tens at 720p on a slow machine): on a blocking thread,
+        // so the audio tasks sharing this runtime never wait behind a picture.
+        let Ok((back, encoded)) = tokio::task::spawn_blocking(move || {
+            let result = encoder.encode(&frame);
+            (encoder, result)
+        })
+        .await
+        else {
+            return;
+        };
+        encoder = back;
+        match encoded {
             Ok(Some(packet)) => {
                 for p in packetizer.packetize(Instant::now(), &packet, ticks) {
                     let _ = track.write_rtp(p).await;
@@ -256,10 +267,15 @@ async fn send_video(
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let frame = match shared.video.lock() {
+        // A camera read (or drawing a test pattern) can take a while too: off the runtime.
+        let source = shared.clone();
+        let frame = tokio::task::spawn_blocking(move || match source.video.lock() {
             Ok(mut source) => source.as_mut().and_then(|s| s.read_frame()),
             Err(_) => None,
-        };
+        })
+        .await
+        .ok()
+        .flatten();
         let Some(frame) = frame else { return };
         if shared.video_muted.load(Ordering::Relaxed) {
             packetizer.skip(ticks);
@@ -270,7 +286,18 @@ async fn send_video(
         if keyframe.swap(false, Ordering::Relaxed) {
             encoder.request_keyframe();
         }
-        match encoder.encode(&frame) {
+        // Encoding takes milliseconds (tens at 720p on a slow machine): on a blocking thread,
+        // so the audio tasks sharing this runtime never wait behind a picture.
+        let Ok((back, encoded)) = tokio::task::spawn_blocking(move || {
+            let result = encoder.encode(&frame);
+            (encoder, result)
+        })
+        .await
+        else {
+            return;
+        };
+        encoder = back;
+        match encoded {
             Ok(Some(encoded)) => {
                 for p in packetizer.packetize(Instant::now(), &encoded.data, ticks) {
                     let _ = track.write_rtp(p).await;

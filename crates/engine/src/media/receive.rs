@@ -101,7 +101,19 @@ async fn video(remote: Arc<dyn TrackRemote>, peer: &str, inner: Arc<Inner>) {
             if unit.lost_before > 0 {
                 ask_keyframe = true;
             }
-            match decoder.decode(&unit.data) {
+            // Decoding takes milliseconds: on a blocking thread, so the audio tasks sharing
+            // this runtime never wait behind a picture.
+            let data = unit.data;
+            let Ok((back, decoded_frame)) = tokio::task::spawn_blocking(move || {
+                let result = decoder.decode(&data);
+                (decoder, result)
+            })
+            .await
+            else {
+                return;
+            };
+            decoder = back;
+            match decoded_frame {
                 Ok(Some(frame)) => {
                     decoded += 1;
                     let _ = tx.send(Some(VideoFrame {

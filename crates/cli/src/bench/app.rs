@@ -1,0 +1,291 @@
+//! `between bench app`: the desktop app's figures, measured on the real app under Xvfb and
+//! driven through WebDriver (tauri-driver): start-up to an interactive join screen, memory
+//! idle and in a call with bots sending 720p30 test patterns, the frames each tile really
+//! draws per second, what the IPC and drawing add per frame, the app's CPU, and the installed
+//! size of a `.deb`. Needs Xvfb, webkit2gtk-driver and tauri-driver (scripts/test.sh installs
+//! them).
+
+use super::desktop::{Desktop, memory_of};
+use super::webdriver::Driver;
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct AppBench {
+    /// The app (default: between-app next to this executable).
+    #[arg(long)]
+    app: Option<PathBuf>,
+    /// App starts to time.
+    #[arg(long, default_value_t = 5)]
+    starts: usize,
+    /// Other participants in the call, each sending a 1280x720 test pattern at 30 fps.
+    #[arg(long, default_value_t = 3)]
+    bots: usize,
+    /// Seconds of the call to measure.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// A .deb whose installed size to report.
+    #[arg(long)]
+    deb: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: AppBench) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || measure(&args)).await?
+}
+
+fn wd<T>(r: Result<T, String>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow!(e))
+}
+
+fn state(driver: &Driver) -> String {
+    driver
+        .exec("return document.body.dataset.state || ''", json!([]))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The join screen is interactive: its screen is up and its device menus are filled.
+fn join_screen_ready(driver: &Driver) -> bool {
+    state(driver) == "join"
+        && driver
+            .exec(
+                "return document.querySelectorAll('#camera-select option').length > 0",
+                json!([]),
+            )
+            .ok()
+            == Some(Value::Bool(true))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// CPU time (user + system) of these processes so far.
+fn cpu_time(pids: &[u32]) -> Duration {
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat; 11 and 12 after "state".
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    // Linux reports in USER_HZ, 100 per second on every common configuration.
+    Duration::from_millis(ticks * 10)
+}
+
+struct Bots(Vec<Child>);
+
+impl Drop for Bots {
+    fn drop(&mut self) {
+        for b in &mut self.0 {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
+    }
+}
+
+fn measure(args: &AppBench) -> anyhow::Result<()> {
+    let here = std::env::current_exe().context("cannot find this executable")?;
+    let app = args
+        .app
+        .clone()
+        .unwrap_or_else(|| here.with_file_name("between-app"));
+    if !app.exists() {
+        bail!(
+            "{} is missing: build it with cargo build --release -p between-app",
+            app.display()
+        );
+    }
+    let desktop = wd(Desktop::start(&app, &[]))?;
+
+    // Start-up: process start to a join screen with its device menus filled.
+    let mut starts = Vec::new();
+    let mut idle_bytes = 0;
+    for i in 0..args.starts.max(1) {
+        let t0 = Instant::now();
+        let driver = wd(desktop.open_app())?;
+        wd(driver.wait_until("the join screen", 60, join_screen_ready))?;
+        starts.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if i == 0 {
+            // Idle: settled on the join screen (the microphone meter running, as a user sees it).
+            std::thread::sleep(Duration::from_secs(3));
+            idle_bytes = memory_of(&desktop.app_processes());
+        }
+        driver.quit();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !desktop.app_processes().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // A call: this app with its (synthetic) camera, and bots sending 720p30.
+    let driver = wd(desktop.open_app())?;
+    wd(driver.wait_until("the join screen", 60, join_screen_ready))?;
+    wd(driver.exec(
+        "const set = (sel, v) => { const e = document.querySelector(sel); e.value = v;
+           e.dispatchEvent(new Event('input', {bubbles: true}));
+           e.dispatchEvent(new Event('change', {bubbles: true})); };
+         set('#camera-select', 'between:test-pattern');
+         set('#call-id', 'bench-app');
+         set('#display-name', 'Bench');
+         document.querySelector('#join').click();",
+        json!([]),
+    ))?;
+    wd(driver.wait_until("the call screen", 30, |d| state(d) == "call"))?;
+    let server = wd(driver.exec_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI__.core.invoke('app_server').then(done, (e) => done({error: e}));",
+        json!([]),
+    ))?;
+    let url = server["url"]
+        .as_str()
+        .context("no server URL from the app")?;
+    let key = server["apiKey"]
+        .as_str()
+        .context("no API key from the app")?;
+    let cli = here.with_file_name("between");
+    let mut bots = Bots(Vec::new());
+    for n in 0..args.bots {
+        bots.0.push(
+            Command::new(&cli)
+                .args(["join", "bench-app", "--server", url, "--api-key", key])
+                .args([
+                    "--data",
+                    &json!({"name": format!("Bot {}", n + 1)}).to_string(),
+                ])
+                .args(["--pattern", "--video-size", "1280x720", "--fps", "30"])
+                .args(["--tone", &(440 + 110 * n).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start {}", cli.display()))?,
+        );
+    }
+    let tiles = "return [...document.querySelectorAll('[data-peer-id]:not([data-local]) canvas')]
+                   .map((c) => ({frames: Number(c.dataset.frames || 0),
+                                 latency: (c.betweenLatencies || []).slice(),
+                                 w: c.width, h: c.height}));";
+    wd(driver.wait_until("every bot's video drawn", 60, |d| {
+        d.exec(tiles, json!([]))
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .is_some_and(|t| {
+                t.len() >= args.bots && t.iter().all(|c| c["frames"].as_u64() > Some(30))
+            })
+    }))?;
+    let pids = desktop.app_processes();
+    let before = wd(driver.exec(tiles, json!([])))?;
+    let cpu0 = cpu_time(&pids);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let after = wd(driver.exec(tiles, json!([])))?;
+    let cpu = (cpu_time(&pids) - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let call_bytes = memory_of(&desktop.app_processes());
+    let secs = t0.elapsed().as_secs_f64();
+    let empty = Vec::new();
+    let (b, a) = (
+        before.as_array().unwrap_or(&empty),
+        after.as_array().unwrap_or(&empty),
+    );
+    let mut fps: Vec<f64> = b
+        .iter()
+        .zip(a)
+        .map(|(x, y)| {
+            (y["frames"].as_f64().unwrap_or(0.0) - x["frames"].as_f64().unwrap_or(0.0)) / secs
+        })
+        .collect();
+    let mut latencies: Vec<f64> = a
+        .iter()
+        .flat_map(|t| t["latency"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let tile_size = a
+        .first()
+        .map(|t| format!("{}x{}", t["w"], t["h"]))
+        .unwrap_or_default();
+    driver.quit();
+    drop(bots);
+
+    let installed = match &args.deb {
+        Some(deb) => {
+            let out = Command::new("dpkg-deb")
+                .args(["-f"])
+                .arg(deb)
+                .arg("Installed-Size")
+                .output()
+                .context("dpkg-deb")?;
+            let kib: u64 = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            Some((kib * 1024, std::fs::metadata(deb)?.len()))
+        }
+        None => None,
+    };
+    let min_fps = fps.iter().copied().fold(f64::INFINITY, f64::min);
+    let report = json!({
+        "startMs": median(&mut starts),
+        "idleMiB": idle_bytes as f64 / 1048576.0,
+        "callMiB": call_bytes as f64 / 1048576.0,
+        "participants": args.bots + 1,
+        "tileSize": tile_size,
+        "fpsPerTileMedian": median(&mut fps),
+        "fpsPerTileMin": min_fps,
+        "pageLatencyMsMedian": median(&mut latencies),
+        "pageLatencySamples": latencies.len(),
+        "appCpuPercentOfOneCore": cpu * 100.0,
+        "installedMiB": installed.map(|(i, _)| i as f64 / 1048576.0),
+        "debMiB": installed.map(|(_, d)| d as f64 / 1048576.0),
+    });
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!("app: {}", app.display());
+    println!(
+        "start to interactive join screen, median of {}: {:.0} ms",
+        starts.len(),
+        report["startMs"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "memory (PSS, app + WebKit processes): idle {:.0} MiB; in a {}-person video call {:.0} MiB",
+        report["idleMiB"].as_f64().unwrap_or(0.0),
+        args.bots + 1,
+        report["callMiB"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "frames drawn per remote tile ({} tiles of 720p30, drawn at {}): median {:.1}/s, lowest {:.1}/s",
+        fps.len(),
+        report["tileSize"].as_str().unwrap_or(""),
+        report["fpsPerTileMedian"].as_f64().unwrap_or(0.0),
+        min_fps
+    );
+    println!(
+        "added by IPC + drawing per frame: median {:.1} ms ({} frames)",
+        report["pageLatencyMsMedian"].as_f64().unwrap_or(f64::NAN),
+        latencies.len()
+    );
+    println!("app CPU in the call: {:.0} % of one core", cpu * 100.0);
+    if let Some((i, d)) = installed {
+        println!(
+            "installed size: {:.1} MiB (.deb {:.1} MiB)",
+            i as f64 / 1048576.0,
+            d as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! The Conference API's commands: one engine `Conference` per handle, its events forwarded
+//! in order to the page's channel under the API's names, and the media a call starts with
+//! (the chosen microphone, speaker and camera).
+
+use crate::cameras;
+use crate::state::{AppState, lock};
+use crate::video::{FrameSource, LocalFrame, PreviewTap};
+use between_engine::devices::{Microphone, Speaker, open_blocking};
+use between_engine::{
+    AudioSink, AudioSource, BAError, Conference, ConferenceEvent, EngineConfig, ErrorCode,
+    LocalParticipant, MediaOptions, PeerEvent, RemoteVideo,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tauri::State;
+use tauri::ipc::Channel;
+use tokio::sync::watch;
+
+/// One conference the page created.
+pub struct Call {
+    conference: Conference,
+    /// Each peer's video, from its `videoCreated`.
+    videos: Arc<Mutex<HashMap<String, RemoteVideo>>>,
+    /// The camera's frames as the call sends them, for the local tile.
+    local_frames: Mutex<Option<watch::Sender<Option<LocalFrame>>>>,
+    forward: tauri::async_runtime::JoinHandle<()>,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+impl Call {
+    pub fn peer_video(&self, peer_id: &str) -> Option<FrameSource> {
+        lock(&self.videos)
+            .get(peer_id)
+            .cloned()
+            .map(FrameSource::Remote)
+    }
+
+    pub fn local_frames(&self) -> Option<FrameSource> {
+        lock(&self.local_frames)
+            .as_ref()
+            .map(|tx| FrameSource::Local(tx.subscribe()))
+    }
+
+    fn local(&self) -> Result<LocalParticipant, BAError> {
+        self.conference.local_participant().ok_or_else(|| {
+            BAError::new(
+                ErrorCode::NotInCall,
+                "You are not in a call. Join the call first.",
+            )
+        })
+    }
+}
+
+/// `{event, ...}` for the page; cameras added to device lists (the engine lists sound only).
+fn page_event(event: &ConferenceEvent, local_id: Option<&str>) -> Value {
+    let mut value = event.to_json();
+    if let ConferenceEvent::DevicesUpdated(devices) = event {
+        let mut all = devices.clone();
+        all.extend(cameras::list());
+        value["devices"] = json!(all);
+    }
+    if let (ConferenceEvent::LocalAudioLevel(_), Some(id)) = (event, local_id) {
+        value["peerId"] = json!(id);
+    }
+    value
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    id: u32,
+    call_id: String,
+}
+
+/// `new Conference(apiKey, callId, extraData)`: checks the call ID and key, and starts
+/// forwarding the conference's events to `events`.
+#[tauri::command]
+pub async fn conference_new(
+    state: State<'_, AppState>,
+    api_key: String,
+    call_id: String,
+    extra_data: Value,
+    events: Channel<Value>,
+) -> Result<Created, BAError> {
+    let (url, app_key) = state.server_for_call().await?;
+    let key = if api_key.is_empty() { app_key } else { api_key };
+    let mut config = EngineConfig::new(url);
+    config.watch_devices = true;
+    let conference = Conference::new(config, key, call_id, extra_data)?;
+    let videos: Arc<Mutex<HashMap<String, RemoteVideo>>> = Arc::default();
+    let mut stream = conference.events();
+    let seen = videos.clone();
+    let forward = tauri::async_runtime::spawn(async move {
+        let mut local_id: Option<String> = None;
+        while let Some(event) = stream.recv().await {
+            match &event {
+                ConferenceEvent::Peer {
+                    peer_id,
+                    event: PeerEvent::VideoCreated(video),
+                } => {
+                    lock(&seen).insert(peer_id.clone(), video.clone());
+                }
+                ConferenceEvent::PeerLeft(peer_id) => {
+                    lock(&seen).remove(peer_id);
+                }
+                ConferenceEvent::LocalParticipant(local) => local_id = local.id(),
+                _ => {}
+            }
+            if events
+                .send(page_event(&event, local_id.as_deref()))
+                .is_err()
+            {
+                tracing::debug!("the page stopped listening to a conference");
+                break;
+            }
+        }
+    });
+    let id = state.next_id();
+    let call_id = conference.call_id().to_string();
+    state.add_call(
+        id,
+        Arc::new(Call {
+            conference,
+            videos,
+            local_frames: Mutex::new(None),
+            forward,
+        }),
+    );
+    Ok(Created { id, call_id })
+}
+
+/// What the join screen chose. Device IDs from `app_devices`; absent = the system default;
+/// `videoInput: ""` = no camera.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StartOptions {
+    audio_input: Option<String>,
+    audio_output: Option<String>,
+    video_input: Option<String>,
+    audio_muted: bool,
+    video_muted: bool,
+}
+
+/// A microphone that could not be opened: the call still starts (muted in effect), and
+/// `setAudioInput` can bring a working one onto the same track.
+struct Silence;
+
+impl AudioSource for Silence {
+    fn read_frame(&mut self) -> Option<Vec<f32>> {
+        Some(vec![0.0; between_media::FRAME_SAMPLES])
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    peer_id: Option<String>,
+}
+
+/// `startCall()`: opens the chosen devices, then joins. A microphone or speaker that cannot
+/// be opened does not stop the call: it starts without it and an `error` event says why.
+#[tauri::command]
+pub async fn conference_start_call(
+    state: State<'_, AppState>,
+    id: u32,
+    options: Option<StartOptions>,
+) -> Result<Started, BAError> {
+    let call = state.call(id)?;
+    let options = options.unwrap_or_default();
+    let mut warnings = Vec::new();
+
+    let mic_id = options.audio_input.clone().filter(|s| !s.is_empty());
+    let mic = open_blocking(move || Microphone::open(mic_id.as_deref())).await;
+    let (audio, processing): (Box<dyn AudioSource>, bool) = match mic {
+        Ok(mic) => (Box::new(mic), true),
+        Err(e) => {
+            warnings.push(e);
+            (Box::new(Silence), false)
+        }
+    };
+    let speaker_id = options.audio_output.clone().filter(|s| !s.is_empty());
+    let playback = match open_blocking(move || Speaker::open(speaker_id.as_deref())).await {
+        Ok(s) => Some(Box::new(s) as Box<dyn AudioSink>),
+        Err(e) => {
+            warnings.push(e);
+            None
+        }
+    };
+    let camera_id = match options.video_input.as_deref() {
+        Some("") => None,
+        Some(id) => Some(id.to_string()),
+        None => cameras::default_id(),
+    };
+    let video = match camera_id.as_deref().map(cameras::open).transpose() {
+        Ok(Some(camera)) => {
+            let (tap, frames) = PreviewTap::new(camera, None);
+            *lock(&call.local_frames) = Some(frames);
+            Some(Box::new(tap) as Box<dyn between_engine::VideoSource>)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warnings.push(e);
+            None
+        }
+    };
+    call.conference.set_media(MediaOptions {
+        audio: Some(audio),
+        video,
+        playback,
+        audio_processing: processing,
+        ..MediaOptions::default()
+    })?;
+    call.conference.start_call().await?;
+    if let Some(local) = call.conference.local_participant() {
+        if options.audio_muted {
+            local.mute_audio();
+        }
+        if options.video_muted {
+            local.mute_video();
+        }
+    }
+    for w in warnings {
+        tracing::warn!(code = %w.code.as_str(), message = %w.message, "call started without a device");
+        call.conference.report_error(w);
+    }
+    Ok(Started {
+        peer_id: call.conference.peer_id(),
+    })
+}
+
+#[tauri::command]
+pub async fn conference_end_call(state: State<'_, AppState>, id: u32) -> Result<(), BAError> {
+    let call = state.call(id)?;
+    *lock(&call.local_frames) = None;
+    call.conference.end_call().await
+}
+
+/// Forgets the handle, leaving the call first if still in it.
+#[tauri::command]
+pub async fn conference_close(state: State<'_, AppState>, id: u32) -> Result<(), BAError> {
+    if let Some(call) = state.remove_call(id) {
+        if call.conference.is_in_call() {
+            let _ = call.conference.end_call().await;
+        }
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn conference_get_permission_state(
+    state: State<'_, AppState>,
+    id: u32,
+) -> Result<between_engine::devices::PermissionState, BAError> {
+    Ok(state.call(id)?.conference.get_permission_state().await)
+}
+
+#[tauri::command]
+pub async fn conference_set_output_device(
+    state: State<'_, AppState>,
+    id: u32,
+    device_id: String,
+) -> Result<(), BAError> {
+    let call = state.call(id)?;
+    if call.conference.is_in_call() {
+        call.conference.set_output_device(&device_id).await
+    } else {
+        // Before the call there is no playback yet; check the ID now, use it at start.
+        let id = device_id.clone();
+        open_blocking(move || Speaker::open(Some(&id)))
+            .await
+            .map(drop)
+    }
+}
+
+#[tauri::command]
+pub async fn conference_start_screenshare(
+    state: State<'_, AppState>,
+    id: u32,
+) -> Result<bool, BAError> {
+    state.call(id)?.local()?;
+    Err(BAError::new(
+        ErrorCode::ScreenshareUnsupported,
+        "Screen sharing is not available in this version of Between yet.",
+    ))
+}
+
+#[tauri::command]
+pub async fn conference_stop_screenshare(
+    state: State<'_, AppState>,
+    id: u32,
+) -> Result<bool, BAError> {
+    state.call(id)?.local()?;
+    Err(BAError::new(
+        ErrorCode::InvalidArgument,
+        "You are not sharing your screen.",
+    ))
+}
+
+#[tauri::command]
+pub fn conference_send_data(
+    state: State<'_, AppState>,
+    id: u32,
+    data: Value,
+    to: Option<String>,
+) -> Result<(), BAError> {
+    state
+        .call(id)?
+        .conference
+        .data_handler()
+        .send(data, to.as_deref().filter(|t| !t.is_empty()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteState {
+    audio_muted: bool,
+    video_muted: bool,
+}
+
+fn mute(
+    state: &State<'_, AppState>,
+    id: u32,
+    change: impl FnOnce(&LocalParticipant),
+) -> Result<MuteState, BAError> {
+    let local = state.call(id)?.local()?;
+    change(&local);
+    Ok(MuteState {
+        audio_muted: local.is_audio_muted(),
+        video_muted: local.is_video_muted(),
+    })
+}
+
+#[tauri::command]
+pub fn local_mute_audio(state: State<'_, AppState>, id: u32) -> Result<MuteState, BAError> {
+    mute(&state, id, LocalParticipant::mute_audio)
+}
+
+#[tauri::command]
+pub fn local_unmute_audio(state: State<'_, AppState>, id: u32) -> Result<MuteState, BAError> {
+    mute(&state, id, LocalParticipant::unmute_audio)
+}
+
+#[tauri::command]
+pub fn local_mute_video(state: State<'_, AppState>, id: u32) -> Result<MuteState, BAError> {
+    mute(&state, id, LocalParticipant::mute_video)
+}
+
+#[tauri::command]
+pub fn local_unmute_video(state: State<'_, AppState>, id: u32) -> Result<MuteState, BAError> {
+    mute(&state, id, LocalParticipant::unmute_video)
+}
+
+#[tauri::command]
+pub async fn local_set_audio_input(
+    state: State<'_, AppState>,
+    id: u32,
+    device_id: String,
+) -> Result<(), BAError> {
+    state.call(id)?.local()?.set_audio_input(&device_id).await
+}
+
+#[tauri::command]
+pub async fn local_set_video_input(
+    state: State<'_, AppState>,
+    id: u32,
+    device_id: String,
+) -> Result<(), BAError> {
+    let call = state.call(id)?;
+    let local = call.local()?;
+    if !local.has_video() {
+        return Err(BAError::new(
+            ErrorCode::InvalidArgument,
+            "This call was started without a camera. Leave and rejoin with one to send video.",
+        ));
+    }
+    let camera = cameras::open(&device_id)?;
+    let current = lock(&call.local_frames).clone();
+    let (tap, frames) = PreviewTap::new(camera, current);
+    local.set_video_source(Box::new(tap))?;
+    *lock(&call.local_frames) = Some(frames);
+    Ok(())
+}
+
+#[tauri::command]
+pub fn peer_set_volume(
+    state: State<'_, AppState>,
+    id: u32,
+    peer_id: String,
+    volume: f64,
+) -> Result<(), BAError> {
+    let call = state.call(id)?;
+    let peer = call
+        .conference
+        .peers()
+        .into_iter()
+        .find(|p| p.id() == peer_id)
+        .ok_or_else(|| {
+            BAError::new(
+                ErrorCode::PeerNotFound,
+                "That participant is not in the call any more.",
+            )
+        })?;
+    peer.set_volume(volume)
+}

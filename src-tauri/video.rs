@@ -1,0 +1,247 @@
+//! Video to the page: one feed per drawn tile, pumping the newest frame of a source into a
+//! Tauri `Channel` as raw bytes, scaled to the tile's drawn size (a 720p30 stream is
+//! 41 MB/s and the IPC carries about 80 MB/s, so full-size frames for four tiles would not
+//! fit). A hidden tile closes its feed and costs nothing.
+
+use crate::cameras;
+use crate::frame;
+use crate::state::{AppState, lock};
+use between_engine::{BAError, ErrorCode, RemoteVideo, VideoSource};
+use between_media::video::I420Frame;
+use std::sync::Arc;
+use std::time::Duration;
+use tauri::State;
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tokio::sync::watch;
+
+/// Where a feed's frames come from.
+pub enum FrameSource {
+    Remote(RemoteVideo),
+    Local(watch::Receiver<Option<LocalFrame>>),
+}
+
+pub type LocalFrame = (Arc<I420Frame>, u64);
+
+impl FrameSource {
+    async fn next(&mut self) -> Option<(Arc<I420Frame>, u64)> {
+        match self {
+            Self::Remote(video) => video.next().await.map(|f| (f.frame, f.number)),
+            Self::Local(rx) => {
+                rx.changed().await.ok()?;
+                rx.borrow_and_update().clone()
+            }
+        }
+    }
+}
+
+/// A camera (or any video source) whose frames are also shown locally: the engine pulls it
+/// for the call, and every frame is offered to the preview when someone is watching.
+pub struct PreviewTap {
+    source: Box<dyn VideoSource>,
+    frames: watch::Sender<Option<LocalFrame>>,
+    number: u64,
+}
+
+impl PreviewTap {
+    /// Frames go to `frames` (a new channel when `None`; the same one when switching
+    /// cameras, so open local tiles keep drawing).
+    pub fn new(
+        source: Box<dyn VideoSource>,
+        frames: Option<watch::Sender<Option<LocalFrame>>>,
+    ) -> (Self, watch::Sender<Option<LocalFrame>>) {
+        let frames = frames.unwrap_or_else(|| watch::channel(None).0);
+        (
+            Self {
+                source,
+                frames: frames.clone(),
+                number: 0,
+            },
+            frames,
+        )
+    }
+}
+
+impl VideoSource for PreviewTap {
+    fn read_frame(&mut self) -> Option<I420Frame> {
+        let frame = self.source.read_frame()?;
+        self.number += 1;
+        if self.frames.receiver_count() > 0 {
+            self.frames
+                .send_replace(Some((Arc::new(frame.clone()), self.number)));
+        }
+        Some(frame)
+    }
+
+    fn frame_rate(&self) -> f64 {
+        self.source.frame_rate()
+    }
+}
+
+/// An open feed: its size can change, and dropping it stops the pump.
+pub struct VideoFeed {
+    size: watch::Sender<(u32, u32)>,
+    task: tauri::async_runtime::JoinHandle<()>,
+    /// A preview's own camera thread, stopped with the feed.
+    _camera: Option<CameraThread>,
+}
+
+impl Drop for VideoFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads a camera at its frame rate on a thread of its own (for the join screen's preview,
+/// where no call pulls it).
+struct CameraThread {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for CameraThread {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn start_camera(mut source: Box<dyn VideoSource>) -> (CameraThread, FrameSource) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = watch::channel(None);
+    let flag = stop.clone();
+    let period = Duration::from_secs_f64(1.0 / source.frame_rate().clamp(1.0, 60.0));
+    std::thread::spawn(move || {
+        let mut number = 0u64;
+        let mut next = std::time::Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(frame) = source.read_frame() else {
+                break;
+            };
+            number += 1;
+            if tx.send(Some((Arc::new(frame), number))).is_err() {
+                break;
+            }
+            next += period;
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    });
+    (CameraThread { stop }, FrameSource::Local(rx))
+}
+
+fn start_feed(
+    mut source: FrameSource,
+    width: u32,
+    height: u32,
+    channel: Channel<InvokeResponseBody>,
+    camera: Option<CameraThread>,
+) -> VideoFeed {
+    let (size, mut size_rx) = watch::channel((width, height));
+    let task = tauri::async_runtime::spawn(async move {
+        while let Some((frame, number)) = source.next().await {
+            let (w, h) = *size_rx.borrow_and_update();
+            // Scaling a 720p frame takes about a millisecond: keep it off the async workers.
+            let packed = tauri::async_runtime::spawn_blocking(move || {
+                frame::pack(&frame, w, h, number as u32, frame::wall_ms())
+            })
+            .await
+            .ok()
+            .flatten();
+            let Some(bytes) = packed else { continue };
+            if channel.send(InvokeResponseBody::Raw(bytes)).is_err() {
+                // The page is gone (reloaded or closed).
+                break;
+            }
+        }
+    });
+    VideoFeed {
+        size,
+        task,
+        _camera: camera,
+    }
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), BAError> {
+    if (2..=7680).contains(&width) && (2..=4320).contains(&height) {
+        Ok(())
+    } else {
+        Err(BAError::new(
+            ErrorCode::InvalidArgument,
+            format!("A video can be drawn at 2x2 to 7680x4320 pixels, not {width}x{height}."),
+        ))
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct Opened {
+    video: u32,
+}
+
+/// A peer's video (or `"local"`: this user's camera) into `frames`.
+#[tauri::command]
+pub fn video_open(
+    state: State<'_, AppState>,
+    id: u32,
+    peer_id: String,
+    width: u32,
+    height: u32,
+    frames: Channel<InvokeResponseBody>,
+) -> Result<Opened, BAError> {
+    check_size(width, height)?;
+    let call = state.call(id)?;
+    let source = if peer_id == "local" {
+        call.local_frames().ok_or_else(|| {
+            BAError::new(
+                ErrorCode::InvalidArgument,
+                "This call sends no camera video.",
+            )
+        })?
+    } else {
+        call.peer_video(&peer_id).ok_or_else(|| {
+            BAError::new(
+                ErrorCode::PeerNotFound,
+                "That participant has no video (yet). Wait for its videoCreated event.",
+            )
+        })?
+    };
+    let video = state.next_id();
+    lock(&state.videos).insert(video, start_feed(source, width, height, frames, None));
+    Ok(Opened { video })
+}
+
+/// A camera's picture on the join screen, before any call.
+#[tauri::command]
+pub fn preview_open(
+    state: State<'_, AppState>,
+    device_id: String,
+    width: u32,
+    height: u32,
+    frames: Channel<InvokeResponseBody>,
+) -> Result<Opened, BAError> {
+    check_size(width, height)?;
+    let camera = cameras::open(&device_id)?;
+    let (thread, source) = start_camera(camera);
+    let video = state.next_id();
+    lock(&state.videos).insert(
+        video,
+        start_feed(source, width, height, frames, Some(thread)),
+    );
+    Ok(Opened { video })
+}
+
+#[tauri::command]
+pub fn video_resize(
+    state: State<'_, AppState>,
+    video: u32,
+    width: u32,
+    height: u32,
+) -> Result<(), BAError> {
+    check_size(width, height)?;
+    if let Some(feed) = lock(&state.videos).get(&video) {
+        feed.size.send_replace((width, height));
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub fn video_close(state: State<'_, AppState>, video: u32) {
+    let feed = lock(&state.videos).remove(&video);
+    drop(feed);
+}
