@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "peer_set_volume",
     "video_open",
     "preview_open",
+    "video_next",
     "video_resize",
     "video_close",
     "app_devices",

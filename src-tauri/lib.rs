@@ -47,6 +47,7 @@ pub fn run() {
             calls::peer_set_volume,
             video::video_open,
             video::preview_open,
+            video::video_next,
             video::video_resize,
             video::video_close,
             cameras::app_devices,

@@ -15,7 +15,7 @@ pub struct AppState {
     settings: Mutex<Settings>,
     server: tokio::sync::Mutex<ServerChoice>,
     calls: Mutex<HashMap<u32, Arc<Call>>>,
-    pub videos: Mutex<HashMap<u32, VideoFeed>>,
+    pub videos: Mutex<HashMap<u32, Arc<VideoFeed>>>,
     pub mic_test: Mutex<Option<MicTest>>,
     next_id: AtomicU32,
 }

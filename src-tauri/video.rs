@@ -1,7 +1,10 @@
-//! Video to the page: one feed per drawn tile, pumping the newest frame of a source into a
-//! Tauri `Channel` as raw bytes, scaled to the tile's drawn size (a 720p30 stream is
-//! 41 MB/s and the IPC carries about 80 MB/s, so full-size frames for four tiles would not
-//! fit). A hidden tile closes its feed and costs nothing.
+//! Video to the page: one feed per drawn tile. The page pulls (`video_next`) the newest frame
+//! when it has drawn the last one, as raw bytes scaled to the tile's drawn size (a 720p30
+//! stream is 41 MB/s and the IPC carries about 80 MB/s, so full-size frames for four tiles
+//! would not fit). Pulling is the back-pressure: a page that draws slower than the video
+//! arrives skips frames instead of queueing them (pushing every frame down a `Channel` built
+//! up seconds of delay and a gigabyte of memory). A hidden tile closes its feed and costs
+//! nothing.
 
 use crate::cameras;
 use crate::frame;
@@ -11,7 +14,7 @@ use between_media::video::I420Frame;
 use std::sync::Arc;
 use std::time::Duration;
 use tauri::State;
-use tauri::ipc::{Channel, InvokeResponseBody};
+use tauri::ipc::Response;
 use tokio::sync::watch;
 
 /// Where a feed's frames come from.
@@ -77,18 +80,12 @@ impl VideoSource for PreviewTap {
     }
 }
 
-/// An open feed: its size can change, and dropping it stops the pump.
+/// An open feed: its size can change; dropping it stops a preview's camera.
 pub struct VideoFeed {
-    size: watch::Sender<(u32, u32)>,
-    task: tauri::async_runtime::JoinHandle<()>,
+    size: std::sync::Mutex<(u32, u32)>,
+    source: tokio::sync::Mutex<FrameSource>,
     /// A preview's own camera thread, stopped with the feed.
     _camera: Option<CameraThread>,
-}
-
-impl Drop for VideoFeed {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Reads a camera at its frame rate on a thread of its own (for the join screen's preview,
@@ -126,37 +123,22 @@ fn start_camera(mut source: Box<dyn VideoSource>) -> (CameraThread, FrameSource)
     (CameraThread { stop }, FrameSource::Local(rx))
 }
 
-fn start_feed(
-    mut source: FrameSource,
+fn feed(
+    source: FrameSource,
     width: u32,
     height: u32,
-    channel: Channel<InvokeResponseBody>,
     camera: Option<CameraThread>,
-) -> VideoFeed {
-    let (size, mut size_rx) = watch::channel((width, height));
-    let task = tauri::async_runtime::spawn(async move {
-        while let Some((frame, number)) = source.next().await {
-            let (w, h) = *size_rx.borrow_and_update();
-            // Scaling a 720p frame takes about a millisecond: keep it off the async workers.
-            let packed = tauri::async_runtime::spawn_blocking(move || {
-                frame::pack(&frame, w, h, number as u32, frame::wall_ms())
-            })
-            .await
-            .ok()
-            .flatten();
-            let Some(bytes) = packed else { continue };
-            if channel.send(InvokeResponseBody::Raw(bytes)).is_err() {
-                // The page is gone (reloaded or closed).
-                break;
-            }
-        }
-    });
-    VideoFeed {
-        size,
-        task,
+) -> Arc<VideoFeed> {
+    Arc::new(VideoFeed {
+        size: std::sync::Mutex::new((width, height)),
+        source: tokio::sync::Mutex::new(source),
         _camera: camera,
-    }
+    })
 }
+
+/// How long `video_next` waits for a new frame before answering "nothing new" (an empty
+/// body), so a page never waits on a call whose feed it has since closed.
+const NEXT_WAIT: Duration = Duration::from_secs(1);
 
 fn check_size(width: u32, height: u32) -> Result<(), BAError> {
     if (2..=7680).contains(&width) && (2..=4320).contains(&height) {
@@ -182,7 +164,6 @@ pub fn video_open(
     peer_id: String,
     width: u32,
     height: u32,
-    frames: Channel<InvokeResponseBody>,
 ) -> Result<Opened, BAError> {
     check_size(width, height)?;
     let call = state.call(id)?;
@@ -202,7 +183,7 @@ pub fn video_open(
         })?
     };
     let video = state.next_id();
-    lock(&state.videos).insert(video, start_feed(source, width, height, frames, None));
+    lock(&state.videos).insert(video, feed(source, width, height, None));
     Ok(Opened { video })
 }
 
@@ -213,16 +194,12 @@ pub fn preview_open(
     device_id: String,
     width: u32,
     height: u32,
-    frames: Channel<InvokeResponseBody>,
 ) -> Result<Opened, BAError> {
     check_size(width, height)?;
     let camera = cameras::open(&device_id)?;
     let (thread, source) = start_camera(camera);
     let video = state.next_id();
-    lock(&state.videos).insert(
-        video,
-        start_feed(source, width, height, frames, Some(thread)),
-    );
+    lock(&state.videos).insert(video, feed(source, width, height, Some(thread)));
     Ok(Opened { video })
 }
 
@@ -235,7 +212,7 @@ pub fn video_resize(
 ) -> Result<(), BAError> {
     check_size(width, height)?;
     if let Some(feed) = lock(&state.videos).get(&video) {
-        feed.size.send_replace((width, height));
+        *lock(&feed.size) = (width, height);
     }
     Ok(())
 }
@@ -244,4 +221,40 @@ pub fn video_resize(
 pub fn video_close(state: State<'_, AppState>, video: u32) {
     let feed = lock(&state.videos).remove(&video);
     drop(feed);
+}
+
+/// The feed's next frame (newer than the last one it gave), scaled to the tile, as raw bytes
+/// (see IPC.md); an empty body when none came within a second; an error once the feed is
+/// closed or its video ended.
+#[tauri::command]
+pub async fn video_next(state: State<'_, AppState>, video: u32) -> Result<Response, BAError> {
+    let closed = || BAError::new(ErrorCode::InvalidArgument, "This video was closed.");
+    let feed = lock(&state.videos)
+        .get(&video)
+        .cloned()
+        .ok_or_else(closed)?;
+    // One pull at a time per feed; a second waits its turn.
+    let mut source = feed.source.lock().await;
+    let next = match tokio::time::timeout(NEXT_WAIT, source.next()).await {
+        Err(_) => return Ok(Response::new(Vec::new())),
+        Ok(None) => {
+            return Err(BAError::new(
+                ErrorCode::NotInCall,
+                "This video ended (the participant left or stopped sending).",
+            ));
+        }
+        Ok(Some(next)) => next,
+    };
+    drop(source);
+    let (w, h) = *lock(&feed.size);
+    let (frame, number) = next;
+    // Scaling a 720p frame takes about a millisecond: keep it off the async workers.
+    let packed = tauri::async_runtime::spawn_blocking(move || {
+        frame::pack(&frame, w, h, number as u32, frame::wall_ms())
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    Ok(Response::new(packed))
 }

@@ -325,10 +325,17 @@ fn a_person_joins_sees_and_chats_with_bots_and_the_app_remembers_their_settings(
             state(d) == "join"
         })
         .unwrap();
-    let call_id = driver.wait_for("#call-id", 10).unwrap();
-    assert_eq!(driver.property(&call_id, "value").unwrap(), "e2e-standup");
-    let name = driver.find("#display-name").unwrap();
-    assert_eq!(driver.property(&name, "value").unwrap(), "Ada");
+    // The settings load asynchronously after the screen appears.
+    driver
+        .wait_until("the call ID and name restored", 10, |d| {
+            let value = |css: &str| {
+                d.find(css)
+                    .and_then(|el| d.property(&el, "value").ok())
+                    .unwrap_or_default()
+            };
+            value("#call-id") == "e2e-standup" && value("#display-name") == "Ada"
+        })
+        .unwrap();
     driver
         .wait_until("the chosen devices restored", 10, |d| {
             let camera = d.find("#camera-select").unwrap();

@@ -7,6 +7,7 @@
 // and a fake video element with setVideoFactory().
 
 import { BAError, channel, invoke, setIpc, toBAError } from "./ipc.js";
+import { startPulling, stopPulling } from "./frames.js";
 import { createVideoElement } from "./video.js";
 
 export { BAError, setIpc };
@@ -548,12 +549,15 @@ export class Conference {
     const call = this.#call;
     const source = {
       async open(width, height, onFrame) {
-        const frames = channel(onFrame);
-        const answer = await call.invoke("video_open", { peerId: videoPeerId, width, height, frames });
+        const answer = await call.invoke("video_open", { peerId: videoPeerId, width, height });
+        if (answer?.video != null) startPulling(answer.video, onFrame);
         return answer?.video;
       },
       resize: (video, width, height) => invoke("video_resize", { video, width, height }),
-      close: (video) => invoke("video_close", { video }),
+      close: (video) => {
+        stopPulling(video);
+        return invoke("video_close", { video });
+      },
     };
     return makeVideo({ peerId: videoPeerId, kind, source });
   }

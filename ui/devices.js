@@ -4,6 +4,7 @@
 // select ids stay unique.
 
 import { invoke, channel } from "./ipc.js";
+import { startPulling, stopPulling } from "./frames.js";
 import { createVideoElement } from "./video.js";
 import { h } from "./dom.js";
 
@@ -153,12 +154,15 @@ export function createPreview(deviceId) {
     kind: "preview",
     source: {
       async open(width, height, onFrame) {
-        const frames = channel(onFrame);
-        const answer = await invoke("preview_open", { deviceId, width, height, frames });
+        const answer = await invoke("preview_open", { deviceId, width, height });
+        if (answer?.video != null) startPulling(answer.video, onFrame);
         return answer?.video;
       },
       resize: (video, width, height) => invoke("video_resize", { video, width, height }),
-      close: (video) => invoke("video_close", { video }),
+      close: (video) => {
+        stopPulling(video);
+        return invoke("video_close", { video });
+      },
     },
   });
 }

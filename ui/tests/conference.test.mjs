@@ -216,7 +216,12 @@ test("per-peer events reach that Peer's listeners with the API's payloads", asyn
 
 test("a video element opens, resizes and closes the engine's stream", async () => {
   const frames = [];
-  useIpc({ video_open: () => ({ video: 31 }) });
+  let served = 0;
+  useIpc({
+    video_open: () => ({ video: 31 }),
+    // One frame, then "nothing new" (empty) until the stream is closed.
+    video_next: () => (served++ === 0 ? new ArrayBuffer(16) : new ArrayBuffer(0)),
+  });
   const conf = await joined();
   conf.on("peerJoined", (peer) => peer.on("videoCreated", (el) => frames.push(el)));
   push({ event: "peerJoined", peerId: "p1", extraData: "x" });
@@ -231,9 +236,13 @@ test("a video element opens, resizes and closes the engine's stream", async () =
   assert.equal(open.args.peerId, "p1");
   assert.equal(open.args.width, 640);
   assert.equal(open.args.height, 360);
-  assert.ok(open.args.frames instanceof fake.ipc.Channel);
-  open.args.frames.push(new ArrayBuffer(16));
-  assert.equal(drawn.length, 1);
+  // Frames are pulled: one video_next at a time, the next only after the last was drawn.
+  await tick();
+  await tick();
+  assert.ok(fake.called("video_next").length >= 1);
+  assert.equal(fake.called("video_next")[0].args.video, 31);
+  assert.ok(drawn.length >= 1);
+  assert.equal(drawn[0].byteLength, 16);
 
   await source.resize(31, 320, 180);
   await source.close(31);

@@ -253,9 +253,9 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     );
 
     // The talker switches microphones mid-call: an unknown one is refused, a real one opens
-    // (it delivered its first sound) and takes over the track. Whether its 660 Hz then arrives
-    // clean is not asserted yet: in full-suite runs it came through choppy two times in three
-    // (alone: 4 of 4 clean), an open question noted on the devices issue.
+    // (it delivered its first sound) and takes over the track, and its 660 Hz comes out of the
+    // listener's speaker clean. (It used to arrive choppy in full-suite runs: the PulseAudio
+    // client spun over a core per stream in debug builds; see the dev profile in Cargo.toml.)
     talker.command(r#"{"cmd":"setAudioInput","deviceId":"pulseaudio:nope"}"#);
     let refused = talker.expect("commandFailed");
     assert_eq!(refused["code"], "device_not_found", "{refused}");
@@ -263,6 +263,8 @@ fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     // Opening waits for the microphone's first sound (a remapped source takes a moment).
     let done = talker.expect_within("commandDone", Duration::from_secs(10), |_| true);
     assert_eq!(done["cmd"], "setAudioInput", "{done}");
+    let db = heard_there.wait_for_frequency("Other-Speaker, from the second microphone", 660.0);
+    eprintln!("660 Hz from the second microphone: {db:.1} dB");
     let _ = other_person.kill();
     let _ = other_person.wait();
 

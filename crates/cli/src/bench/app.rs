@@ -6,6 +6,7 @@
 //! them).
 
 use super::desktop::{Desktop, memory_of};
+use super::pulse::PulseDaemon;
 use super::webdriver::Driver;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
@@ -110,7 +111,16 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
             app.display()
         );
     }
-    let desktop = wd(Desktop::start(&app, &[]))?;
+    // A desktop has a sound server; the app's microphone and speaker are virtual devices.
+    let pulse = PulseDaemon::start(&[
+        "module-null-sink sink_name=speaker",
+        "module-null-sink sink_name=room",
+        "module-remap-source master=room.monitor source_name=mic",
+    ])?;
+    let desktop = wd(Desktop::start(
+        &app,
+        &[("PULSE_SERVER", &pulse.server_env())],
+    ))?;
 
     // Start-up: process start to a join screen with its device menus filled.
     let mut starts = Vec::new();
@@ -178,6 +188,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     let tiles = "return [...document.querySelectorAll('[data-peer-id]:not([data-local]) canvas')]
                    .map((c) => ({frames: Number(c.dataset.frames || 0),
                                  latency: (c.betweenLatencies || []).slice(),
+                                 renderer: c.dataset.renderer || '',
                                  w: c.width, h: c.height}));";
     wd(driver.wait_until("every bot's video drawn", 60, |d| {
         d.exec(tiles, json!([]))
@@ -190,10 +201,24 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     let pids = desktop.app_processes();
     let before = wd(driver.exec(tiles, json!([])))?;
     let cpu0 = cpu_time(&pids);
+    let per0: Vec<Duration> = pids.iter().map(|p| cpu_time(&[*p])).collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let after = wd(driver.exec(tiles, json!([])))?;
     let cpu = (cpu_time(&pids) - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let per_process: Vec<Value> = pids
+        .iter()
+        .zip(per0)
+        .map(|(pid, c0)| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            json!({
+                "process": name.trim(),
+                "cpuPercent": (cpu_time(&[*pid]).saturating_sub(c0)).as_secs_f64() / elapsed * 100.0,
+                "MiB": memory_of(&[*pid]) as f64 / 1048576.0,
+            })
+        })
+        .collect();
     let call_bytes = memory_of(&desktop.app_processes());
     let secs = t0.elapsed().as_secs_f64();
     let empty = Vec::new();
@@ -248,6 +273,8 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "pageLatencyMsMedian": median(&mut latencies),
         "pageLatencySamples": latencies.len(),
         "appCpuPercentOfOneCore": cpu * 100.0,
+        "perProcess": per_process,
+        "renderers": a.iter().map(|t| t["renderer"].clone()).collect::<Vec<_>>(),
         "installedMiB": installed.map(|(i, _)| i as f64 / 1048576.0),
         "debMiB": installed.map(|(_, d)| d as f64 / 1048576.0),
     });
@@ -280,6 +307,15 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         latencies.len()
     );
     println!("app CPU in the call: {:.0} % of one core", cpu * 100.0);
+    for p in report["perProcess"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<18} {:>5.0} % CPU {:>6.0} MiB",
+            p["process"].as_str().unwrap_or(""),
+            p["cpuPercent"].as_f64().unwrap_or(0.0),
+            p["MiB"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("tile renderers: {}", report["renderers"]);
     if let Some((i, d)) = installed {
         println!(
             "installed size: {:.1} MiB (.deb {:.1} MiB)",

@@ -161,7 +161,10 @@ impl Desktop {
         let procs = process_table();
         let mut found: Vec<u32> = procs
             .iter()
-            .filter(|(_, _, comm)| name.starts_with(comm.as_str()) && !comm.is_empty())
+            // The kernel keeps 15 bytes of a command name.
+            .filter(|(_, _, comm)| {
+                !comm.is_empty() && name.get(..name.len().min(15)) == Some(comm.as_str())
+            })
             .map(|(pid, _, _)| *pid)
             .collect();
         let mut i = 0;
@@ -218,6 +221,13 @@ pub fn memory_of(pids: &[u32]) -> u64 {
 impl Drop for Desktop {
     fn drop(&mut self) {
         if let Some(mut d) = self.driver.take() {
+            // tauri-driver's WebKitWebDriver (and an app it still runs) would outlive it.
+            let table = process_table();
+            for (pid, ppid, _) in &table {
+                if *ppid == d.id() {
+                    let _ = Command::new("kill").arg(pid.to_string()).status();
+                }
+            }
             let _ = d.kill();
             let _ = d.wait();
         }

@@ -7,14 +7,15 @@
 //! It runs its own PulseAudio daemon (cpal reads the server address from the environment, so
 //! the measuring part runs as a child process with it set). Needs `pulseaudio` (Linux).
 
+use super::pulse::PulseDaemon;
 use super::{ServerProcess, bench_conference};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use between_engine::devices::{Microphone, Speaker};
 use between_engine::{AudioSink, MediaOptions};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -34,54 +35,18 @@ pub async fn run(args: DevicesBench) -> anyhow::Result<()> {
     if std::env::var_os(INNER).is_some() {
         return measure(args).await;
     }
-    let dir = std::env::temp_dir().join(format!("between-bench-pulse-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("native");
-    let mut daemon = Command::new("pulseaudio")
-        .args([
-            "-n",
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "--system=false",
-        ])
-        .args(["--use-pid-file=false", "--disable-shm=yes"])
-        .arg("-L")
-        .arg(format!(
-            "module-native-protocol-unix auth-anonymous=1 socket={}",
-            socket.display()
-        ))
-        .args(["-L", "module-null-sink sink_name=speaker"])
-        .args(["-L", "module-null-sink sink_name=mic_feed"])
-        .args([
-            "-L",
-            "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
-        ])
-        .env("HOME", &dir)
-        .env("XDG_RUNTIME_DIR", &dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start pulseaudio (install the pulseaudio package)")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        if Instant::now() > deadline {
-            let _ = daemon.kill();
-            bail!("pulseaudio did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Module loading finishes after the socket appears; a moment for it (setup, not measured).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let daemon = PulseDaemon::start(&[
+        "module-null-sink sink_name=speaker",
+        "module-null-sink sink_name=mic_feed",
+        "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+    ])?;
     let status = Command::new(std::env::current_exe()?)
         .args(std::env::args().skip(1))
         .env(INNER, "1")
-        .env("PULSE_SERVER", format!("unix:{}", socket.display()))
+        .env("PULSE_SERVER", daemon.server_env())
         .env_remove("PULSE_RUNTIME_PATH")
         .status();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(daemon);
     if !status?.success() {
         bail!("the measurement failed");
     }

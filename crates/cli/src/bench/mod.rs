@@ -18,6 +18,7 @@ mod cpu;
 mod desktop;
 mod devices;
 mod media;
+mod pulse;
 mod sfu;
 mod webdriver;
 
