@@ -20,3 +20,8 @@ done
 # Audio path CPU and device-to-device latency (PulseAudio virtual devices).
 "$bin/between" bench audio --participants 4
 "$bin/between" bench devices --clicks 20
+# The desktop app (release .deb through tauri-cli, then the app under Xvfb + WebDriver).
+command -v cargo-tauri >/dev/null 2>&1 || cargo install tauri-cli --version '^2' --locked
+cargo tauri build --bundles deb
+"$bin/between" bench app --starts 5 --bots 3 --seconds 10 \
+  --deb "$CARGO_TARGET_DIR/release/bundle/deb/Between_0.1.0_amd64.deb"

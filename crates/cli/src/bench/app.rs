@@ -125,6 +125,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     // Start-up: process start to a join screen with its device menus filled.
     let mut starts = Vec::new();
     let mut idle_bytes = 0;
+    let mut idle_each: Vec<Value> = Vec::new();
     for i in 0..args.starts.max(1) {
         let t0 = Instant::now();
         let driver = wd(desktop.open_app())?;
@@ -133,7 +134,15 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         if i == 0 {
             // Idle: settled on the join screen (the microphone meter running, as a user sees it).
             std::thread::sleep(Duration::from_secs(3));
-            idle_bytes = memory_of(&desktop.app_processes());
+            let pids = desktop.app_processes();
+            idle_bytes = memory_of(&pids);
+            idle_each = pids
+                .iter()
+                .map(|pid| {
+                    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    json!({"process": name.trim(), "MiB": memory_of(&[*pid]) as f64 / 1048576.0})
+                })
+                .collect();
         }
         driver.quit();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -274,6 +283,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "pageLatencySamples": latencies.len(),
         "appCpuPercentOfOneCore": cpu * 100.0,
         "perProcess": per_process,
+        "idlePerProcess": idle_each,
         "renderers": a.iter().map(|t| t["renderer"].clone()).collect::<Vec<_>>(),
         "installedMiB": installed.map(|(i, _)| i as f64 / 1048576.0),
         "debMiB": installed.map(|(_, d)| d as f64 / 1048576.0),
@@ -294,6 +304,13 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         args.bots + 1,
         report["callMiB"].as_f64().unwrap_or(0.0)
     );
+    for p in report["idlePerProcess"].as_array().into_iter().flatten() {
+        println!(
+            "  idle {:<18} {:>6.0} MiB",
+            p["process"].as_str().unwrap_or(""),
+            p["MiB"].as_f64().unwrap_or(0.0)
+        );
+    }
     println!(
         "frames drawn per remote tile ({} tiles of 720p30, drawn at {}): median {:.1}/s, lowest {:.1}/s",
         fps.len(),
