@@ -161,3 +161,74 @@ pub async fn app_server(
 ) -> Result<ServerInfo, between_engine::BAError> {
     Ok(state.server_info().await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(url: &str, key: &str) -> ServerChoice {
+        ServerChoice {
+            url: url.into(),
+            api_key: key.into(),
+            embedded: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_changed_url_or_key_or_going_back_to_embedded_is_a_different_server() {
+        let current = remote("ws://team.example:7880", "k1");
+        let same = Settings {
+            server_url: Some("ws://team.example:7880".into()),
+            api_key: Some("k1".into()),
+            ..Settings::default()
+        };
+        assert!(!current.differs_from(&same));
+        let other_key = Settings {
+            api_key: Some("k2".into()),
+            ..same.clone()
+        };
+        assert!(current.differs_from(&other_key));
+        // No URL: the embedded server, which this is not.
+        assert!(current.differs_from(&Settings::default()));
+    }
+
+    #[tokio::test]
+    async fn a_remote_server_reports_whether_it_can_be_reached() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = remote(&format!("ws://127.0.0.1:{port}"), "k").info().await;
+        assert_eq!((up.status, up.embedded), ("reachable", false));
+        drop(listener);
+        let down = remote(&format!("ws://127.0.0.1:{port}/"), "k").info().await;
+        assert_eq!(down.status, "unreachable");
+        assert!(down.error.is_some_and(|e| e.contains("cannot be reached")));
+        let bad = remote("http://example.invalid", "k").info().await;
+        assert!(
+            bad.error.is_some_and(|e| e.contains("ws://")),
+            "a URL of the wrong kind says so"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_embedded_server_starts_with_the_install_key_and_takes_another_port_when_busy() {
+        let busy = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = busy.local_addr().expect("addr").port();
+        let settings = Settings {
+            embedded_api_key: Some("install-key".into()),
+            embedded_port: Some(port),
+            ..Settings::default()
+        };
+        let choice = ServerChoice::start(&settings).await;
+        let info = choice.info().await;
+        assert_eq!((info.status, info.embedded), ("running", true));
+        assert_eq!(info.api_key, "install-key");
+        assert!(info.url.starts_with("ws://127.0.0.1:"));
+        assert!(!info.url.ends_with(&format!(":{port}")), "{}", info.url);
+        choice.stop().await;
+    }
+}

@@ -139,7 +139,8 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
             idle_each = pids
                 .iter()
                 .map(|pid| {
-                    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    let name =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                     json!({"process": name.trim(), "MiB": memory_of(&[*pid]) as f64 / 1048576.0})
                 })
                 .collect();
