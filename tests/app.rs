@@ -292,6 +292,59 @@ fn a_person_joins_sees_and_chats_with_bots_and_the_app_remembers_their_settings(
     );
     screenshot(&driver, "call");
 
+    // A hidden tile receives no frames (its feed is closed), and draws again when shown.
+    let frames_of = |d: &Driver, peer: &str| -> u64 {
+        d.exec(
+            "const c = document.querySelector(`[data-peer-id=\"${arguments[0]}\"] canvas`);
+             return c ? Number(c.dataset.frames || 0) : 0;",
+            json!([peer]),
+        )
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+    };
+    let set_hidden = |hidden: bool| {
+        driver
+            .exec(
+                "document.querySelector(`[data-peer-id=\"${arguments[0]}\"]`).style.display =
+                   arguments[1] ? 'none' : '';",
+                json!([cleo_id, hidden]),
+            )
+            .unwrap();
+    };
+    set_hidden(true);
+    driver
+        .wait_until("Cleo's hidden tile closes its video", 5, |d| {
+            d.exec(
+                "const v = document.querySelector(`[data-peer-id=\"${arguments[0]}\"] between-video`);
+                 return v ? v.dataset.state : '';",
+                json!([cleo_id]),
+            )
+            .unwrap_or_default()
+                == "closed"
+        })
+        .unwrap();
+    let hidden_at = frames_of(&driver, &cleo_id);
+    // Meanwhile Bob's tile draws a second's worth of frames...
+    let bob_at = frames_of(&driver, &bob_id);
+    driver
+        .wait_until("Bob's tile drawing on", 10, |d| {
+            frames_of(d, &bob_id) >= bob_at + 10
+        })
+        .unwrap();
+    // ...and Cleo's drew none.
+    assert_eq!(
+        frames_of(&driver, &cleo_id),
+        hidden_at,
+        "a hidden tile drew frames"
+    );
+    set_hidden(false);
+    driver
+        .wait_until("Cleo's tile drawing again once shown", 10, |d| {
+            frames_of(d, &cleo_id) > hidden_at
+        })
+        .unwrap();
+
     // Mute: the icon shows it and the others are told.
     driver.click(&driver.find("#mute").unwrap()).unwrap();
     bob.expect("audioPaused", 10, |e| e["peerId"] == ada_id.as_str());
