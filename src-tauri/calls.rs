@@ -25,6 +25,12 @@ pub struct Call {
     videos: Arc<Mutex<HashMap<String, RemoteVideo>>>,
     /// The camera's frames as the call sends them, for the local tile.
     local_frames: Mutex<Option<watch::Sender<Option<LocalFrame>>>>,
+    /// A speaker chosen with `setOutputDevice` before the call, used when it starts.
+    chosen_speaker: Mutex<Option<String>>,
+    /// Mute states asked for at start, applied when the local media is published.
+    start_muted: Arc<Mutex<Option<(bool, bool)>>>,
+    /// Set by the forwarder once `sessionTerminated` has been sent to the page.
+    terminated: watch::Receiver<bool>,
     forward: tauri::async_runtime::JoinHandle<()>,
 }
 
@@ -95,11 +101,25 @@ pub async fn conference_new(
     config.watch_devices = true;
     let conference = Conference::new(config, key, call_id, extra_data)?;
     let videos: Arc<Mutex<HashMap<String, RemoteVideo>>> = Arc::default();
+    let start_muted: Arc<Mutex<Option<(bool, bool)>>> = Arc::default();
+    let (terminated_tx, terminated) = watch::channel(false);
     let mut stream = conference.events();
     let seen = videos.clone();
+    let mutes = start_muted.clone();
     let forward = tauri::async_runtime::spawn(async move {
         let mut local_id: Option<String> = None;
         while let Some(event) = stream.recv().await {
+            if let ConferenceEvent::LocalParticipant(local) = &event
+                && let Some((audio, video)) = lock(&mutes).take()
+            {
+                // Before the page hears of it, so nobody sees a live microphone first.
+                if audio {
+                    local.mute_audio();
+                }
+                if video {
+                    local.mute_video();
+                }
+            }
             match &event {
                 ConferenceEvent::Peer {
                     peer_id,
@@ -113,14 +133,16 @@ pub async fn conference_new(
                 ConferenceEvent::LocalParticipant(local) => local_id = local.id(),
                 _ => {}
             }
-            if events
-                .send(page_event(&event, local_id.as_deref()))
-                .is_err()
-            {
+            let sent = events.send(page_event(&event, local_id.as_deref())).is_ok();
+            if matches!(event, ConferenceEvent::SessionTerminated) {
+                terminated_tx.send_replace(true);
+            }
+            if !sent {
                 tracing::debug!("the page stopped listening to a conference");
                 break;
             }
         }
+        terminated_tx.send_replace(true);
     });
     let id = state.next_id();
     let call_id = conference.call_id().to_string();
@@ -130,6 +152,9 @@ pub async fn conference_new(
             conference,
             videos,
             local_frames: Mutex::new(None),
+            chosen_speaker: Mutex::new(None),
+            start_muted,
+            terminated,
             forward,
         }),
     );
@@ -185,7 +210,11 @@ pub async fn conference_start_call(
             (Box::new(Silence), false)
         }
     };
-    let speaker_id = options.audio_output.clone().filter(|s| !s.is_empty());
+    let speaker_id = options
+        .audio_output
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| lock(&call.chosen_speaker).clone());
     let playback = match open_blocking(move || Speaker::open(speaker_id.as_deref())).await {
         Ok(s) => Some(Box::new(s) as Box<dyn AudioSink>),
         Err(e) => {
@@ -198,10 +227,11 @@ pub async fn conference_start_call(
         Some(id) => Some(id.to_string()),
         None => cameras::default_id(),
     };
+    let mut local_frames = None;
     let video = match camera_id.as_deref().map(cameras::open).transpose() {
         Ok(Some(camera)) => {
             let (tap, frames) = PreviewTap::new(camera, None);
-            *lock(&call.local_frames) = Some(frames);
+            local_frames = Some(frames);
             Some(Box::new(tap) as Box<dyn between_engine::VideoSource>)
         }
         Ok(None) => None,
@@ -217,14 +247,22 @@ pub async fn conference_start_call(
         audio_processing: processing,
         ..MediaOptions::default()
     })?;
-    call.conference.start_call().await?;
-    if let Some(local) = call.conference.local_participant() {
-        if options.audio_muted {
-            local.mute_audio();
-        }
-        if options.video_muted {
-            local.mute_video();
-        }
+    *lock(&call.local_frames) = local_frames;
+    *lock(&call.start_muted) = Some((options.audio_muted, options.video_muted));
+    if let Err(e) = call.conference.start_call().await {
+        // Give the devices back; a later start opens them again.
+        let _ = call.conference.set_media(MediaOptions::default());
+        *lock(&call.local_frames) = None;
+        return Err(e);
+    }
+    if state.call(id).is_err() {
+        // The page closed this conference while it was joining: leave at once, so the
+        // others do not see a participant nobody controls.
+        let _ = call.conference.end_call().await;
+        return Err(BAError::new(
+            ErrorCode::NotInCall,
+            "The call was closed while joining.",
+        ));
     }
     for w in warnings {
         tracing::warn!(code = %w.code.as_str(), message = %w.message, "call started without a device");
@@ -238,17 +276,31 @@ pub async fn conference_start_call(
 #[tauri::command]
 pub async fn conference_end_call(state: State<'_, AppState>, id: u32) -> Result<(), BAError> {
     let call = state.call(id)?;
+    call.conference.end_call().await?;
     *lock(&call.local_frames) = None;
-    call.conference.end_call().await
+    wait_terminated(&call).await;
+    Ok(())
+}
+
+/// Until the forwarder has handed `sessionTerminated` to the page (IPC.md promises it before
+/// `endCall` resolves); bounded, in case the page stopped listening.
+async fn wait_terminated(call: &Call) {
+    let mut done = call.terminated.clone();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        done.wait_for(|sent| *sent),
+    )
+    .await;
 }
 
 /// Forgets the handle, leaving the call first if still in it.
 #[tauri::command]
 pub async fn conference_close(state: State<'_, AppState>, id: u32) -> Result<(), BAError> {
-    if let Some(call) = state.remove_call(id) {
-        if call.conference.is_in_call() {
-            let _ = call.conference.end_call().await;
-        }
+    if let Some(call) = state.remove_call(id)
+        && call.conference.is_in_call()
+    {
+        let _ = call.conference.end_call().await;
+        wait_terminated(&call).await;
     }
     Ok(())
 }
@@ -273,9 +325,9 @@ pub async fn conference_set_output_device(
     } else {
         // Before the call there is no playback yet; check the ID now, use it at start.
         let id = device_id.clone();
-        open_blocking(move || Speaker::open(Some(&id)))
-            .await
-            .map(drop)
+        open_blocking(move || Speaker::open(Some(&id))).await?;
+        *lock(&call.chosen_speaker) = Some(device_id);
+        Ok(())
     }
 }
 
@@ -310,11 +362,17 @@ pub fn conference_send_data(
     data: Value,
     to: Option<String>,
 ) -> Result<(), BAError> {
+    if to.as_deref() == Some("") {
+        return Err(BAError::new(
+            ErrorCode::InvalidArgument,
+            "The recipient is empty. Leave it out to send to everyone.",
+        ));
+    }
     state
         .call(id)?
         .conference
         .data_handler()
-        .send(data, to.as_deref().filter(|t| !t.is_empty()))
+        .send(data, to.as_deref())
 }
 
 #[derive(Serialize)]

@@ -84,14 +84,20 @@ impl ServerChoice {
         }
     }
 
+    #[cfg(test)]
     pub async fn info(&self) -> ServerInfo {
+        let mut info = self.snapshot();
+        info.probe().await;
+        info
+    }
+
+    /// What is known without touching the network (a remote server is probed separately,
+    /// so callers need not hold a lock for the probe's 2 s).
+    pub fn snapshot(&self) -> ServerInfo {
         let (status, error) = match (&self.embedded, &self.error) {
             (Some(_), _) => ("running", None),
             (None, Some(e)) => ("failed", Some(e.clone())),
-            (None, None) => match reachable(&self.url).await {
-                Ok(()) => ("reachable", None),
-                Err(e) => ("unreachable", Some(e)),
-            },
+            (None, None) => ("unreachable", None),
         };
         ServerInfo {
             url: self.url.clone(),
@@ -100,6 +106,19 @@ impl ServerChoice {
             status,
             error,
         }
+    }
+}
+
+impl ServerInfo {
+    /// For a remote server: whether it can be reached now.
+    pub async fn probe(&mut self) {
+        if self.embedded || self.status == "failed" {
+            return;
+        }
+        (self.status, self.error) = match reachable(&self.url).await {
+            Ok(()) => ("reachable", None),
+            Err(e) => ("unreachable", Some(e)),
+        };
     }
 }
 

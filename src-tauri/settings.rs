@@ -43,19 +43,28 @@ impl Settings {
     /// The saved settings, with an embedded-server key made (and saved) on first start. A
     /// store that cannot be read gives defaults, logged: the app still starts.
     pub fn load<R: Runtime>(app: &AppHandle<R>) -> Self {
+        let mut readable = true;
         let mut settings = match app.store(STORE_FILE) {
-            Ok(store) => store
-                .get(KEY)
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default(),
+            Ok(store) => match store.get(KEY).map(serde_json::from_value::<Self>) {
+                None => Self::default(),
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    // Keep the file as it is (a newer version may have written it).
+                    tracing::warn!(error = %e, "saved settings not understood; using defaults");
+                    readable = false;
+                    Self::default()
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "settings could not be read; using defaults");
+                readable = false;
                 Self::default()
             }
         };
         if settings.embedded_api_key.is_none() {
             settings.embedded_api_key = Some(random_key());
-            if let Err(e) = settings.save(app) {
+            // Unreadable settings stay untouched on disk; this run uses a key of its own.
+            if readable && let Err(e) = settings.save(app) {
                 tracing::warn!(error = %e, "settings could not be saved");
             }
         }
@@ -161,6 +170,7 @@ pub async fn app_settings_set<R: Runtime>(
     state: tauri::State<'_, crate::AppState>,
     settings: Value,
 ) -> Result<Value, BAError> {
+    let _writer = state.settings_writer.lock().await;
     let mut current = state.settings();
     current.merge(&settings)?;
     current.save(&app)?;

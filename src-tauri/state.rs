@@ -17,6 +17,9 @@ pub struct AppState {
     calls: Mutex<HashMap<u32, Arc<Call>>>,
     pub videos: Mutex<HashMap<u32, Arc<VideoFeed>>>,
     pub mic_test: Mutex<Option<MicTest>>,
+    /// Held across read-merge-save (and the server switch it may cause), so two quick
+    /// changes from the page cannot overwrite each other or apply out of order.
+    pub settings_writer: tokio::sync::Mutex<()>,
     next_id: AtomicU32,
 }
 
@@ -33,6 +36,7 @@ impl AppState {
             calls: Mutex::new(HashMap::new()),
             videos: Mutex::new(HashMap::new()),
             mic_test: Mutex::new(None),
+            settings_writer: tokio::sync::Mutex::new(()),
             next_id: AtomicU32::new(1),
         }
     }
@@ -50,7 +54,9 @@ impl AppState {
     }
 
     pub async fn server_info(&self) -> ServerInfo {
-        self.server.lock().await.info().await
+        let mut info = self.server.lock().await.snapshot();
+        info.probe().await;
+        info
     }
 
     /// The URL and key a new call uses; an error when there is no server to call through.

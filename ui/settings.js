@@ -29,7 +29,7 @@ export function applyTheme(theme) {
 /** The server in a few words, and a kind for colouring: ok | warn | error. */
 export function describeServer(server) {
   if (!server) return { text: "Server status unknown", kind: "warn" };
-  if (server.status === "failed") {
+  if (server.status === "failed" || server.status === "unreachable") {
     const what = server.embedded ? "The built-in server could not start" : "The server is unreachable";
     return { text: server.error ? `${what}: ${server.error}` : `${what}.`, kind: "error" };
   }
