@@ -84,6 +84,8 @@ impl VideoSource for PreviewTap {
 pub struct VideoFeed {
     size: std::sync::Mutex<(u32, u32)>,
     source: tokio::sync::Mutex<FrameSource>,
+    /// Set by `video_close`: a pull waiting at that moment ends with an error at once.
+    closed: watch::Sender<bool>,
     /// A preview's own camera thread, stopped with the feed.
     _camera: Option<CameraThread>,
 }
@@ -132,6 +134,7 @@ fn feed(
     Arc::new(VideoFeed {
         size: std::sync::Mutex::new((width, height)),
         source: tokio::sync::Mutex::new(source),
+        closed: watch::channel(false).0,
         _camera: camera,
     })
 }
@@ -220,7 +223,9 @@ pub fn video_resize(
 #[tauri::command]
 pub fn video_close(state: State<'_, AppState>, video: u32) {
     let feed = lock(&state.videos).remove(&video);
-    drop(feed);
+    if let Some(feed) = feed {
+        feed.closed.send_replace(true);
+    }
 }
 
 /// The feed's next frame (newer than the last one it gave), scaled to the tile, as raw bytes
@@ -234,8 +239,13 @@ pub async fn video_next(state: State<'_, AppState>, video: u32) -> Result<Respon
         .cloned()
         .ok_or_else(closed)?;
     // One pull at a time per feed; a second waits its turn.
+    let mut closing = feed.closed.subscribe();
     let mut source = feed.source.lock().await;
-    let next = match tokio::time::timeout(NEXT_WAIT, source.next()).await {
+    let next = tokio::select! {
+        next = tokio::time::timeout(NEXT_WAIT, source.next()) => next,
+        _ = closing.wait_for(|closed| *closed) => return Err(closed()),
+    };
+    let next = match next {
         Err(_) => return Ok(Response::new(Vec::new())),
         Ok(None) => {
             return Err(BAError::new(
