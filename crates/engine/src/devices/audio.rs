@@ -68,6 +68,20 @@ fn is_monitor(id: &str) -> bool {
     id.ends_with(".monitor")
 }
 
+/// On the ALSA host (no sound server) cpal lists every PCM of the ALSA configuration,
+/// including plugins that are not devices (`null`, rate converters, up/down-mixers, `jack`,
+/// `oss`, `dmix`...). A person's menu keeps the default and the sound cards' own outputs.
+fn is_alsa_plugin(id: &str) -> bool {
+    let Some(pcm) = id.strip_prefix("alsa:") else {
+        return false;
+    };
+    let name = pcm.split(':').next().unwrap_or(pcm);
+    !matches!(
+        name,
+        "default" | "sysdefault" | "hw" | "plughw" | "front" | "hdmi" | "usbstream" | "iec958"
+    )
+}
+
 pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
     let default_in = host.default_input_device().as_ref().and_then(id_of);
     let default_out = host.default_output_device().as_ref().and_then(id_of);
@@ -81,6 +95,9 @@ pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
     let mut out = Vec::new();
     for device in devices {
         let Some(id) = id_of(&device) else { continue };
+        if is_alsa_plugin(&id) {
+            continue;
+        }
         let label = device
             .description()
             .map(|d| d.name().to_string())
@@ -153,4 +170,33 @@ pub(super) fn find(
     };
     let id = id_of(&device).unwrap_or_default();
     Ok((device, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alsa_plugins_are_not_offered_but_cards_and_the_default_are() {
+        for plugin in [
+            "alsa:null",
+            "alsa:lavrate",
+            "alsa:samplerate",
+            "alsa:upmix",
+            "alsa:jack",
+            "alsa:dmix:CARD=PCH",
+        ] {
+            assert!(is_alsa_plugin(plugin), "{plugin}");
+        }
+        for device in [
+            "alsa:default",
+            "alsa:sysdefault:CARD=PCH",
+            "alsa:hw:CARD=PCH,DEV=0",
+            "alsa:front:CARD=PCH,DEV=0",
+            "alsa:hdmi:CARD=HDMI,DEV=3",
+            "pulseaudio:alsa_output.pci-0000_00_1f.3.analog-stereo",
+        ] {
+            assert!(!is_alsa_plugin(device), "{device}");
+        }
+    }
 }
