@@ -7,7 +7,7 @@
 // and a fake video element with setVideoFactory().
 
 import { BAError, channel, invoke, setIpc, toBAError } from "./ipc.js";
-import { startPulling, stopPulling } from "./frames.js";
+import { pulledSource } from "./frames.js";
 import { createVideoElement } from "./video.js";
 
 export { BAError, setIpc };
@@ -547,18 +547,7 @@ export class Conference {
   /** A video element for one of the engine's streams (`videoPeerId` as video_open takes it). */
   #video(videoPeerId, kind) {
     const call = this.#call;
-    const source = {
-      async open(width, height, onFrame) {
-        const answer = await call.invoke("video_open", { peerId: videoPeerId, width, height });
-        if (answer?.video != null) startPulling(answer.video, onFrame);
-        return answer?.video;
-      },
-      resize: (video, width, height) => invoke("video_resize", { video, width, height }),
-      close: (video) => {
-        stopPulling(video);
-        return invoke("video_close", { video });
-      },
-    };
+    const source = pulledSource("video_open", { peerId: videoPeerId }, (cmd, args) => call.invoke(cmd, args));
     return makeVideo({ peerId: videoPeerId, kind, source });
   }
 

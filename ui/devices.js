@@ -4,7 +4,7 @@
 // select ids stay unique.
 
 import { invoke, channel } from "./ipc.js";
-import { startPulling, stopPulling } from "./frames.js";
+import { pulledSource } from "./frames.js";
 import { createVideoElement } from "./video.js";
 import { h } from "./dom.js";
 
@@ -152,17 +152,6 @@ export function playTestSound(deviceId) {
 export function createPreview(deviceId) {
   return createVideoElement({
     kind: "preview",
-    source: {
-      async open(width, height, onFrame) {
-        const answer = await invoke("preview_open", { deviceId, width, height });
-        if (answer?.video != null) startPulling(answer.video, onFrame);
-        return answer?.video;
-      },
-      resize: (video, width, height) => invoke("video_resize", { video, width, height }),
-      close: (video) => {
-        stopPulling(video);
-        return invoke("video_close", { video });
-      },
-    },
+    source: pulledSource("preview_open", { deviceId }),
   });
 }

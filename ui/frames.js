@@ -43,3 +43,22 @@ export function stopPulling(video) {
   if (state) state.open = false;
   pulling.delete(video);
 }
+
+/**
+ * A `<between-video>` source for a feed opened by `openCommand` (`video_open`, `preview_open`)
+ * with `args` plus the drawn size; frames are pulled as above.
+ */
+export function pulledSource(openCommand, args, invokeOpen = invoke) {
+  return {
+    async open(width, height, onFrame) {
+      const answer = await invokeOpen(openCommand, { ...args, width, height });
+      if (answer?.video != null) startPulling(answer.video, onFrame);
+      return answer?.video;
+    },
+    resize: (video, width, height) => invoke("video_resize", { video, width, height }),
+    close: (video) => {
+      stopPulling(video);
+      return invoke("video_close", { video });
+    },
+  };
+}

@@ -9,6 +9,16 @@
 use crate::video::{FrameError, I420Frame};
 
 const CELLS: usize = 20;
+/// The colour bars below the band, as (Y, Cb, Cr).
+const BARS: [(u8, u8, u8); 7] = [
+    (180, 128, 128),
+    (162, 44, 142),
+    (131, 156, 44),
+    (112, 72, 58),
+    (84, 184, 198),
+    (65, 100, 212),
+    (35, 212, 114),
+];
 const WHITE: u8 = 235;
 const BLACK: u8 = 16;
 
@@ -39,15 +49,6 @@ impl TestPattern {
         let mut frame = I420Frame::black_checked(self.width, self.height);
         let (y, u, v) = frame.planes_mut();
         let shift = (counter as usize * 4) % w;
-        const BARS: [(u8, u8, u8); 7] = [
-            (180, 128, 128),
-            (162, 44, 142),
-            (131, 156, 44),
-            (112, 72, 58),
-            (84, 184, 198),
-            (65, 100, 212),
-            (35, 212, 114),
-        ];
         let bar_w = w.div_ceil(BARS.len());
         // One row of bars, then every row a copy of it (plus its ramp): a 720p pattern is a
         // million pixels, and drawing each one by arithmetic costs milliseconds per frame
@@ -146,15 +147,6 @@ mod tests {
     /// The row-copy drawing gives exactly the pixels of drawing each one by formula.
     #[test]
     fn bars_match_the_per_pixel_definition() {
-        const BARS: [(u8, u8, u8); 7] = [
-            (180, 128, 128),
-            (162, 44, 142),
-            (131, 156, 44),
-            (112, 72, 58),
-            (84, 184, 198),
-            (65, 100, 212),
-            (35, 212, 114),
-        ];
         let (w, h) = (320usize, 180usize);
         let pattern = TestPattern::new(w as u32, h as u32).expect("pattern");
         let cell = pattern.cell();

@@ -116,7 +116,8 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "module-null-sink sink_name=speaker",
         "module-null-sink sink_name=room",
         "module-remap-source master=room.monitor source_name=mic",
-    ])?;
+    ])
+    .map_err(anyhow::Error::msg)?;
     let desktop = wd(Desktop::start(
         &app,
         &[("PULSE_SERVER", &pulse.server_env())],

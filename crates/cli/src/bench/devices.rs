@@ -39,7 +39,8 @@ pub async fn run(args: DevicesBench) -> anyhow::Result<()> {
         "module-null-sink sink_name=speaker",
         "module-null-sink sink_name=mic_feed",
         "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
-    ])?;
+    ])
+    .map_err(anyhow::Error::msg)?;
     let status = Command::new(std::env::current_exe()?)
         .args(std::env::args().skip(1))
         .env(INNER, "1")

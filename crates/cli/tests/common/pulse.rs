@@ -4,99 +4,30 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use between_media::analysis::{dominant_frequency, tone_snr_db};
+#[path = "../../src/bench/pulse.rs"]
+mod daemon;
+
+use daemon::PulseDaemon;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A PulseAudio daemon on a socket of its own, stopped on drop.
-pub struct Pulse {
-    child: Child,
-    dir: PathBuf,
-}
+/// A PulseAudio daemon on a socket of its own, stopped on drop (the benchmarks' daemon, with
+/// a test's failure on error).
+pub struct Pulse(PulseDaemon);
 
 impl Pulse {
     pub fn start(modules: &[&str]) -> Self {
-        // One daemon per test: tests run in parallel.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("between-pulse-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("native");
-        let mut cmd = Command::new("pulseaudio");
-        cmd.args([
-            "-n",
-            "--daemonize=no",
-            "--exit-idle-time=-1",
-            "--system=false",
-        ])
-        .args([
-            "--use-pid-file=false",
-            "--disable-shm=yes",
-            "--log-target=stderr",
-        ])
-        .arg("-L")
-        .arg(format!(
-            "module-native-protocol-unix auth-anonymous=1 socket={}",
-            socket.display()
-        ));
-        for m in modules {
-            cmd.arg("-L").arg(m);
-        }
-        let mut child = cmd
-            .env("HOME", &dir)
-            .env("XDG_RUNTIME_DIR", &dir)
-            .env("XDG_CONFIG_HOME", &dir)
-            .arg("--log-level=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start pulseaudio ({e}); install the pulseaudio package")
-            });
-        // Ready when it says so: its socket appears before its modules are loaded, and a cold
-        // start can take longer than a client waits.
-        let stderr = child.stderr.take().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut said = Vec::new();
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("Daemon startup complete") {
-                    let _ = ready_tx.send(Ok(()));
-                }
-                said.push(line);
-            }
-            let _ = ready_tx.send(Err(said.join("\n")));
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(())) => {}
-            Ok(Err(log)) => panic!("pulseaudio exited:\n{log}"),
-            Err(_) => panic!("pulseaudio not ready within 20 s"),
-        }
-        Self { child, dir }
+        Self(PulseDaemon::start(modules).unwrap_or_else(|e| panic!("{e}")))
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("native")
+        self.0.socket()
     }
-}
 
-impl Drop for Pulse {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Pulse {
     pub fn server_env(&self) -> String {
-        format!("unix:{}", self.socket().display())
+        self.0.server_env()
     }
 
     /// A PulseAudio client program (pacat, parec) talking to this daemon.

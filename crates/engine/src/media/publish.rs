@@ -267,36 +267,45 @@ async fn send_video(
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        // A camera read (or drawing a test pattern) can take a while too: off the runtime.
+        // Reading the camera (or drawing a test pattern) and encoding take milliseconds (tens
+        // at 720p on a slow machine): one hop to a blocking thread per frame, so the audio
+        // tasks sharing this runtime never wait behind a picture.
         let source = shared.clone();
-        let frame = tokio::task::spawn_blocking(move || match source.video.lock() {
-            Ok(mut source) => source.as_mut().and_then(|s| s.read_frame()),
-            Err(_) => None,
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(frame) = frame else { return };
-        if shared.video_muted.load(Ordering::Relaxed) {
-            packetizer.skip(ticks);
-            // The first picture after unmuting must be decodable on its own.
-            keyframe.store(true, Ordering::Relaxed);
-            continue;
-        }
-        if keyframe.swap(false, Ordering::Relaxed) {
-            encoder.request_keyframe();
-        }
-        // Encoding takes milliseconds (tens at 720p on a slow machine): on a blocking thread,
-        // so the audio tasks sharing this runtime never wait behind a picture.
-        let Ok((back, encoded)) = tokio::task::spawn_blocking(move || {
-            let result = encoder.encode(&frame);
-            (encoder, result)
+        let wants_keyframe = keyframe.clone();
+        let Ok((back, step)) = tokio::task::spawn_blocking(move || {
+            let frame = match source.video.lock() {
+                Ok(mut s) => s.as_mut().and_then(|s| s.read_frame()),
+                Err(_) => None,
+            };
+            let step = match frame {
+                None => VideoStep::Ended,
+                Some(_) if source.video_muted.load(Ordering::Relaxed) => {
+                    // The first picture after unmuting must be decodable on its own.
+                    wants_keyframe.store(true, Ordering::Relaxed);
+                    VideoStep::Muted
+                }
+                Some(frame) => {
+                    if wants_keyframe.swap(false, Ordering::Relaxed) {
+                        encoder.request_keyframe();
+                    }
+                    VideoStep::Encoded(encoder.encode(&frame))
+                }
+            };
+            (encoder, step)
         })
         .await
         else {
             return;
         };
         encoder = back;
+        let encoded = match step {
+            VideoStep::Ended => return,
+            VideoStep::Muted => {
+                packetizer.skip(ticks);
+                continue;
+            }
+            VideoStep::Encoded(encoded) => encoded,
+        };
         match encoded {
             Ok(Some(encoded)) => {
                 for p in packetizer.packetize(Instant::now(), &encoded.data, ticks) {
@@ -307,6 +316,15 @@ async fn send_video(
             Err(e) => tracing::debug!(error = %e, "video encode"),
         }
     }
+}
+
+/// What one video tick did, on the blocking thread.
+enum VideoStep {
+    /// The source has no more frames.
+    Ended,
+    /// Read but not sent: the camera is off.
+    Muted,
+    Encoded(Result<Option<between_media::h264::EncodedVideo>, between_media::h264::H264Error>),
 }
 
 /// Turns PLI/FIR from the SFU into "next frame is a keyframe".
