@@ -3,3 +3,5 @@ pub mod bot;
 pub mod desktop;
 #[path = "../../crates/cli/src/bench/webdriver.rs"]
 pub mod webdriver;
+#[path = "../../crates/cli/src/bench/xvfb.rs"]
+pub mod xvfb;

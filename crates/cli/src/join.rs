@@ -72,7 +72,17 @@ pub struct JoinArgs {
     /// Video bitrate, bits per second.
     #[arg(long, default_value_t = 1_000_000)]
     video_bitrate: u32,
-    /// Write one WAV and one Y4M per remote peer into this directory.
+    /// Share the screen once joined (the whole screen, or --share-target).
+    #[arg(long, conflicts_with = "share_y4m")]
+    share: bool,
+    /// What --share shares: an ID from `between screens` (e.g. window:4194305).
+    #[arg(long, value_name = "ID", requires = "share")]
+    share_target: Option<String>,
+    /// Share a Y4M file (looped) through the screen-share track.
+    #[arg(long, value_name = "FILE")]
+    share_y4m: Option<PathBuf>,
+    /// Write one WAV and one Y4M per remote peer into this directory (shares separately,
+    /// as PEER-screen.y4m).
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
     /// Receive and decode everyone's media even without --record (as the app would).
@@ -82,7 +92,8 @@ pub struct JoinArgs {
     #[arg(long, default_value_t = 30)]
     record_fps: u32,
     /// Read commands from stdin, one JSON object per line, e.g.
-    /// {"cmd":"setOutputDevice","deviceId":"..."}; also setAudioInput, muteAudio, unmuteAudio.
+    /// {"cmd":"setOutputDevice","deviceId":"..."}; also setAudioInput, muteAudio, unmuteAudio,
+    /// startScreenshare (optional "target", or "y4m" for a file), stopScreenshare.
     /// Each prints {"event":"commandDone",...} or {"event":"commandFailed",...}.
     #[arg(long)]
     commands: bool,
@@ -167,20 +178,16 @@ fn media_options(
                 PatternVideo::new(w, h, args.fps).map_err(|e| anyhow::anyhow!(e))?,
             ))
         }
-        (false, Some(path)) => {
-            let file =
-                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            let y4m = Y4mVideo::from_reader(BufReader::new(file))
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Some(Box::new(y4m))
-        }
+        (false, Some(path)) => Some(open_y4m(path)?),
         (false, None) => None,
     };
+    let shares = args.share || args.share_y4m.is_some() || args.commands;
     if audio.is_none()
         && video.is_none()
         && playback.is_none()
         && recorder.is_none()
         && !args.receive
+        && !shares
     {
         return Ok(None);
     }
@@ -230,6 +237,10 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     }
     let (stop_recording, stop_rx) = tokio::sync::watch::channel(false);
     let mut recordings = Vec::new();
+    let never_closed = tokio::sync::watch::channel(false).0;
+    let mut share_counts: std::collections::HashMap<String, u32> = Default::default();
+    let mut share_closers: std::collections::HashMap<String, tokio::sync::watch::Sender<bool>> =
+        Default::default();
     let mut events = conference.events();
     conference
         .start_call()
@@ -240,6 +251,18 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         "peerId": conference.peer_id(),
         "callId": conference.call_id(),
     }));
+
+    if args.share || args.share_y4m.is_some() {
+        let started = match &args.share_y4m {
+            Some(path) => conference.start_screenshare_from(open_y4m(path)?).await,
+            None => {
+                conference
+                    .start_screenshare(args.share_target.as_deref())
+                    .await
+            }
+        };
+        started.map_err(|e| anyhow::anyhow!("could not share: {} ({})", e.message, e.code))?;
+    }
 
     let mut say = args.say.map(|text| json!({ "text": text }));
     if !conference.peers().is_empty() {
@@ -289,12 +312,37 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
                     ConferenceEvent::Peer { peer_id, event: PeerEvent::VideoCreated(video) } => {
                         if let Some(dir) = &args.record {
                             recordings.push(tokio::spawn(record_video(
-                                dir.clone(),
-                                peer_id,
+                                dir.join(format!("{peer_id}.y4m")),
                                 video,
                                 args.record_fps,
                                 stop_rx.clone(),
+                                never_closed.subscribe(),
                             )));
+                        }
+                    }
+                    ConferenceEvent::ScreenShareCreated { peer, video } => {
+                        if let Some(dir) = &args.record {
+                            // Each share its own file: PEER-screen.y4m, then PEER-screen-2.y4m...
+                            let count = share_counts.entry(peer.id().to_string()).or_insert(0);
+                            *count += 1;
+                            let name = match *count {
+                                1 => format!("{}-screen.y4m", peer.id()),
+                                n => format!("{}-screen-{n}.y4m", peer.id()),
+                            };
+                            let (closed, closed_rx) = tokio::sync::watch::channel(false);
+                            share_closers.insert(peer.id().to_string(), closed);
+                            recordings.push(tokio::spawn(record_video(
+                                dir.join(name),
+                                video,
+                                args.record_fps,
+                                stop_rx.clone(),
+                                closed_rx,
+                            )));
+                        }
+                    }
+                    ConferenceEvent::ScreenShareClosed(peer_id) => {
+                        if let Some(closed) = share_closers.remove(&peer_id) {
+                            let _ = closed.send(true);
                         }
                     }
                     _ => {}
@@ -323,6 +371,13 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         print(&event.to_json());
     }
     Ok(())
+}
+
+fn open_y4m(path: &std::path::Path) -> anyhow::Result<Box<dyn VideoSource>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let y4m = Y4mVideo::from_reader(BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Box::new(y4m))
 }
 
 /// Lines of stdin, read on a thread of their own (stdin has no async reader here).
@@ -361,6 +416,20 @@ async fn run_command(conference: &Conference, line: &str) -> Value {
             local.unmute_audio();
             Ok(())
         }
+        ("startScreenshare", _) => match parsed["y4m"].as_str() {
+            Some(path) => match open_y4m(std::path::Path::new(path)) {
+                Ok(source) => conference.start_screenshare_from(source).await.map(drop),
+                Err(e) => Err(between_engine::BAError::new(
+                    between_engine::ErrorCode::InvalidArgument,
+                    format!("{e:#}"),
+                )),
+            },
+            None => conference
+                .start_screenshare(parsed["target"].as_str())
+                .await
+                .map(drop),
+        },
+        ("stopScreenshare", _) => conference.stop_screenshare().await.map(drop),
         ("setAudioInput" | "muteAudio" | "unmuteAudio", None) => Err(between_engine::BAError::new(
             between_engine::ErrorCode::InvalidArgument,
             "Nothing is published yet.",

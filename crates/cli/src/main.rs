@@ -36,6 +36,8 @@ enum Command {
         #[arg(long)]
         mic: Option<String>,
     },
+    /// List what can be shared (screen, monitors, windows) as JSON, for `join --share-target`.
+    Screens,
     /// Measure the system (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -83,6 +85,13 @@ fn main() -> ExitCode {
                 })
                 .await?;
                 println!("{}", serde_json::to_string(&state)?);
+                Ok(())
+            }
+            Command::Screens => {
+                let targets = tokio::task::spawn_blocking(between_engine::screen::targets)
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+                println!("{}", serde_json::to_string_pretty(&targets)?);
                 Ok(())
             }
             Command::Devices => {

@@ -70,21 +70,22 @@ impl PeerAudioTap for AudioRecorder {
     }
 }
 
-/// Records one peer's video until the track ends or `stop` fires.
+/// Records one video (a peer's camera or share) into `path` until the track ends, `stop`
+/// fires, or `closed` (the share closed) fires.
 pub async fn record_video(
-    dir: PathBuf,
-    peer_id: String,
+    path: PathBuf,
     mut video: RemoteVideo,
     fps: u32,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut closed: tokio::sync::watch::Receiver<bool>,
 ) {
     // The file's size is the first frame's.
     let first = tokio::select! {
         f = video.next() => f,
         _ = stop.changed() => None,
+        _ = closed.changed() => None,
     };
     let Some(first) = first else { return };
-    let path = dir.join(format!("{peer_id}.y4m"));
     let header = Y4mHeader {
         width: first.frame.width(),
         height: first.frame.height(),
@@ -105,6 +106,9 @@ pub async fn record_video(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                if video.has_ended() {
+                    break;
+                }
                 if let Some(latest) = video.latest() {
                     if writer.write(&latest.frame).is_err() {
                         break;
@@ -112,6 +116,7 @@ pub async fn record_video(
                 }
             }
             _ = stop.changed() => break,
+            _ = closed.changed() => break,
         }
     }
     let _ = writer.finish();

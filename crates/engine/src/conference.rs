@@ -5,13 +5,17 @@ use crate::config::EngineConfig;
 use crate::data_handler::DataHandler;
 use crate::error::BAError;
 use crate::events::{ConferenceEvent, EventHub, EventStream};
-use crate::media::{LocalParticipant, MediaInput, MediaOptions, MediaSession, MediaShared};
+use crate::media::sources::VideoSource;
+use crate::media::{
+    LocalParticipant, MediaInput, MediaOptions, MediaSession, MediaShared, ShareCommand,
+};
 use crate::peer::Peer;
 use crate::roster::Roster;
 use crate::signaling::{self, Command};
 use between_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Resume, validate_call_id};
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -100,12 +104,20 @@ impl Inner {
     }
 
     pub fn stop_media(&self) {
-        let session = {
+        let (session, media) = {
             let mut state = self.lock();
             state.local = None;
-            state.media_session.take()
+            (state.media_session.take(), state.media.clone())
         };
         drop(session);
+        // A share ends with the call (without `localShareClosed`: the user ended it).
+        if let Some(media) = media {
+            media
+                .sharing
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            let old = media.screen.lock().ok().and_then(|mut s| s.take());
+            drop(old);
+        }
     }
 
     pub fn send_data(&self, data: Value, to: Option<&str>) -> Result<(), BAError> {
@@ -276,6 +288,109 @@ impl Conference {
     /// call (an `error` event), e.g. a device the host could not open at start.
     pub fn report_error(&self, error: BAError) {
         self.inner.events.emit(ConferenceEvent::Error(error));
+    }
+
+    /// Shares the screen: the whole screen, or a monitor or window from
+    /// [`screenshare_targets`](Self::screenshare_targets). Resolves `true` once the share is
+    /// published (`localShareCreated` has fired; the others get `screenShareCreated`).
+    /// Errors: `screenshare_active` while a share runs, `screenshare_unsupported` where this
+    /// system cannot be captured (with the reason), `not_in_call`.
+    pub async fn start_screenshare(&self, target: Option<&str>) -> Result<bool, BAError> {
+        let shared = self.claim_share()?;
+        let id = target.map(str::to_string);
+        match crate::devices::open_blocking(move || crate::screen::open(id.as_deref())).await {
+            Ok(source) => self.publish_share(&shared, source).await,
+            Err(e) => {
+                shared.sharing.store(false, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Shares pictures from any source (a file, a synthetic picture) through the same share
+    /// track as a screen.
+    pub async fn start_screenshare_from(
+        &self,
+        source: Box<dyn VideoSource>,
+    ) -> Result<bool, BAError> {
+        let shared = self.claim_share()?;
+        self.publish_share(&shared, source).await
+    }
+
+    /// Stops this user's share; the others get `screenShareClosed`. `false` if nothing was
+    /// being shared.
+    pub async fn stop_screenshare(&self) -> Result<bool, BAError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.share_command(ShareCommand::Stop { reply }) {
+            return Err(BAError::not_in_call());
+        }
+        answer.await.unwrap_or(Ok(false))
+    }
+
+    /// Whether a share was started and has not ended.
+    pub fn is_sharing(&self) -> bool {
+        self.inner
+            .lock()
+            .media
+            .as_ref()
+            .is_some_and(|m| m.sharing.load(Ordering::Relaxed))
+    }
+
+    /// What can be shared here (the whole screen first, then monitors and windows), for a
+    /// picker. `screenshare_unsupported` where nothing can be captured.
+    pub async fn screenshare_targets(&self) -> Result<Vec<crate::screen::ScreenTarget>, BAError> {
+        crate::devices::open_blocking(crate::screen::targets).await
+    }
+
+    fn claim_share(&self) -> Result<Arc<MediaShared>, BAError> {
+        let state = self.inner.lock();
+        if state.phase != Phase::Connected {
+            return Err(BAError::not_in_call());
+        }
+        let Some(shared) = state.media.clone() else {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                "This call was started without media, so there is no connection to share on.",
+            ));
+        };
+        if shared.sharing.swap(true, Ordering::Relaxed) {
+            return Err(BAError::new(
+                ErrorCode::ScreenshareActive,
+                "You are already sharing your screen. Stop that share first.",
+            ));
+        }
+        Ok(shared)
+    }
+
+    async fn publish_share(
+        &self,
+        shared: &MediaShared,
+        source: Box<dyn VideoSource>,
+    ) -> Result<bool, BAError> {
+        let (reply, answer) = oneshot::channel();
+        if !self.share_command(ShareCommand::Start { source, reply }) {
+            shared.sharing.store(false, Ordering::Relaxed);
+            return Err(BAError::not_in_call());
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                shared.sharing.store(false, Ordering::Relaxed);
+                Err(BAError::new(
+                    ErrorCode::NotInCall,
+                    "The call's connection was reset before the share started. Try again.",
+                ))
+            }
+        }
+    }
+
+    fn share_command(&self, command: ShareCommand) -> bool {
+        self.inner
+            .lock()
+            .media_session
+            .as_ref()
+            .is_some_and(|s| s.input.send(MediaInput::Share(command)).is_ok())
     }
 
     /// This user's published media, once `localParticipant` has fired.

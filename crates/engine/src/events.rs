@@ -40,6 +40,16 @@ pub enum ConferenceEvent {
     /// *Ours*: the local microphone's level, 0..1, every 100 ms (the page API's
     /// `localParticipant.on("audioLevel")`).
     LocalAudioLevel(f32),
+    /// This user's screen share is published.
+    LocalShareCreated,
+    /// This user's share ended without `stop_screenshare` (the shared window closed, the
+    /// display went away, the system stopped it).
+    LocalShareClosed,
+    /// Another participant started sharing: `video` is the share's picture (the page API
+    /// hands it to the page as that peer's `videoCreated` on the share's Peer object).
+    ScreenShareCreated { peer: Peer, video: RemoteVideo },
+    /// Another participant's share ended (stopped, or the participant left).
+    ScreenShareClosed(String),
     /// The whole device list, at the start of the call and whenever it changes.
     DevicesUpdated(Vec<MediaDeviceInfo>),
     /// *Ours*: the microphone or speaker in use went away (or failed); `to` is the system
@@ -97,6 +107,10 @@ impl ConferenceEvent {
             Self::Peer { event, .. } => event.name(),
             Self::LocalParticipant(_) => "localParticipant",
             Self::DevicesUpdated(_) => "devicesUpdated",
+            Self::LocalShareCreated => "localShareCreated",
+            Self::LocalShareClosed => "localShareClosed",
+            Self::ScreenShareCreated { .. } => "screenShareCreated",
+            Self::ScreenShareClosed(_) => "screenShareClosed",
             Self::LocalAudioLevel(_) => "localAudioLevel",
             Self::DeviceFallback { .. } => "deviceFallback",
         }
@@ -109,7 +123,12 @@ impl ConferenceEvent {
             Self::PeerJoined(p) => {
                 json!({"event": name, "peerId": p.id(), "extraData": p.extra_data()})
             }
-            Self::PeerLeft(id) => json!({"event": name, "peerId": id}),
+            Self::PeerLeft(id) | Self::ScreenShareClosed(id) => {
+                json!({"event": name, "peerId": id})
+            }
+            Self::ScreenShareCreated { peer, .. } => {
+                json!({"event": name, "peerId": peer.id(), "extraData": peer.extra_data()})
+            }
             Self::Data { from, data } => json!({"event": name, "from": from, "data": data}),
             Self::SocketReconnected { peer_id, resumed } => {
                 json!({"event": name, "peerId": peer_id, "resumed": resumed})
@@ -133,7 +152,9 @@ impl ConferenceEvent {
             Self::SocketFailed
             | Self::SocketDisconnected
             | Self::SocketClose
-            | Self::SessionTerminated => json!({"event": name}),
+            | Self::SessionTerminated
+            | Self::LocalShareCreated
+            | Self::LocalShareClosed => json!({"event": name}),
         }
     }
 }

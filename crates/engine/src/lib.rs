@@ -20,6 +20,7 @@ pub mod media;
 mod peer;
 pub mod reconnect;
 pub mod roster;
+pub mod screen;
 mod signaling;
 
 pub use between_protocol::{ErrorCode, PROTOCOL_VERSION, validate_call_id};

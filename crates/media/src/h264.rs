@@ -34,6 +34,17 @@ impl VideoEncoderSettings {
             screen: false,
         }
     }
+
+    /// A shared screen: up to 1080p at up to 15 fps in OpenH264's screen-content mode, with
+    /// bits enough that small text stays sharp (a static screen costs almost nothing: its
+    /// P-frames are skipped macroblocks).
+    pub fn screen() -> Self {
+        Self {
+            bitrate_bps: 2_500_000,
+            max_fps: 15.0,
+            screen: true,
+        }
+    }
 }
 
 /// One encoded picture, Annex-B.

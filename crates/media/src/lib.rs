@@ -18,6 +18,7 @@ pub mod opus_codec;
 pub mod pattern;
 pub mod resample;
 pub mod rtp;
+pub mod screen;
 pub mod tone;
 pub mod video;
 pub mod wav;

@@ -127,6 +127,11 @@ impl I420Frame {
         &self.data[start..]
     }
 
+    /// All three planes as one mutable buffer (to overwrite a frame of the same size).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
     /// The three planes, mutable.
     pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
         let (y_len, c_len) = (self.y_len(), self.c_len());

@@ -14,6 +14,7 @@
 //! ← {"type":"subscribeOffer","sdp":"v=0…","tracks":[{"peerId":"…","kind":"audio","trackId":"…"}]}
 //! → {"type":"subscribeAnswer","sdp":"v=0…"}
 //! → {"type":"mediaState","audioMuted":true,"videoMuted":false}
+//! → {"type":"unpublish","kind":"screen"}             (stop sending that track, e.g. a share)
 //! ← {"type":"peerMedia","peerId":"…","audioMuted":true,"videoMuted":false}
 //! ```
 //!
@@ -83,6 +84,11 @@ pub enum ClientMessage {
         audio_muted: bool,
         video_muted: bool,
     },
+    /// This participant stopped sending a track (a screen share ended): everyone's
+    /// subscription to it goes at once, without waiting for the track to time out.
+    Unpublish {
+        kind: TrackKind,
+    },
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -92,6 +98,7 @@ const CLIENT_TYPES: &[&str] = &[
     "publish",
     "subscribeAnswer",
     "mediaState",
+    "unpublish",
 ];
 
 /// What a track carries.
@@ -111,6 +118,13 @@ impl TrackKind {
             Self::Video => "video",
             Self::Screen => "screen",
         }
+    }
+
+    /// The kind a publisher's track ID names: the kind itself, optionally followed by `#` and
+    /// anything (each screen share is a new track, `screen#2`: WebRTC stacks tell remote
+    /// tracks apart by ID, and a reused ID would look like the old track).
+    pub fn of_published(track_id: &str) -> Option<Self> {
+        Self::parse(track_id.split_once('#').map_or(track_id, |(kind, _)| kind))
     }
 
     pub fn parse(track_id: &str) -> Option<Self> {
@@ -382,7 +396,9 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 ));
             }
         }
-        ClientMessage::Leave | ClientMessage::MediaState { .. } => {}
+        ClientMessage::Leave
+        | ClientMessage::MediaState { .. }
+        | ClientMessage::Unpublish { .. } => {}
     }
     Ok(())
 }

@@ -242,9 +242,20 @@ fn media_messages_round_trip() {
             audio_muted: true,
             video_muted: false,
         },
+        ClientMessage::Unpublish {
+            kind: TrackKind::Screen,
+        },
     ] {
         assert_eq!(decode_client(&encode(&msg)).expect("decode"), msg);
     }
+    assert_eq!(
+        encode(&ClientMessage::Unpublish {
+            kind: TrackKind::Screen
+        }),
+        r#"{"type":"unpublish","kind":"screen"}"#
+    );
+    let bad = json!({"type":"unpublish","kind":"hologram"}).to_string();
+    assert_eq!(code_of(&bad), ErrorCode::InvalidMessage);
     let offer = ServerMessage::SubscribeOffer {
         sdp: "v=0\r\n".into(),
         tracks: vec![TrackInfo {
@@ -281,4 +292,7 @@ fn track_kinds_parse_from_track_ids() {
         assert_eq!(TrackKind::parse(kind.as_str()), Some(kind));
     }
     assert_eq!(TrackKind::parse("other"), None);
+    assert_eq!(TrackKind::of_published("screen#3"), Some(TrackKind::Screen));
+    assert_eq!(TrackKind::of_published("video"), Some(TrackKind::Video));
+    assert_eq!(TrackKind::of_published("screens#3"), None);
 }

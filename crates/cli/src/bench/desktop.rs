@@ -5,12 +5,13 @@
 #![allow(dead_code)]
 
 use super::webdriver::{Driver, Result};
+use super::xvfb::Xvfb;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Desktop {
-    xvfb: Child,
+    xvfb: Xvfb,
     driver: Option<Child>,
     pub display: String,
     pub home: PathBuf,
@@ -54,28 +55,13 @@ impl Desktop {
     /// A new display and home for the app at `app`; `env` is added to the app's environment
     /// (e.g. PULSE_SERVER).
     pub fn start(app: &Path, env: &[(&str, &str)]) -> Result<Self> {
-        let mut n = 90 + std::process::id() % 100;
-        while Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            n += 1;
-        }
-        let display = format!(":{n}");
-        let xvfb = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start Xvfb ({e}); install the xvfb package"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            if Instant::now() >= deadline {
-                return Err("Xvfb did not start within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let home =
-            std::env::temp_dir().join(format!("between-app-home-{}-{n}", std::process::id()));
+        let xvfb = Xvfb::start(1280, 800)?;
+        let display = xvfb.display.clone();
+        let home = std::env::temp_dir().join(format!(
+            "between-app-home-{}-{}",
+            std::process::id(),
+            display.trim_start_matches(':')
+        ));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(&home)
             .map_err(|e| format!("cannot make {}: {e}", home.display()))?;
@@ -231,8 +217,6 @@ impl Drop for Desktop {
             let _ = d.kill();
             let _ = d.wait();
         }
-        let _ = self.xvfb.kill();
-        let _ = self.xvfb.wait();
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }

@@ -21,6 +21,9 @@ mod media;
 mod pulse;
 mod sfu;
 mod webdriver;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod x11_picture;
+mod xvfb;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {

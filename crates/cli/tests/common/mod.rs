@@ -142,6 +142,47 @@ impl Bot {
         }
     }
 
+    /// The next line whose "event" is any of `names`, within `within`.
+    pub fn expect_within_any(&self, names: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {names:?} event within {within:?}"));
+            if names.iter().any(|n| line["event"] == *n) {
+                return line;
+            }
+        }
+    }
+
+    /// One event of each of `names`, in whatever order they come, for which `matches`
+    /// holds; other lines are skipped. Within 5 s.
+    pub fn expect_all(&self, names: &[&str], matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let within = Duration::from_secs(5);
+        let deadline = Instant::now() + within;
+        let mut found: Vec<Option<Value>> = vec![None; names.len()];
+        while found.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                let missing: Vec<&&str> = names
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(n, _)| n)
+                    .collect();
+                panic!("no matching {missing:?} within {within:?}")
+            });
+            for (name, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_none() && line["event"] == *name && matches(&line) {
+                    *slot = Some(line.clone());
+                }
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
     /// Sends one `--commands` line.
     pub fn command(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().unwrap();

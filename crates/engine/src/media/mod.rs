@@ -11,18 +11,20 @@
 mod playout;
 mod publish;
 mod receive;
+mod share;
 pub mod sources;
 
 use crate::conference::Inner;
 use crate::error::BAError;
-use crate::events::ConferenceEvent;
 use between_media::h264::VideoEncoderSettings;
 use between_media::video::I420Frame;
 use between_protocol::{ClientMessage, ErrorCode, TrackInfo};
 use between_transport::{
     MediaAddress, PcEvent, add_tcp_candidates, build, gathered, split_tcp_candidates,
 };
+use publish::Feed;
 use rtc::peer_connection::sdp::RTCSessionDescription;
+pub(crate) use share::ShareCommand;
 use sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -77,6 +79,12 @@ pub(crate) struct MediaShared {
     pub audio_muted: AtomicBool,
     pub video_muted: AtomicBool,
     pub apm: Option<Mutex<between_media::apm::AudioProcessor>>,
+    /// The screen being shared, while a share runs.
+    pub screen: Mutex<Option<Box<dyn VideoSource>>>,
+    /// A share was asked for and not stopped yet (checked before a capture is even opened).
+    pub sharing: AtomicBool,
+    /// The generation of the last share whose source stopped delivering.
+    pub share_ended: watch::Sender<u64>,
 }
 
 impl MediaShared {
@@ -100,6 +108,17 @@ impl MediaShared {
                 apm.set_delay_ms(40);
                 Mutex::new(apm)
             }),
+            screen: Mutex::new(None),
+            sharing: AtomicBool::new(false),
+            share_ended: watch::channel(0).0,
+        }
+    }
+
+    /// Where a video pacer reads its pictures.
+    pub(crate) fn source(&self, feed: Feed) -> &Mutex<Option<Box<dyn VideoSource>>> {
+        match feed {
+            Feed::Camera => &self.video,
+            Feed::Screen { .. } => &self.screen,
         }
     }
 }
@@ -125,6 +144,11 @@ impl RemoteVideo {
         self.rx.borrow().clone()
     }
 
+    /// Whether the track is gone (no frame will follow the latest).
+    pub fn has_ended(&self) -> bool {
+        self.rx.has_changed().is_err()
+    }
+
     /// Waits for the next frame; `None` once the track is gone.
     pub async fn next(&mut self) -> Option<VideoFrame> {
         self.rx.changed().await.ok()?;
@@ -147,6 +171,7 @@ impl std::fmt::Debug for RemoteVideo {
 pub(crate) enum MediaInput {
     PublishAnswer(String),
     SubscribeOffer { sdp: String, tracks: Vec<TrackInfo> },
+    Share(ShareCommand),
 }
 
 /// A running media session.
@@ -190,38 +215,28 @@ async fn drive(
         shared.clone(),
     )));
 
-    let mut publisher = match publish::Publisher::offer(&shared).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot set up publishing");
-            None
-        }
-    };
-    if let Some(p) = &publisher {
-        inner.send_signal(ClientMessage::Publish {
-            sdp: p.offer.clone(),
-        });
+    let mut sending = share::Sending::new(inner.clone(), shared.clone());
+    if shared.has_audio || shared.has_video {
+        sending.publish_local_media().await;
     }
+    let mut share_ended = shared.share_ended.subscribe();
+    let remote_shares = receive::RemoteShares::default();
 
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut subscriber: Option<Subscriber> = None;
     let mut track_infos: Vec<TrackInfo> = Vec::new();
     loop {
+        let deadline = sending.deadline();
         tokio::select! {
             msg = input.recv() => match msg {
                 None => break,
                 Some(MediaInput::PublishAnswer(sdp)) => {
-                    let Some(p) = publisher.take() else { continue };
-                    match p.answered(sdp, &inner, &shared, &mut tasks).await {
-                        Ok(local) => {
-                            inner.set_local_participant(local.clone());
-                            inner.events.emit(ConferenceEvent::LocalParticipant(local));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "publishing failed"),
-                    }
+                    sending.answered(sdp, &mut tasks).await;
                 }
+                Some(MediaInput::Share(command)) => sending.command(command).await,
                 Some(MediaInput::SubscribeOffer { sdp, tracks }) => {
                     track_infos = tracks;
+                    remote_shares.keep_only(&track_infos, &inner);
                     if subscriber.is_none() {
                         match build(MediaAddress::client(shared.media_ip)).await {
                             Ok(built) => {
@@ -266,8 +281,18 @@ async fn drive(
                     track_infos.clone(),
                     inner.clone(),
                     playout.clone(),
+                    remote_shares.clone(),
                 )));
             }
+            changed = share_ended.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let generation = *share_ended.borrow_and_update();
+                sending.source_ended(generation).await;
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => sending.give_up_waiting().await,
         }
     }
 }

@@ -3,12 +3,13 @@
 
 use super::{LocalParticipant, MediaShared, Tasks};
 use crate::conference::Inner;
-use between_media::h264::H264Encoder;
+use between_media::h264::{H264Encoder, VideoEncoderSettings};
 use between_media::opus_codec::OpusEncoder;
 use between_media::rtp::{
     H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, RtpPacketizer, VIDEO_CLOCK_RATE, h264_codec,
     is_keyframe_request, opus_codec,
 };
+use between_media::screen::ChangeGate;
 use between_media::{FRAME_MS, FRAME_SAMPLES};
 use between_transport::{MediaAddress, add_tcp_candidates, build, gathered, split_tcp_candidates};
 use rtc::media_stream::MediaStreamTrack;
@@ -16,24 +17,29 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, interval};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::PeerConnection;
 use webrtc::rtp_transceiver::RtpSender;
 
-struct LocalTrack {
+pub(super) struct LocalTrack {
     track: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
 }
 
+/// The sending connection. It lives for the whole session; a screen share adds a track to it
+/// and removes it again, each time with a new offer (`publish`) and the server's answer.
 pub(super) struct Publisher {
     pc: Arc<dyn PeerConnection>,
-    pub offer: String,
+    gathered: watch::Receiver<bool>,
+    /// Camera and microphone tracks whose pacers start with the first answer.
     audio: Option<LocalTrack>,
     video: Option<LocalTrack>,
 }
@@ -49,6 +55,7 @@ async fn add_track(
     id: &str,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
+    fresh_transceiver: bool,
 ) -> Result<LocalTrack, String> {
     let ssrc = random_ssrc();
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -65,10 +72,28 @@ async fn add_track(
             ..Default::default()
         }],
     )));
-    let sender = pc
-        .add_track(track.clone() as Arc<dyn TrackLocal>)
-        .await
-        .map_err(|e| e.to_string())?;
+    let sender = if fresh_transceiver {
+        let transceiver = pc
+            .add_transceiver_from_track(
+                track.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: Vec::new(),
+                    send_encodings: Vec::new(),
+                }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        transceiver
+            .sender()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the new transceiver has no sender")?
+    } else {
+        pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     Ok(LocalTrack {
         track,
         sender,
@@ -88,50 +113,51 @@ async fn payload_type(sender: &Arc<dyn RtpSender>, fallback: u8) -> u8 {
 }
 
 impl Publisher {
-    /// Creates the sending connection with a track per source and its offer; `None` when
-    /// there is nothing to send.
-    pub async fn offer(shared: &MediaShared) -> Result<Option<Self>, String> {
-        if !shared.has_audio && !shared.has_video {
-            return Ok(None);
-        }
-        let mut built = build(MediaAddress::client(shared.media_ip)).await?;
+    /// Creates the sending connection with a track per local source (none: a connection for
+    /// a screen share alone).
+    pub async fn new(shared: &MediaShared) -> Result<Self, String> {
+        let built = build(MediaAddress::client(shared.media_ip)).await?;
         let pc = built.pc.clone();
         let audio = if shared.has_audio {
-            Some(add_track(&pc, "audio", RtpCodecKind::Audio, opus_codec()).await?)
+            Some(add_track(&pc, "audio", RtpCodecKind::Audio, opus_codec(), false).await?)
         } else {
             None
         };
         let video = if shared.has_video {
-            Some(add_track(&pc, "video", RtpCodecKind::Video, h264_codec()).await?)
+            Some(add_track(&pc, "video", RtpCodecKind::Video, h264_codec(), false).await?)
         } else {
             None
         };
-        let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
-        pc.set_local_description(offer)
+        Ok(Self {
+            pc,
+            gathered: built.gathered,
+            audio,
+            video,
+        })
+    }
+
+    /// An offer describing the connection's current tracks, with its candidates.
+    pub async fn offer(&mut self) -> Result<String, String> {
+        let offer = self
+            .pc
+            .create_offer(None)
             .await
             .map_err(|e| e.to_string())?;
-        gathered(&mut built.gathered).await;
-        let offer = pc
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(|e| e.to_string())?;
+        gathered(&mut self.gathered).await;
+        Ok(self
+            .pc
             .local_description()
             .await
             .ok_or("no local description")?
-            .sdp;
-        Ok(Some(Self {
-            pc,
-            offer,
-            audio,
-            video,
-        }))
+            .sdp)
     }
 
-    /// Applies the server's answer and starts sending.
-    pub async fn answered(
-        self,
-        sdp: String,
-        inner: &Arc<Inner>,
-        shared: &Arc<MediaShared>,
-        tasks: &mut Tasks,
-    ) -> Result<LocalParticipant, String> {
+    /// Applies the server's answer to the latest offer.
+    pub async fn apply_answer(&self, sdp: String) -> Result<(), String> {
         let (sdp, tcp) = split_tcp_candidates(&sdp);
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
         self.pc
@@ -139,7 +165,17 @@ impl Publisher {
             .await
             .map_err(|e| e.to_string())?;
         add_tcp_candidates(&self.pc, tcp, &mut Default::default()).await;
-        if let Some(a) = self.audio {
+        Ok(())
+    }
+
+    /// Starts the camera and microphone pacers (after the first answer).
+    pub async fn start_local_media(
+        &mut self,
+        inner: &Arc<Inner>,
+        shared: &Arc<MediaShared>,
+        tasks: &mut Tasks,
+    ) -> LocalParticipant {
+        if let Some(a) = self.audio.take() {
             let pt = payload_type(&a.sender, OPUS_PAYLOAD_TYPE).await;
             let packetizer = RtpPacketizer::opus(a.ssrc, pt);
             tasks.push(tokio::spawn(send_audio(
@@ -149,32 +185,64 @@ impl Publisher {
                 Arc::downgrade(inner),
             )));
         }
-        if let Some(v) = self.video {
-            let pt = payload_type(&v.sender, H264_PAYLOAD_TYPE).await;
-            let packetizer = RtpPacketizer::h264(v.ssrc, pt);
-            let keyframe = Arc::new(AtomicBool::new(true));
-            tasks.push(tokio::spawn(keyframe_requests(
-                v.track.clone(),
-                keyframe.clone(),
-            )));
-            tasks.push(tokio::spawn(send_video(
-                v.track,
-                packetizer,
-                shared.clone(),
-                keyframe,
-            )));
+        if let Some(v) = self.video.take() {
+            start_video(&v, Feed::Camera, shared, tasks).await;
         }
-        // The connection lives as long as the session's tasks hold it.
-        let pc = self.pc;
-        tasks.push(tokio::spawn(async move {
-            std::future::pending::<()>().await;
-            drop(pc);
-        }));
-        Ok(LocalParticipant {
+        LocalParticipant {
             inner: Arc::downgrade(inner),
             shared: shared.clone(),
-        })
+        }
     }
+
+    /// Adds a screen track (announced with the next offer). Each share gets a transceiver
+    /// of its own: one reused from an earlier share would carry the new stream on an old
+    /// m-line, where the server's connection does not announce a new track.
+    pub async fn add_screen(&self, number: u64) -> Result<LocalTrack, String> {
+        // A track ID of its own too: the server's stack knows remote tracks by ID.
+        let id = format!("screen#{number}");
+        add_track(&self.pc, &id, RtpCodecKind::Video, h264_codec(), true).await
+    }
+
+    /// Takes a track off the connection (gone with the next offer).
+    pub async fn remove(&self, track: &LocalTrack) {
+        if let Err(e) = self.pc.remove_track(&track.sender).await {
+            tracing::debug!(error = %e, "remove_track");
+        }
+    }
+}
+
+/// Which local picture a video pacer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    Camera,
+    /// The screen share; `generation` tells its end apart from an earlier share's.
+    Screen {
+        generation: u64,
+    },
+}
+
+/// Starts the pacer and keyframe-request reader of a video track. For a share, `ended` hears
+/// when its source stops delivering.
+pub(super) async fn start_video(
+    track: &LocalTrack,
+    feed: Feed,
+    shared: &Arc<MediaShared>,
+    tasks: &mut Tasks,
+) {
+    let pt = payload_type(&track.sender, H264_PAYLOAD_TYPE).await;
+    let packetizer = RtpPacketizer::h264(track.ssrc, pt);
+    let keyframe = Arc::new(AtomicBool::new(true));
+    tasks.push(tokio::spawn(keyframe_requests(
+        track.track.clone(),
+        keyframe.clone(),
+    )));
+    tasks.push(tokio::spawn(send_video(
+        track.track.clone(),
+        packetizer,
+        feed,
+        shared.clone(),
+        keyframe,
+    )));
 }
 
 async fn send_audio(
@@ -247,21 +315,30 @@ async fn send_audio(
 async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     mut packetizer: RtpPacketizer,
+    feed: Feed,
     shared: Arc<MediaShared>,
     keyframe: Arc<AtomicBool>,
 ) {
-    let mut encoder = match H264Encoder::new(shared.video_encoder) {
+    let settings = match feed {
+        Feed::Camera => shared.video_encoder,
+        Feed::Screen { .. } => VideoEncoderSettings::screen(),
+    };
+    let mut encoder = match H264Encoder::new(settings) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "no video encoder");
             return;
         }
     };
-    let fps = match shared.video.lock() {
+    let fps = match shared.source(feed).lock() {
         Ok(source) => source.as_ref().map_or(30.0, |s| s.frame_rate()),
         Err(_) => return,
     }
     .clamp(1.0, 60.0);
+    // A share sends a picture only when the screen changed, or at the floor rate.
+    let mut gate = matches!(feed, Feed::Screen { .. })
+        .then(|| ChangeGate::new((1000.0 / crate::screen::MIN_SHARE_FPS) as u64));
+    let started = Instant::now();
     let ticks = (VIDEO_CLOCK_RATE as f64 / fps).round() as u32;
     let mut tick = interval(Duration::from_secs_f64(1.0 / fps));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -272,35 +349,51 @@ async fn send_video(
         // tasks sharing this runtime never wait behind a picture.
         let source = shared.clone();
         let wants_keyframe = keyframe.clone();
-        let Ok((back, step)) = tokio::task::spawn_blocking(move || {
-            let frame = match source.video.lock() {
+        let now_ms = started.elapsed().as_millis() as u64;
+        let Ok((back, back_gate, step)) = tokio::task::spawn_blocking(move || {
+            let frame = match source.source(feed).lock() {
                 Ok(mut s) => s.as_mut().and_then(|s| s.read_frame()),
                 Err(_) => None,
             };
+            let muted = feed == Feed::Camera && source.video_muted.load(Ordering::Relaxed);
             let step = match frame {
                 None => VideoStep::Ended,
-                Some(_) if source.video_muted.load(Ordering::Relaxed) => {
+                Some(_) if muted => {
                     // The first picture after unmuting must be decodable on its own.
                     wants_keyframe.store(true, Ordering::Relaxed);
                     VideoStep::Muted
                 }
                 Some(frame) => {
-                    if wants_keyframe.swap(false, Ordering::Relaxed) {
-                        encoder.request_keyframe();
+                    let force = wants_keyframe.load(Ordering::Relaxed);
+                    if gate
+                        .as_mut()
+                        .is_some_and(|g| !g.should_send(&frame, now_ms, force))
+                    {
+                        VideoStep::Unchanged
+                    } else {
+                        if wants_keyframe.swap(false, Ordering::Relaxed) {
+                            encoder.request_keyframe();
+                        }
+                        VideoStep::Encoded(encoder.encode(&frame))
                     }
-                    VideoStep::Encoded(encoder.encode(&frame))
                 }
             };
-            (encoder, step)
+            (encoder, gate, step)
         })
         .await
         else {
             return;
         };
         encoder = back;
+        gate = back_gate;
         let encoded = match step {
-            VideoStep::Ended => return,
-            VideoStep::Muted => {
+            VideoStep::Ended => {
+                if let Feed::Screen { generation } = feed {
+                    let _ = shared.share_ended.send(generation);
+                }
+                return;
+            }
+            VideoStep::Muted | VideoStep::Unchanged => {
                 packetizer.skip(ticks);
                 continue;
             }
@@ -324,6 +417,8 @@ enum VideoStep {
     Ended,
     /// Read but not sent: the camera is off.
     Muted,
+    /// Read but not sent: the shared screen did not change.
+    Unchanged,
     Encoded(Result<Option<between_media::h264::EncodedVideo>, between_media::h264::H264Error>),
 }
 

@@ -5,10 +5,12 @@ use super::playout::Playout;
 use super::{RemoteVideo, VideoFrame};
 use crate::conference::Inner;
 use crate::events::{ConferenceEvent, PeerEvent};
+use crate::peer::Peer;
 use between_media::h264::H264Decoder;
 use between_media::rtp::{H264Assembler, picture_loss_indication};
-use between_protocol::{TrackInfo, TrackKind};
-use std::sync::Arc;
+use between_protocol::{PeerInfo, TrackInfo, TrackKind};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -16,18 +18,88 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 /// Keyframe requests go out at most this often per track.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
+/// Which peers' shares this participant has announced (`screenShareCreated`), so that each
+/// share closes exactly once: when its track leaves the server's list or ends.
+/// Each share has its own number, so a track that ends late cannot close the share that
+/// replaced it.
+#[derive(Clone, Default)]
+pub(super) struct RemoteShares(Arc<Mutex<(u64, HashMap<String, u64>)>>);
+
+impl RemoteShares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, u64>)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share track arrived; a previous share of the same peer still open closes first.
+    fn open(&self, peer: &str, inner: &Inner) -> u64 {
+        let (number, replaced) = {
+            let mut state = self.lock();
+            state.0 += 1;
+            let number = state.0;
+            (number, state.1.insert(peer.to_string(), number).is_some())
+        };
+        if replaced {
+            inner
+                .events
+                .emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
+        }
+        number
+    }
+
+    /// Closes `peer`'s share if it is still share `number` (any, for `None`).
+    fn close(&self, peer: &str, number: Option<u64>, inner: &Inner) {
+        let closed = {
+            let mut state = self.lock();
+            let current = state.1.get(peer).copied();
+            let matches = current.is_some() && (number.is_none() || current == number);
+            if matches {
+                state.1.remove(peer);
+            }
+            matches
+        };
+        if closed {
+            inner
+                .events
+                .emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
+        }
+    }
+
+    /// The server's new track list: shares no longer in it are closed.
+    pub fn keep_only(&self, tracks: &[TrackInfo], inner: &Inner) {
+        let gone: Vec<String> = self
+            .lock()
+            .1
+            .keys()
+            .filter(|peer| {
+                !tracks
+                    .iter()
+                    .any(|t| t.kind == TrackKind::Screen && &t.peer_id == *peer)
+            })
+            .cloned()
+            .collect();
+        for peer in gone {
+            self.close(&peer, None, inner);
+        }
+    }
+}
+
 pub(super) async fn track(
     remote: Arc<dyn TrackRemote>,
     infos: Vec<TrackInfo>,
     inner: Arc<Inner>,
     playout: Arc<Playout>,
+    shares: RemoteShares,
 ) {
     let track_id = remote.track_id().await;
     let (peer, kind) = match infos.iter().find(|t| t.track_id == track_id) {
         Some(t) => (t.peer_id.clone(), t.kind),
         None => {
             let peer = remote.stream_id().await;
-            let Some(kind) = track_id.rsplit('-').next().and_then(TrackKind::parse) else {
+            let Some(kind) = track_id
+                .rsplit('-')
+                .next()
+                .and_then(TrackKind::of_published)
+            else {
                 tracing::info!(track = %track_id, "ignoring an unknown remote track");
                 return;
             };
@@ -37,7 +109,31 @@ pub(super) async fn track(
     tracing::info!(peer = %peer, ?kind, "receiving a track");
     match kind {
         TrackKind::Audio => audio(remote, &peer, playout).await,
-        TrackKind::Video | TrackKind::Screen => video(remote, &peer, inner).await,
+        TrackKind::Video => {
+            let (tx, rx) = watch::channel(None);
+            inner.events.emit(ConferenceEvent::Peer {
+                peer_id: peer.to_string(),
+                event: PeerEvent::VideoCreated(RemoteVideo { rx }),
+            });
+            video(remote, tx).await;
+        }
+        TrackKind::Screen => {
+            let (tx, rx) = watch::channel(None);
+            let known = inner.lock().roster.get(&peer).cloned();
+            let sharer = known.unwrap_or_else(|| {
+                Peer::new(PeerInfo {
+                    id: peer.clone(),
+                    extra_data: String::new(),
+                })
+            });
+            let number = shares.open(&peer, &inner);
+            inner.events.emit(ConferenceEvent::ScreenShareCreated {
+                peer: sharer,
+                video: RemoteVideo { rx },
+            });
+            video(remote, tx).await;
+            shares.close(&peer, Some(number), &inner);
+        }
     }
 }
 
@@ -60,12 +156,8 @@ async fn audio(remote: Arc<dyn TrackRemote>, peer: &str, playout: Arc<Playout>) 
     playout.remove(peer);
 }
 
-async fn video(remote: Arc<dyn TrackRemote>, peer: &str, inner: Arc<Inner>) {
-    let (tx, rx) = watch::channel(None);
-    inner.events.emit(ConferenceEvent::Peer {
-        peer_id: peer.to_string(),
-        event: PeerEvent::VideoCreated(RemoteVideo { rx }),
-    });
+/// Decodes a video track into `tx` until it ends.
+async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame>>) {
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {

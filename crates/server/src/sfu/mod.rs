@@ -50,6 +50,8 @@ pub(crate) type Signal = (String, ServerMessage);
 #[derive(Clone)]
 struct Published {
     fanout: broadcast::Sender<RtpPacket>,
+    /// The task reading the publisher's track (ended when the track is unpublished).
+    reader: Option<tokio::task::AbortHandle>,
     remote: Arc<dyn TrackRemote>,
     ssrc: u32,
     codec: RTCRtpCodec,
@@ -121,6 +123,17 @@ fn rtp_kind(kind: TrackKind) -> RtpCodecKind {
     match kind {
         TrackKind::Audio => RtpCodecKind::Audio,
         TrackKind::Video | TrackKind::Screen => RtpCodecKind::Video,
+    }
+}
+
+/// The ID of `publisher`'s `kind` track on a subscriber's connection. A camera or microphone
+/// keeps its ID when its stream restarts (subscribers see one continuous track); each screen
+/// share is a track of its own, because WebRTC stacks know remote tracks by ID and would take
+/// a new share under an old ID for the old, ended one.
+fn subscription_id(publisher: &str, kind: TrackKind, ssrc: u32) -> String {
+    match kind {
+        TrackKind::Screen => format!("{publisher}-screen#{ssrc}"),
+        TrackKind::Audio | TrackKind::Video => format!("{publisher}-{}", kind.as_str()),
     }
 }
 
@@ -289,6 +302,9 @@ impl Sfu {
             };
             state.publisher.clone()
         };
+        // A renegotiation may leave nothing to receive (the last track, a share, was
+        // removed); only a first offer must bring something.
+        let first_offer = existing.is_none();
         let (pc, mut gathered_rx) = match existing {
             Some(p) => p,
             None => {
@@ -320,7 +336,7 @@ impl Sfu {
                 .await
                 .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "No local description."))?;
             let receives = local.sdp.contains("a=sendrecv") || local.sdp.contains("a=recvonly");
-            if !receives {
+            if !receives && first_offer {
                 return Err(ProtocolError::new(
                     ErrorCode::InvalidArgument,
                     "The media offer has no track this server can receive: send Opus audio or H.264 video.",
@@ -368,7 +384,7 @@ impl Sfu {
 
     async fn on_published_track(self: &Arc<Self>, peer: &str, track: Arc<dyn TrackRemote>) {
         let track_id = track.track_id().await;
-        let Some(kind) = TrackKind::parse(&track_id) else {
+        let Some(kind) = TrackKind::of_published(&track_id) else {
             tracing::info!(peer = %peer, track = %track_id, "ignoring a track with an unknown id");
             return;
         };
@@ -395,6 +411,7 @@ impl Sfu {
                 None => {
                     let p = Published {
                         fanout: broadcast::channel(FANOUT_CAPACITY).0,
+                        reader: None,
                         remote: track.clone(),
                         ssrc,
                         codec,
@@ -414,7 +431,7 @@ impl Sfu {
         let sfu = Arc::downgrade(self);
         let publisher = peer.to_string();
         let counters = self.counters.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
@@ -430,6 +447,16 @@ impl Sfu {
                 sfu.unpublish(&publisher, kind, ssrc).await;
             }
         });
+        if let Some(p) = self
+            .lock()
+            .get_mut(peer)
+            .and_then(|p| p.published.get_mut(&kind))
+            .filter(|p| p.ssrc == ssrc)
+        {
+            if let Some(old) = p.reader.replace(reader.abort_handle()) {
+                old.abort();
+            }
+        }
         if fresh {
             for other in others {
                 self.subscribe(&other, peer, kind, published.clone()).await;
@@ -440,9 +467,27 @@ impl Sfu {
         }
     }
 
+    /// The participant stopped sending `kind` (a share ended): its subscribers lose the track
+    /// now. A track it sends later under the same kind is a new one.
+    pub async fn stop_publishing(self: &Arc<Self>, peer: &str, kind: TrackKind) {
+        let published = self
+            .lock()
+            .get(peer)
+            .and_then(|p| p.published.get(&kind))
+            .map(|p| (p.ssrc, p.reader.clone()));
+        if let Some((ssrc, reader)) = published {
+            tracing::info!(peer = %peer, ?kind, "track unpublished");
+            self.unpublish(peer, kind, ssrc).await;
+            // Its connection keeps the old track open; nothing more will be read from it.
+            if let Some(reader) = reader {
+                reader.abort();
+            }
+        }
+    }
+
     /// The publisher's track ended: its subscriptions go away.
     async fn unpublish(self: &Arc<Self>, publisher: &str, kind: TrackKind, ssrc: u32) {
-        let track_id = format!("{publisher}-{}", kind.as_str());
+        let track_id = subscription_id(publisher, kind, ssrc);
         let affected = {
             let mut peers = self.lock();
             let still_ours = peers
@@ -481,7 +526,7 @@ impl Sfu {
         kind: TrackKind,
         published: Published,
     ) {
-        let track_id = format!("{publisher}-{}", kind.as_str());
+        let track_id = subscription_id(publisher, kind, published.ssrc);
         let Some(pc) = self.subscriber_pc(subscriber).await else {
             return;
         };
