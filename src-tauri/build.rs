@@ -11,6 +11,7 @@ const COMMANDS: &[&str] = &[
     "conference_set_output_device",
     "conference_start_screenshare",
     "conference_stop_screenshare",
+    "conference_screenshare_targets",
     "conference_send_data",
     "local_mute_audio",
     "local_unmute_audio",

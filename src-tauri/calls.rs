@@ -21,7 +21,7 @@ use tokio::sync::watch;
 /// One conference the page created.
 pub struct Call {
     conference: Conference,
-    /// Each peer's video, from its `videoCreated`.
+    /// Each peer's video, from its `videoCreated`, and each share's under `PEER:screen`.
     videos: Arc<Mutex<HashMap<String, RemoteVideo>>>,
     /// The camera's frames as the call sends them, for the local tile.
     local_frames: Mutex<Option<watch::Sender<Option<LocalFrame>>>>,
@@ -127,8 +127,16 @@ pub async fn conference_new(
                 } => {
                     lock(&seen).insert(peer_id.clone(), video.clone());
                 }
+                ConferenceEvent::ScreenShareCreated { peer, video } => {
+                    lock(&seen).insert(share_key(peer.id()), video.clone());
+                }
+                ConferenceEvent::ScreenShareClosed(peer_id) => {
+                    lock(&seen).remove(&share_key(peer_id));
+                }
                 ConferenceEvent::PeerLeft(peer_id) => {
-                    lock(&seen).remove(peer_id);
+                    let mut videos = lock(&seen);
+                    videos.remove(peer_id);
+                    videos.remove(&share_key(peer_id));
                 }
                 ConferenceEvent::LocalParticipant(local) => local_id = local.id(),
                 _ => {}
@@ -331,16 +339,21 @@ pub async fn conference_set_output_device(
     }
 }
 
+/// The key a share's video is opened by (`video_open` with `PEER:screen`).
+fn share_key(peer_id: &str) -> String {
+    format!("{peer_id}:screen")
+}
+
+/// `startScreenshare(target?)`: the whole screen, or a target from
+/// `conference_screenshare_targets`.
 #[tauri::command]
 pub async fn conference_start_screenshare(
     state: State<'_, AppState>,
     id: u32,
+    target: Option<String>,
 ) -> Result<bool, BAError> {
-    state.call(id)?.local()?;
-    Err(BAError::new(
-        ErrorCode::ScreenshareUnsupported,
-        "Screen sharing is not available in this version of Between yet.",
-    ))
+    let call = state.call(id)?;
+    call.conference.start_screenshare(target.as_deref()).await
 }
 
 #[tauri::command]
@@ -348,11 +361,16 @@ pub async fn conference_stop_screenshare(
     state: State<'_, AppState>,
     id: u32,
 ) -> Result<bool, BAError> {
-    state.call(id)?.local()?;
-    Err(BAError::new(
-        ErrorCode::InvalidArgument,
-        "You are not sharing your screen.",
-    ))
+    state.call(id)?.conference.stop_screenshare().await
+}
+
+/// *Ours*: what can be shared (screen, monitors, windows), for the share picker.
+#[tauri::command]
+pub async fn conference_screenshare_targets(
+    state: State<'_, AppState>,
+    id: u32,
+) -> Result<Vec<between_engine::screen::ScreenTarget>, BAError> {
+    state.call(id)?.conference.screenshare_targets().await
 }
 
 #[tauri::command]

@@ -37,6 +37,7 @@ pub fn run() {
             calls::conference_set_output_device,
             calls::conference_start_screenshare,
             calls::conference_stop_screenshare,
+            calls::conference_screenshare_targets,
             calls::conference_send_data,
             calls::local_mute_audio,
             calls::local_unmute_audio,

@@ -345,6 +345,81 @@ fn a_person_joins_sees_and_chats_with_bots_and_the_app_remembers_their_settings(
         })
         .unwrap();
 
+    // Someone shares their screen (the display the app is on, through the X11 capture): it
+    // takes the large area and is really drawn.
+    let dee = Bot::spawn(
+        Command::new(between_cli())
+            .args(["join", "e2e-standup", "--share"])
+            .args(["--server", server["url"].as_str().unwrap()])
+            .args(["--api-key", server["apiKey"].as_str().unwrap()])
+            .args(["--data", &json!({"name": "Dee"}).to_string()])
+            .env("DISPLAY", &desktop.display),
+    );
+    let dee_id = dee.expect("joined", 15, |_| true)["peerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dee.expect("localShareCreated", 15, |_| true);
+    let share_frames = |d: &Driver| -> u64 {
+        d.exec(
+            "const a = document.querySelector('#share-area');
+             const c = a && !a.hidden ? a.querySelector('canvas') : null;
+             return c && a.dataset.peerId === arguments[0] ? Number(c.dataset.frames || 0) : 0;",
+            json!([dee_id]),
+        )
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+    };
+    driver
+        .wait_until("Dee's shared screen drawn in the share area", 20, |d| {
+            share_frames(d) >= 3
+        })
+        .unwrap();
+    screenshot(&driver, "share");
+    // The sharer leaves: the share area goes with them.
+    drop(dee);
+    driver
+        .wait_until("the share area closed after Dee left", 15, |d| {
+            d.exec(
+                "return document.querySelector('#share-area').hidden",
+                json!([]),
+            )
+            .unwrap_or_default()
+                == true
+        })
+        .unwrap();
+
+    // Ada shares: the picker lists what can be shared (the whole screen first); the others
+    // get her share, and it stops from the same button.
+    driver.click(&driver.find("#share").unwrap()).unwrap();
+    driver
+        .wait_until("the share picker, or sharing at once", 15, |d| {
+            d.exec(
+                "const p = document.querySelector('#share-picker');
+                 const b = p.querySelector('[data-target-id=\"screen\"]');
+                 if (p.open && b) { b.click(); return true; }
+                 return document.querySelector('#share').getAttribute('aria-pressed') === 'true';",
+                json!([]),
+            )
+            .unwrap_or_default()
+                == true
+        })
+        .unwrap();
+    bob.expect("screenShareCreated", 15, |e| e["peerId"] == ada_id.as_str());
+    driver
+        .wait_until("the share button pressed", 10, |d| {
+            d.exec(
+                "return document.querySelector('#share').getAttribute('aria-pressed')",
+                json!([]),
+            )
+            .unwrap_or_default()
+                == "true"
+        })
+        .unwrap();
+    driver.click(&driver.find("#share").unwrap()).unwrap();
+    bob.expect("screenShareClosed", 15, |e| e["peerId"] == ada_id.as_str());
+
     // Mute: the icon shows it and the others are told.
     driver.click(&driver.find("#mute").unwrap()).unwrap();
     bob.expect("audioPaused", 10, |e| e["peerId"] == ada_id.as_str());

@@ -14,6 +14,7 @@ import { DeviceMenu, createMicTest, playTestSound, createPreview } from "./devic
 import { Grid, nameFromExtraData, initials, hueFor } from "./grid.js";
 import { Chat } from "./chat.js";
 import { ShareArea } from "./share.js";
+import { pickShareTarget } from "./share_picker.js";
 
 const SETTING_OF = { mic: "audioInput", speaker: "audioOutput", camera: "videoInput" };
 // The engine's speaking detector (crates/media level.rs), mirrored for our own tile: the
@@ -489,7 +490,12 @@ function toggleShare() {
       await conf.stopScreenshare();
       setSharing(false);
     } else {
-      await conf.startScreenshare();
+      // Without a list (a platform that cannot enumerate) the whole screen is asked for, and
+      // the app answers with its reason if that cannot be shared either.
+      const targets = await conf.screenshareTargets().catch(() => []);
+      const target = await pickShareTarget(targets);
+      if (target === null) return; // cancelled
+      await conf.startScreenshare(target);
       setSharing(true);
     }
   });

@@ -18,10 +18,7 @@ export const MAX_DATA_BYTES = 64 * 1024;
 /** The `peerId` that video_open understands as "this user's camera". */
 const LOCAL_VIDEO_ID = "local";
 
-/**
- * IPC.md names no video stream for a screen share. Assumed: video_open takes the sharer's
- * peerId with this suffix. Kept in one place so it is a one-line change when the app decides.
- */
+/** video_open's name for a peer's screen share (IPC.md). */
 const SCREEN_VIDEO_SUFFIX = ":screen";
 
 // The docs spell the remote share events both ways; the camel-case names are canonical.
@@ -389,8 +386,14 @@ export class Conference {
     await invoke("conference_close", { id });
   }
 
-  startScreenshare() {
-    return this.#call.invoke("conference_start_screenshare", {});
+  /** Shares the whole screen, or `target` (an `id` from `screenshareTargets()`). */
+  startScreenshare(target) {
+    return this.#call.invoke("conference_start_screenshare", target ? { target } : {});
+  }
+
+  /** *Ours*: what can be shared, `[{id, kind, name, width, height}]`, the whole screen first. */
+  screenshareTargets() {
+    return this.#call.invoke("conference_screenshare_targets", {});
   }
 
   stopScreenshare() {

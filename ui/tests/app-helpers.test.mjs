@@ -82,3 +82,12 @@ test("the server summary says embedded/remote and shows failures with their erro
   assert.match(failed.text, /could not start: port 7880 is in use/);
   assert.equal(describeServer(null).kind, "warn");
 });
+
+test("share targets read as a person would say them; one target needs no question", async () => {
+  const { targetLabel, pickShareTarget } = await import("../share_picker.js");
+  assert.equal(targetLabel({ kind: "screen", name: "Entire screen" }), "Entire screen");
+  assert.equal(targetLabel({ kind: "monitor", name: "DP-1" }), "Monitor: DP-1");
+  assert.equal(targetLabel({ kind: "window", name: "Notes" }), "Window: Notes");
+  assert.equal(await pickShareTarget([{ id: "screen", kind: "screen" }]), "screen");
+  assert.equal(await pickShareTarget([]), undefined);
+});

@@ -144,6 +144,21 @@ test("methods send the handle and their arguments", async () => {
   assert.deepEqual(fake.called("conference_stop_screenshare")[0].args, { id: 7 });
 });
 
+test("a share target and the target list cross to the app", async () => {
+  const targets = [
+    { id: "screen", kind: "screen", name: "Entire screen", width: 1280, height: 720 },
+    { id: "window:42", kind: "window", name: "Notes", width: 640, height: 360 },
+  ];
+  useIpc({
+    conference_start_screenshare: () => true,
+    conference_screenshare_targets: () => targets,
+  });
+  const conf = await joined();
+  assert.deepEqual(await conf.screenshareTargets(), targets);
+  assert.equal(await conf.startScreenshare("window:42"), true);
+  assert.deepEqual(fake.called("conference_start_screenshare")[0].args, { id: 7, target: "window:42" });
+});
+
 test("peerJoined gives a Peer; peerLeft gives the id string and forgets the Peer", async () => {
   const conf = await joined();
   const seen = [];

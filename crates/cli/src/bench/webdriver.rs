@@ -20,13 +20,24 @@ pub struct Driver {
 /// One HTTP request. tauri-driver now and then closes a connection without answering (seen
 /// about once in fifty requests); the request never reached WebKit then, so it is sent again.
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    http_retrying(addr, method, path, body, 5, Duration::from_millis(50))
+}
+
+fn http_retrying(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    attempts: u32,
+    pause: Duration,
+) -> Result<(u16, Value)> {
     let mut last = String::new();
-    for _ in 0..5 {
+    for _ in 0..attempts {
         match http_once(addr, method, path, body) {
             Ok(answer) => return Ok(answer),
             Err(e) if e.ends_with(NO_ANSWER) => {
                 last = e;
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(pause);
             }
             Err(e) => return Err(e),
         }
@@ -99,7 +110,16 @@ impl Driver {
             "browserName": "wry",
             "tauri:options": {"application": application}
         }}});
-        let (status, value) = http(addr, "POST", "/session", Some(&caps))?;
+        // tauri-driver listens before WebKitWebDriver behind it does; until then it drops
+        // the session request unanswered (seen on a cold start): up to 10 s of retries.
+        let (status, value) = http_retrying(
+            addr,
+            "POST",
+            "/session",
+            Some(&caps),
+            40,
+            Duration::from_millis(250),
+        )?;
         let session = value["value"]["sessionId"]
             .as_str()
             .filter(|_| status == 200)
