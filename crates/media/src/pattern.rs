@@ -94,6 +94,15 @@ impl TestPattern {
     }
 }
 
+/// Cells across the counter band (each `width / COUNTER_CELLS` pixels square).
+pub const COUNTER_CELLS: usize = CELLS;
+
+/// The band's cells for `counter`, left to right (white = true): what [`read_counter`] reads,
+/// for drawing the band on something other than a [`TestPattern`] (a shared screen).
+pub fn counter_cells(counter: u16) -> [bool; CELLS] {
+    band_bits(counter)
+}
+
 fn band_bits(counter: u16) -> [bool; CELLS] {
     let mut bits = [false; CELLS];
     bits[0] = true; // white reference

@@ -2,6 +2,8 @@
 //! interceptors plus keyframe-request delivery, UDP on a chosen address, no STUN) and turning
 //! their callbacks into channel messages. Shared by the engine (client side) and the SFU.
 
+mod runtime;
+
 use between_media::rtp::{interceptors, media_engine};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -111,6 +113,7 @@ pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
     }
     let settings = settings.build();
     let pc = PeerConnectionBuilder::new()
+        .with_runtime(Arc::new(runtime::BufferedRuntime::new()))
         .with_setting_engine(settings)
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(engine)

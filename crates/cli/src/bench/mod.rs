@@ -19,6 +19,8 @@ mod desktop;
 mod devices;
 mod media;
 mod pulse;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod screen;
 mod sfu;
 mod webdriver;
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -41,6 +43,9 @@ pub enum BenchCommand {
     Devices(devices::DevicesBench),
     /// The desktop app: start-up, memory, frames drawn per tile, installed size.
     App(app::AppBench),
+    /// Screen sharing at 1080p on Xvfb: capture and encode cost, bitrate, latency.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    Screen(screen::ScreenBench),
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +70,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Audio(args) => audio::run(args),
         BenchCommand::Devices(args) => devices::run(args).await,
         BenchCommand::App(args) => app::run(args).await,
+        #[cfg(all(unix, not(target_os = "macos")))]
+        BenchCommand::Screen(args) => screen::run(args).await,
     }
 }
 

@@ -10,9 +10,10 @@ use between_media::h264::H264Decoder;
 use between_media::rtp::{H264Assembler, picture_loss_indication};
 use between_protocol::{PeerInfo, TrackInfo, TrackKind};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 /// Keyframe requests go out at most this often per track.
@@ -156,9 +157,11 @@ async fn audio(remote: Arc<dyn TrackRemote>, peer: &str, playout: Arc<Playout>) 
     playout.remove(peer);
 }
 
-/// Decodes a video track into `tx` until it ends.
+/// Decodes a video track into `tx` until it ends. Reading packets and decoding run apart:
+/// the stack holds only 256 packets for a track, and a 1080p keyframe is more than that, so
+/// a reader that waited on the decoder lost packets (and the picture) on every keyframe.
 async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame>>) {
-    let mut decoder = match H264Decoder::new() {
+    let decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "no video decoder");
@@ -166,10 +169,16 @@ async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame
         }
     };
     let ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
+    let ask_keyframe = Arc::new(AtomicBool::new(true));
+    let (units, pictures) = mpsc::unbounded_channel();
+    let decoding = AbortOnDrop(tokio::spawn(decode(
+        decoder,
+        pictures,
+        tx.clone(),
+        ask_keyframe.clone(),
+    )));
     let mut last_pli: Option<Instant> = None;
     let mut assembler = H264Assembler::default();
-    let mut decoded = 0u64;
-    let mut ask_keyframe = true;
     let mut skipping = false;
     while let Some(event) = remote.poll().await {
         let packet = match event {
@@ -186,49 +195,76 @@ async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame
         }
         if std::mem::take(&mut skipping) {
             assembler = H264Assembler::default();
-            ask_keyframe = true;
+            ask_keyframe.store(true, Ordering::Relaxed);
         }
         assembler.push(packet, now);
         while let Some(unit) = assembler.pop(now) {
             if unit.lost_before > 0 {
-                ask_keyframe = true;
+                ask_keyframe.store(true, Ordering::Relaxed);
             }
-            // Decoding takes milliseconds: on a blocking thread, so the audio tasks sharing
-            // this runtime never wait behind a picture.
-            let data = unit.data;
-            let Ok((back, decoded_frame)) = tokio::task::spawn_blocking(move || {
-                let result = decoder.decode(&data);
-                (decoder, result)
-            })
-            .await
-            else {
+            if units.send(unit.data).is_err() {
                 return;
-            };
-            decoder = back;
-            match decoded_frame {
-                Ok(Some(frame)) => {
-                    decoded += 1;
-                    let _ = tx.send(Some(VideoFrame {
-                        frame: Arc::new(frame),
-                        at: now,
-                        number: decoded,
-                    }));
-                }
-                Ok(None) => {
-                    if decoded == 0 {
-                        ask_keyframe = true;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "undecodable picture");
-                    ask_keyframe = true;
-                }
             }
         }
-        if ask_keyframe && last_pli.is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL) {
+        if ask_keyframe.load(Ordering::Relaxed)
+            && last_pli.is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
+        {
             last_pli = Some(now);
-            ask_keyframe = false;
+            ask_keyframe.store(false, Ordering::Relaxed);
             let _ = remote.write_rtcp(vec![picture_loss_indication(ssrc)]).await;
         }
+    }
+    // The decoder task ends with `decoding`, here.
+    drop(decoding);
+}
+
+/// Decodes access units in order; a picture it cannot decode asks for a keyframe.
+async fn decode(
+    mut decoder: H264Decoder,
+    mut units: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: watch::Sender<Option<VideoFrame>>,
+    ask_keyframe: Arc<AtomicBool>,
+) {
+    let mut decoded = 0u64;
+    while let Some(data) = units.recv().await {
+        // Decoding takes milliseconds: on a blocking thread, so the audio tasks sharing this
+        // runtime never wait behind a picture.
+        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+            let result = decoder.decode(&data);
+            (decoder, result)
+        })
+        .await
+        else {
+            return;
+        };
+        decoder = back;
+        match result {
+            Ok(Some(frame)) => {
+                decoded += 1;
+                let _ = tx.send(Some(VideoFrame {
+                    frame: Arc::new(frame),
+                    at: Instant::now(),
+                    number: decoded,
+                }));
+            }
+            Ok(None) => {
+                if decoded == 0 {
+                    ask_keyframe.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable picture");
+                ask_keyframe.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -57,7 +57,14 @@ fn backend_targets() -> Result<Vec<ScreenTarget>, BAError> {
 
 #[cfg(all(unix, not(target_os = "macos")))]
 fn backend_open(target: Option<&str>) -> Result<Box<dyn VideoSource>, BAError> {
-    Ok(Box::new(x11::X11Capture::open(target)?))
+    Ok(Box::new(x11::X11Capture::open(None, target)?))
+}
+
+/// Opens a capture on a given X11 display (`:N`), whatever DISPLAY says: for tools that
+/// run their own display (`between bench screen`).
+#[cfg(all(unix, not(target_os = "macos")))]
+pub fn open_x11(display: &str, target: Option<&str>) -> Result<Box<dyn VideoSource>, BAError> {
+    Ok(Box::new(x11::X11Capture::open(Some(display), target)?))
 }
 
 #[cfg(not(all(unix, not(target_os = "macos"))))]

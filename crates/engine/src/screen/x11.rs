@@ -3,16 +3,21 @@
 //! capture without a compositor), followed as it moves or resizes. The share ends when the
 //! window is destroyed or the display goes away.
 //!
-//! GetImage copies each picture through the socket (8 MB at 1080p); MIT-SHM would save that
-//! copy but needs `unsafe` shared memory, and the encoder dominates the cost anyway
-//! (BENCHMARKS.md, `between bench screen`).
+//! The DAMAGE extension says when anything on screen changed; until it does, the last
+//! picture is given again without asking the server (a static screen costs next to nothing).
+//! GetImage copies each changed picture through the socket (8 MB at 1080p); MIT-SHM would save
+//! that copy but needs `unsafe` shared memory, which this project forbids (BENCHMARKS.md,
+//! `between bench screen`, has the costs).
 
 use super::{SHARE_FPS, ScreenTarget, TargetKind, no_such_target, unsupported};
 use crate::error::BAError;
 use crate::media::sources::VideoSource;
 use between_media::screen::{PixelLayout, ScreenPixels, to_i420};
 use between_media::video::I420Frame;
+use x11rb::NONE;
 use x11rb::connection::Connection;
+use x11rb::protocol::Event;
+use x11rb::protocol::damage::{ConnectionExt as _, ReportLevel};
 use x11rb::protocol::randr::ConnectionExt as _;
 use x11rb::protocol::xproto::{
     AtomEnum, ConnectionExt as _, ImageFormat, ImageOrder, MapState, Window, WindowClass,
@@ -37,12 +42,18 @@ pub(super) struct X11Capture {
     screen_size: (u16, u16),
     layout: PixelLayout,
     region: Region,
-    /// Shown again while a window is unmapped (minimised) rather than ending the share.
+    /// The last picture: given again while nothing changed, or while a shared window is
+    /// unmapped (minimised) rather than ending the share.
     last: Option<I420Frame>,
+    /// Damage on the root window, where the server has DAMAGE; `None`: capture every time.
+    damage: Option<u32>,
+    /// Something changed since the last capture (or there is no way to know).
+    changed: bool,
 }
 
-fn connect() -> Result<(RustConnection, usize), BAError> {
-    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+/// Connects to `display`, or to DISPLAY's.
+fn connect(display: Option<&str>) -> Result<(RustConnection, usize), BAError> {
+    if display.is_none() && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
         return Err(unsupported(if wayland {
             "This Wayland desktop has no X11 display to capture, and sharing through the desktop portal is not built yet. Log in to an X11 session (or start the app with DISPLAY set to XWayland) to share."
@@ -50,7 +61,7 @@ fn connect() -> Result<(RustConnection, usize), BAError> {
             "There is no display to share: DISPLAY is not set (no X11 desktop is running)."
         }));
     }
-    x11rb::connect(None).map_err(|e| {
+    x11rb::connect(display).map_err(|e| {
         unsupported(format!(
             "The X11 display could not be opened for sharing ({e}). Check that the desktop is running and DISPLAY is right."
         ))
@@ -63,7 +74,7 @@ fn x11_error(e: impl std::fmt::Display) -> BAError {
 
 /// The whole screen, each monitor (when there are several), then each window with a title.
 pub(super) fn targets() -> Result<Vec<ScreenTarget>, BAError> {
-    let (conn, screen_num) = connect()?;
+    let (conn, screen_num) = connect(None)?;
     let screen = &conn.setup().roots[screen_num];
     let root = screen.root;
     let mut out = vec![ScreenTarget {
@@ -202,8 +213,9 @@ fn parse_target(id: &str) -> Option<Region> {
 }
 
 impl X11Capture {
-    pub fn open(target: Option<&str>) -> Result<Self, BAError> {
-        let (conn, screen_num) = connect()?;
+    /// Opens a capture of `target` on `display` (None: DISPLAY's).
+    pub fn open(display: Option<&str>, target: Option<&str>) -> Result<Self, BAError> {
+        let (conn, screen_num) = connect(display)?;
         let setup = conn.setup();
         let screen = &setup.roots[screen_num];
         let root = screen.root;
@@ -234,6 +246,7 @@ impl X11Capture {
             },
             Some(id) => parse_target(id).ok_or_else(|| no_such_target(id))?,
         };
+        let damage = watch_damage(&conn, root);
         let mut capture = Self {
             conn,
             root,
@@ -241,6 +254,8 @@ impl X11Capture {
             layout,
             region,
             last: None,
+            damage,
+            changed: true,
         };
         // Fail now, with a reason, rather than as a share that ends at once.
         match capture.grab() {
@@ -326,8 +341,51 @@ impl X11Capture {
     }
 }
 
+/// Asks for DAMAGE reports on the whole screen (any change makes the region non-empty).
+fn watch_damage(conn: &RustConnection, root: Window) -> Option<u32> {
+    conn.damage_query_version(1, 1).ok()?.reply().ok()?;
+    let damage = conn.generate_id().ok()?;
+    conn.damage_create(damage, root, ReportLevel::NON_EMPTY)
+        .ok()?
+        .check()
+        .ok()?;
+    Some(damage)
+}
+
+impl X11Capture {
+    /// Whether the screen changed since the last capture; clears the damage it read.
+    fn take_change(&mut self) -> bool {
+        let Some(damage) = self.damage else {
+            return true;
+        };
+        loop {
+            match self.conn.poll_for_event() {
+                Ok(Some(Event::DamageNotify(_))) => self.changed = true,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                // A broken connection: capture, and let the capture report it.
+                Err(_) => return true,
+            }
+        }
+        if !std::mem::take(&mut self.changed) {
+            return false;
+        }
+        // Cleared before capturing: a change during the capture is reported again.
+        let _ = self.conn.damage_subtract(damage, NONE, NONE);
+        let _ = self.conn.flush();
+        true
+    }
+}
+
 impl VideoSource for X11Capture {
     fn read_frame(&mut self) -> Option<I420Frame> {
+        // A window that moved changes no pixels of its own but is still damage on the root,
+        // so the root's damage covers every target.
+        if !self.take_change()
+            && let Some(last) = &self.last
+        {
+            return Some(last.clone());
+        }
         match self.grab() {
             Ok(Some(frame)) => {
                 self.last = Some(frame.clone());
