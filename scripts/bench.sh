@@ -20,6 +20,8 @@ done
 # Audio path CPU and device-to-device latency (PulseAudio virtual devices).
 "$bin/between" bench audio --participants 4
 "$bin/between" bench devices --clicks 20
+# Screen sharing at 1080p on Xvfb: capture and encode cost, bitrate, capture-to-display.
+"$bin/between" bench screen --seconds 10
 # The desktop app (release .deb through tauri-cli, then the app under Xvfb + WebDriver).
 command -v cargo-tauri >/dev/null 2>&1 || cargo install tauri-cli --version '^2' --locked
 cargo tauri build --bundles deb
