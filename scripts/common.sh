@@ -42,14 +42,19 @@ need_rust() {
 # System packages the build needs. Grows with the media, device and app work.
 need_build_deps() {
   need_apt pkg-config build-essential libopus-dev libasound2-dev \
-    libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev
+    libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+    libpipewire-0.3-dev libspa-0.2-dev libclang-dev libdbus-1-dev
 }
 
 # What the tests use besides the build: a private PulseAudio daemon with virtual devices;
-# network namespaces and nftables for the lossy-path
-# test (the loss test needs root).
+# network namespaces and nftables for the lossy-path test (the loss test needs root); Xvfb
+# and a PipeWire desktop stand-in for screen sharing.
 need_test_deps() {
   need_apt iproute2 nftables pulseaudio pulseaudio-utils espeak-ng xvfb xauth webkit2gtk-driver
+  # Screen sharing the Wayland way: a session bus, PipeWire with WirePlumber, GStreamer to
+  # serve a known picture, and Python's D-Bus bindings for the stand-in portal.
+  need_apt dbus pipewire pipewire-bin wireplumber gstreamer1.0-pipewire gstreamer1.0-tools \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good python3-dbus python3-gi
   command -v node >/dev/null 2>&1 || need_apt nodejs
   need_tauri_driver
 }

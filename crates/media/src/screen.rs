@@ -15,6 +15,10 @@ pub enum PixelLayout {
     Bgrx,
     /// X, R, G, B in memory: X11 on a big-endian server.
     Xrgb,
+    /// R, G, B, X in memory (PipeWire's RGBx).
+    Rgbx,
+    /// X, B, G, R in memory (PipeWire's xBGR).
+    Xbgr,
 }
 
 impl PixelLayout {
@@ -22,6 +26,8 @@ impl PixelLayout {
         match self {
             Self::Bgrx => (2, 1, 0),
             Self::Xrgb => (1, 2, 3),
+            Self::Rgbx => (0, 1, 2),
+            Self::Xbgr => (3, 2, 1),
         }
     }
 }
@@ -300,7 +306,12 @@ mod tests {
     fn the_native_path_matches_the_scaling_one_at_the_same_size() {
         let (w, h) = (36u32, 20u32);
         let data: Vec<u8> = (0..w * h * 4 + 8).map(|i| (i * 7 % 251) as u8).collect();
-        for layout in [PixelLayout::Bgrx, PixelLayout::Xrgb] {
+        for layout in [
+            PixelLayout::Bgrx,
+            PixelLayout::Xrgb,
+            PixelLayout::Rgbx,
+            PixelLayout::Xbgr,
+        ] {
             let pixels = ScreenPixels {
                 width: w,
                 height: h,

@@ -1,11 +1,19 @@
 //! Screen capture for sharing: what can be shared ([`targets`]) and a [`VideoSource`] that
 //! captures it ([`open`]). One backend per platform behind these two functions:
 //!
-//! - X11 (Linux and BSD desktops with an X server, and XWayland): `x11` (x11rb, GetImage of
-//!   the root window, a monitor's region or one window).
-//! - Wayland without X11, macOS, Windows: not built yet; [`open`] answers
-//!   `screenshare_unsupported` with a sentence saying so, never a crash.
+//! - Wayland sessions (Linux): `portal` (xdg-desktop-portal ScreenCast + PipeWire through
+//!   scap; the desktop's own chooser picks the screen or window).
+//! - X11 (Linux and BSD desktops with an X server): `x11` (x11rb, GetImage of the root window,
+//!   a monitor's region or one window, DAMAGE for changes).
+//! - macOS, Windows: not built yet; [`open`] answers `screenshare_unsupported` with a sentence
+//!   saying so, never a crash.
+//!
+//! Which one: a Wayland session (`WAYLAND_DISPLAY` or `XDG_SESSION_TYPE=wayland`) uses the
+//! portal, because X11 capture through XWayland sees only X11 windows there; otherwise X11.
+//! `BETWEEN_SCREEN_CAPTURE=x11|portal` overrides the choice.
 
+#[cfg(target_os = "linux")]
+mod portal;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 
@@ -50,13 +58,41 @@ pub fn open(target: Option<&str>) -> Result<Box<dyn VideoSource>, BAError> {
     backend_open(target)
 }
 
+/// The portal's one target: what to share is chosen in the desktop's own dialog.
+pub const PORTAL_TARGET: &str = "portal";
+
+/// Whether this session captures through the desktop portal rather than X11.
+fn uses_portal() -> bool {
+    match std::env::var("BETWEEN_SCREEN_CAPTURE").as_deref() {
+        Ok("portal") => return true,
+        Ok("x11") => return false,
+        _ => {}
+    }
+    let wayland_display = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    let wayland_session = std::env::var("XDG_SESSION_TYPE").is_ok_and(|t| t == "wayland");
+    cfg!(target_os = "linux") && (wayland_display || wayland_session)
+}
+
 #[cfg(all(unix, not(target_os = "macos")))]
 fn backend_targets() -> Result<Vec<ScreenTarget>, BAError> {
+    if uses_portal() {
+        return Ok(vec![ScreenTarget {
+            id: PORTAL_TARGET.into(),
+            kind: TargetKind::Screen,
+            name: "Choose in the system's dialog".into(),
+            width: 0,
+            height: 0,
+        }]);
+    }
     x11::targets()
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
 fn backend_open(target: Option<&str>) -> Result<Box<dyn VideoSource>, BAError> {
+    #[cfg(target_os = "linux")]
+    if uses_portal() {
+        return Ok(Box::new(portal::PortalCapture::open()?));
+    }
     Ok(Box::new(x11::X11Capture::open(None, target)?))
 }
 
