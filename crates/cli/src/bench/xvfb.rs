@@ -3,9 +3,9 @@
 //! include this file by path).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Xvfb {
     child: Child,
@@ -14,37 +14,44 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts a `width`x`height` 24-bit screen and waits for its socket.
+    /// Starts a `width`x`height` 24-bit screen on a display number Xvfb picks itself
+    /// (`-displayfd`: race-free when several tests start displays at once) and returns once
+    /// it accepts clients.
     pub fn start(width: u32, height: u32) -> Result<Self, String> {
-        let mut n = 90 + std::process::id() % 100;
-        while Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            n += 1;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
+        let mut child = Command::new("Xvfb")
             .args([
-                &display,
+                "-displayfd",
+                "1",
                 "-screen",
                 "0",
                 &format!("{width}x{height}x24"),
                 "-nolisten",
                 "tcp",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start Xvfb ({e}); install the xvfb package"))?;
-        let xvfb = Self { child, display };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            if Instant::now() >= deadline {
-                return Err("Xvfb did not start within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(xvfb)
+        let stdout = child.stdout.take().ok_or("Xvfb has no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let number = rx
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .and_then(|line| line.trim().parse::<u32>().ok());
+        let Some(number) = number else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("Xvfb did not start within 20 s".into());
+        };
+        Ok(Self {
+            child,
+            display: format!(":{number}"),
+        })
     }
 }
 

@@ -56,7 +56,7 @@ fn connect(display: Option<&str>) -> Result<(RustConnection, usize), BAError> {
     if display.is_none() && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
         return Err(unsupported(if wayland {
-            "This Wayland desktop has no X11 display to capture, and sharing through the desktop portal is not built yet. Log in to an X11 session (or start the app with DISPLAY set to XWayland) to share."
+            "This Wayland desktop has no X11 display to capture (DISPLAY is not set). Let the app share through the desktop portal (unset BETWEEN_SCREEN_CAPTURE)."
         } else {
             "There is no display to share: DISPLAY is not set (no X11 desktop is running)."
         }));
