@@ -314,3 +314,52 @@ async fn with_a_media_port_answers_name_only_that_port() {
         "{candidates:?}"
     );
 }
+
+/// The next subscribe offer, skipping other traffic.
+async fn subscribe_offer(ws: &mut Ws) -> (String, Vec<between_protocol::TrackInfo>) {
+    loop {
+        if let ServerMessage::SubscribeOffer { sdp, tracks } = next_message(ws).await {
+            return (sdp, tracks);
+        }
+    }
+}
+
+fn ice_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiving_connection_that_never_came_up_is_offered_again_on_a_new_one() {
+    let server = server().await;
+    let url = server.url();
+    let _a = Participant::with_media(
+        &url,
+        "resub",
+        "A",
+        MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let join = json!({"type":"join","v":1,"apiKey":KEY,"callId":"resub"}).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    let (first, tracks) = subscribe_offer(&mut ws).await;
+    assert_eq!(tracks.len(), 1, "{tracks:?}");
+    // This client never answers (as if its handshake were lost) and asks again.
+    let again = json!({"type":"resubscribe"}).to_string();
+    ws.send(Message::Text(again.into())).await.unwrap();
+    let (second, tracks_again) = subscribe_offer(&mut ws).await;
+    assert_eq!(tracks_again.len(), 1, "the same tracks: {tracks_again:?}");
+    assert_eq!(tracks_again[0].kind, tracks[0].kind);
+    assert_ne!(
+        ice_ufrag(&first),
+        ice_ufrag(&second),
+        "a new connection, not a renegotiation of the old one"
+    );
+}

@@ -15,6 +15,7 @@
 //! → {"type":"subscribeAnswer","sdp":"v=0…"}
 //! → {"type":"mediaState","audioMuted":true,"videoMuted":false}
 //! → {"type":"unpublish","kind":"screen"}             (stop sending that track, e.g. a share)
+//! → {"type":"resubscribe"}                           (the receiving connection never came up)
 //! ← {"type":"peerMedia","peerId":"…","audioMuted":true,"videoMuted":false}
 //! ```
 //!
@@ -89,6 +90,9 @@ pub enum ClientMessage {
     Unpublish {
         kind: TrackKind,
     },
+    /// The receiving connection did not come up (a handshake lost on a bad network): the
+    /// server drops it and offers everything again on a new one.
+    Resubscribe,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -99,6 +103,7 @@ const CLIENT_TYPES: &[&str] = &[
     "subscribeAnswer",
     "mediaState",
     "unpublish",
+    "resubscribe",
 ];
 
 /// What a track carries.
@@ -396,9 +401,16 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 ));
             }
         }
-        ClientMessage::Leave
-        | ClientMessage::MediaState { .. }
-        | ClientMessage::Unpublish { .. } => {}
+        ClientMessage::Unpublish { kind } => {
+            // A camera or microphone track is replaced, never withdrawn.
+            if *kind != TrackKind::Screen {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidArgument,
+                    "Only a screen share can be unpublished; mute the camera or microphone instead.",
+                ));
+            }
+        }
+        ClientMessage::Leave | ClientMessage::MediaState { .. } | ClientMessage::Resubscribe => {}
     }
     Ok(())
 }

@@ -256,6 +256,12 @@ fn media_messages_round_trip() {
     );
     let bad = json!({"type":"unpublish","kind":"hologram"}).to_string();
     assert_eq!(code_of(&bad), ErrorCode::InvalidMessage);
+    let camera = json!({"type":"unpublish","kind":"video"}).to_string();
+    assert_eq!(code_of(&camera), ErrorCode::InvalidArgument);
+    assert_eq!(
+        decode_client(r#"{"type":"resubscribe"}"#).expect("decode"),
+        ClientMessage::Resubscribe
+    );
     let offer = ServerMessage::SubscribeOffer {
         sdp: "v=0\r\n".into(),
         tracks: vec![TrackInfo {

@@ -225,6 +225,10 @@ impl Conn {
                 self.hub.media_state(&peer, audio_muted, video_muted);
                 None
             }
+            (ClientMessage::Resubscribe, Some(peer)) => {
+                self.hub.sfu.resubscribe(&peer).await;
+                None
+            }
             (ClientMessage::Unpublish { kind }, Some(peer)) => {
                 self.hub.sfu.stop_publishing(&peer, kind).await;
                 None

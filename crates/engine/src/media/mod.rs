@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use webrtc::peer_connection::RTCPeerConnectionState;
 
 /// What a conference sends and where what it receives goes. Set with
 /// [`crate::Conference::set_media`] before `start_call`.
@@ -194,9 +195,16 @@ impl Drop for MediaSession {
     }
 }
 
+/// How long a receiving connection may take to come up before it is given up and the server
+/// asked for a new one. On loopback it takes ~0.2 s, at 10 % loss about a second; now and then
+/// a DTLS handshake under loss never completes (webrtc-rs), and the call would stay silent.
+const RECEIVE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct Subscriber {
     pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
     gathered: watch::Receiver<bool>,
+    connected: Arc<AtomicBool>,
+    created: tokio::time::Instant,
     /// Remote ICE-TCP candidates already dialled (every renegotiation repeats them).
     tcp_candidates: HashSet<String>,
 }
@@ -227,6 +235,10 @@ async fn drive(
     let mut track_infos: Vec<TrackInfo> = Vec::new();
     loop {
         let deadline = sending.deadline();
+        let stuck_at = subscriber
+            .as_ref()
+            .filter(|s| !s.connected.load(Ordering::Relaxed))
+            .map(|s| s.created + RECEIVE_CONNECT_TIMEOUT);
         tokio::select! {
             msg = input.recv() => match msg {
                 None => break,
@@ -242,6 +254,8 @@ async fn drive(
                             Ok(built) => {
                                 let mut events = built.events;
                                 let tx = track_tx.clone();
+                                let connected = Arc::new(AtomicBool::new(false));
+                                let up = connected.clone();
                                 tasks.push(tokio::spawn(async move {
                                     while let Some(ev) = events.recv().await {
                                         match ev {
@@ -250,6 +264,9 @@ async fn drive(
                                             }
                                             PcEvent::State(state) => {
                                                 tracing::info!(%state, "receiving connection");
+                                                if state == RTCPeerConnectionState::Connected {
+                                                    up.store(true, Ordering::Relaxed);
+                                                }
                                             }
                                         }
                                     }
@@ -257,6 +274,8 @@ async fn drive(
                                 subscriber = Some(Subscriber {
                                     pc: built.pc,
                                     gathered: built.gathered,
+                                    connected,
+                                    created: tokio::time::Instant::now(),
                                     tcp_candidates: HashSet::new(),
                                 });
                             }
@@ -293,6 +312,16 @@ async fn drive(
             }
             () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
                 if deadline.is_some() => sending.give_up_waiting().await,
+            () = tokio::time::sleep_until(stuck_at.unwrap_or_else(tokio::time::Instant::now)),
+                if stuck_at.is_some() => {
+                tracing::warn!(
+                    "the receiving connection did not come up within {RECEIVE_CONNECT_TIMEOUT:?}; asking the server for a new one"
+                );
+                if let Some(old) = subscriber.take() {
+                    let _ = old.pc.close().await;
+                }
+                inner.send_signal(ClientMessage::Resubscribe);
+            }
         }
     }
 }

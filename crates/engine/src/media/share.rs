@@ -68,6 +68,8 @@ pub(super) struct Sending {
     queued: VecDeque<Command>,
     share: Option<ActiveShare>,
     generation: u64,
+    /// Screen tracks added so far (each gets its own track ID, even a failed one).
+    screen_tracks: u64,
 }
 
 fn share_failed(what: &str, e: impl std::fmt::Display) -> BAError {
@@ -95,6 +97,7 @@ impl Sending {
             share: None,
             // Only needs to differ between this session's shares.
             generation: 0,
+            screen_tracks: 0,
         }
     }
 
@@ -189,7 +192,8 @@ impl Sending {
         let Some(publisher) = self.publisher.as_mut() else {
             return;
         };
-        let track = match publisher.add_screen(self.generation + 1).await {
+        self.screen_tracks += 1;
+        let track = match publisher.add_screen(self.screen_tracks).await {
             Ok(t) => t,
             Err(e) => {
                 self.abandon(reply, share_failed("started", e));
@@ -211,8 +215,12 @@ impl Sending {
         }
     }
 
-    /// A start that failed: nothing is shared.
+    /// A start that failed: nothing is shared (and the server, which may have taken the track
+    /// already, drops it).
     fn abandon(&mut self, reply: oneshot::Sender<Result<(), BAError>>, error: BAError) {
+        self.inner.send_signal(ClientMessage::Unpublish {
+            kind: TrackKind::Screen,
+        });
         clear_source(&self.shared);
         self.shared.sharing.store(false, Ordering::Relaxed);
         let _ = reply.send(Err(error));

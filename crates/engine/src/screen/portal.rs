@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 /// share waits for the previous one to have wound down.
 static PREVIOUS: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 
+/// How long a share may take from asking the portal to its first picture.
+const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(150);
+
 /// How long a new share waits for the previous one to finish closing.
 const CLOSING_WAIT: Duration = Duration::from_secs(3);
 
@@ -176,9 +179,11 @@ impl PortalCapture {
                 )));
             }
         }
+        // The chooser may wait for the person (scap gives it two minutes); then the first
+        // picture comes at once, or something is wrong (a format scap cannot hand over).
         ready
-            .recv()
-            .unwrap_or_else(|_| Err(portal_error("the capture stopped unexpectedly")))?;
+            .recv_timeout(FIRST_PICTURE_WAIT)
+            .unwrap_or_else(|_| Err(portal_error("no picture came from the screen stream")))?;
         Ok(Self {
             frames,
             last: None,

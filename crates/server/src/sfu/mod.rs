@@ -236,6 +236,46 @@ impl Sfu {
         });
     }
 
+    /// The participant's receiving connection never came up: it is dropped, and everything
+    /// published in the room is offered again on a new one.
+    pub async fn resubscribe(self: &Arc<Self>, peer: &str) {
+        let (old, subscriptions, room) = {
+            let mut peers = self.lock();
+            let Some(state) = peers.get_mut(peer) else {
+                return;
+            };
+            state.negotiating = false;
+            state.negotiate_again = false;
+            state.pending_offer = None;
+            (
+                state.subscriber.take(),
+                std::mem::take(&mut state.subscriptions),
+                state.room.clone(),
+            )
+        };
+        tracing::info!(peer = %peer, "receiving connection restarted at the client's request");
+        for sub in subscriptions.into_values() {
+            sub.task.abort();
+        }
+        if let Some(old) = old {
+            self.close_connection(&old.pc).await;
+        }
+        let existing: Vec<(String, TrackKind, Published)> = self
+            .lock()
+            .iter()
+            .filter(|(id, p)| p.room == room && *id != peer)
+            .flat_map(|(id, p)| {
+                p.published
+                    .iter()
+                    .map(|(kind, pubd)| (id.clone(), *kind, pubd.clone()))
+            })
+            .collect();
+        for (publisher, kind, published) in existing {
+            self.subscribe(peer, &publisher, kind, published).await;
+        }
+        self.renegotiate(peer).await;
+    }
+
     /// A participant left: its connections close and everyone stops receiving its tracks.
     pub async fn remove_peer(self: &Arc<Self>, peer: &str) {
         let (state, affected) = {
@@ -348,10 +388,14 @@ impl Sfu {
         let local = match answered {
             Ok(local) => local,
             Err(e) => {
-                // Start the next offer from a clean connection rather than one in an odd state.
-                let dropped = self.lock().get_mut(peer).and_then(|s| s.publisher.take());
-                if let Some((pc, _)) = dropped {
-                    self.close_connection(&pc).await;
+                // A first offer that failed: start the next from a clean connection rather than
+                // one in an odd state. A later one (a share added or removed) leaves the
+                // connection alone: it still carries the camera and microphone.
+                if first_offer {
+                    let dropped = self.lock().get_mut(peer).and_then(|s| s.publisher.take());
+                    if let Some((pc, _)) = dropped {
+                        self.close_connection(&pc).await;
+                    }
                 }
                 return Err(e);
             }
@@ -395,6 +439,18 @@ impl Sfu {
             return;
         };
         tracing::info!(peer = %peer, ?kind, ssrc, codec = %codec.mime_type, "track published");
+        // Each share is a track of its own: one still listed (its end never announced) goes
+        // first, so its subscribers are told and nobody keeps a dead share.
+        if kind == TrackKind::Screen {
+            let stale = self
+                .lock()
+                .get(peer)
+                .and_then(|p| p.published.get(&kind))
+                .is_some_and(|p| p.ssrc != ssrc);
+            if stale {
+                self.stop_publishing(peer, kind).await;
+            }
+        }
         let (published, fresh, others) = {
             let mut peers = self.lock();
             let Some(state) = peers.get_mut(peer) else {
