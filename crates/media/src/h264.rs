@@ -47,6 +47,14 @@ impl VideoEncoderSettings {
     }
 }
 
+/// Whether an Annex-B access unit holds an IDR picture (NAL type 5): where a decoder can
+/// start from nothing.
+pub fn is_idr(access_unit: &[u8]) -> bool {
+    access_unit
+        .windows(4)
+        .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == 5)
+}
+
 /// One encoded picture, Annex-B.
 #[derive(Debug, Clone)]
 pub struct EncodedVideo {
@@ -203,6 +211,19 @@ mod tests {
             }
         }
         assert!(decoded >= 28, "{decoded} of 30 decoded");
+    }
+
+    #[test]
+    fn idr_pictures_are_recognised() {
+        let mut enc = H264Encoder::new(VideoEncoderSettings::camera()).expect("encoder");
+        let frame = I420Frame::black(64, 48).expect("frame");
+        let first = enc.encode(&frame).expect("encode").expect("picture");
+        assert!(is_idr(&first.data));
+        let next = enc.encode(&frame).expect("encode");
+        if let Some(next) = next {
+            assert!(!is_idr(&next.data), "a P picture");
+        }
+        assert!(!is_idr(&[0, 0, 1, 0x41, 0x9a]));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::{RemoteVideo, VideoFrame};
 use crate::conference::Inner;
 use crate::events::{ConferenceEvent, PeerEvent};
 use crate::peer::Peer;
-use between_media::h264::H264Decoder;
+use between_media::h264::{H264Decoder, is_idr};
 use between_media::rtp::{H264Assembler, picture_loss_indication};
 use between_protocol::{PeerInfo, TrackInfo, TrackKind};
 use std::collections::HashMap;
@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// Pictures waiting for the decoder beyond which it skips ahead (about a second of video).
+const MAX_DECODE_BACKLOG: usize = 30;
 
 /// Keyframe requests go out at most this often per track.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
@@ -226,35 +229,55 @@ async fn decode(
     ask_keyframe: Arc<AtomicBool>,
 ) {
     let mut decoded = 0u64;
-    while let Some(data) = units.recv().await {
-        // Decoding takes milliseconds: on a blocking thread, so the audio tasks sharing this
-        // runtime never wait behind a picture.
-        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
-            let result = decoder.decode(&data);
-            (decoder, result)
-        })
-        .await
-        else {
-            return;
-        };
-        decoder = back;
-        match result {
-            Ok(Some(frame)) => {
-                decoded += 1;
-                let _ = tx.send(Some(VideoFrame {
-                    frame: Arc::new(frame),
-                    at: Instant::now(),
-                    number: decoded,
-                }));
-            }
-            Ok(None) => {
-                if decoded == 0 {
+    while let Some(first) = units.recv().await {
+        let mut backlog = vec![first];
+        while let Ok(more) = units.try_recv() {
+            backlog.push(more);
+        }
+        if backlog.len() > MAX_DECODE_BACKLOG {
+            // The decoder fell behind by more than a second: showing every late picture would
+            // only add delay. Start again from the newest keyframe, or ask for one.
+            match backlog.iter().rposition(|unit| is_idr(unit)) {
+                Some(idr) => {
+                    backlog.drain(..idr);
+                }
+                None => {
+                    backlog.clear();
                     ask_keyframe.store(true, Ordering::Relaxed);
                 }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "undecodable picture");
-                ask_keyframe.store(true, Ordering::Relaxed);
+            tracing::debug!("video decoding fell behind; skipped to a keyframe");
+        }
+        for data in backlog {
+            // Decoding takes milliseconds: on a blocking thread, so the audio tasks sharing this
+            // runtime never wait behind a picture.
+            let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+                let result = decoder.decode(&data);
+                (decoder, result)
+            })
+            .await
+            else {
+                return;
+            };
+            decoder = back;
+            match result {
+                Ok(Some(frame)) => {
+                    decoded += 1;
+                    let _ = tx.send(Some(VideoFrame {
+                        frame: Arc::new(frame),
+                        at: Instant::now(),
+                        number: decoded,
+                    }));
+                }
+                Ok(None) => {
+                    if decoded == 0 {
+                        ask_keyframe.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable picture");
+                    ask_keyframe.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
