@@ -336,19 +336,42 @@ async fn send_video(
     }
     .clamp(1.0, 60.0);
     // A share sends a picture only when the screen changed, or at the floor rate.
-    let mut gate = matches!(feed, Feed::Screen { .. })
-        .then(|| ChangeGate::new((1000.0 / crate::screen::MIN_SHARE_FPS) as u64));
+    let screen = matches!(feed, Feed::Screen { .. });
+    let mut gate = screen.then(|| ChangeGate::new((1000.0 / crate::screen::MIN_SHARE_FPS) as u64));
+    // A share looks for changes more often than it may send (the source says cheaply whether
+    // anything changed), so a change waits ~8 ms for its capture instead of up to a whole
+    // 1/fps tick; pictures still go out at most `fps` a second.
+    let min_gap = Duration::from_secs_f64(1.0 / fps);
+    let floor = Duration::from_secs_f64(1.0 / crate::screen::MIN_SHARE_FPS);
+    let sample_hz = if screen { SCREEN_SAMPLE_HZ } else { fps };
     let started = Instant::now();
-    let ticks = (VIDEO_CLOCK_RATE as f64 / fps).round() as u32;
-    let mut tick = interval(Duration::from_secs_f64(1.0 / fps));
+    let ticks = (VIDEO_CLOCK_RATE as f64 / sample_hz).round() as u32;
+    let mut tick = interval(Duration::from_secs_f64(1.0 / sample_hz));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut last_sent: Option<Instant> = None;
     loop {
         tick.tick().await;
+        if screen {
+            let since = last_sent.map(|t| t.elapsed());
+            let force = keyframe.load(Ordering::Relaxed);
+            let changed = match shared.source(feed).lock() {
+                Ok(mut s) => s.as_mut().is_none_or(|s| s.changed()),
+                Err(_) => true,
+            };
+            let too_soon = since.is_some_and(|s| s < min_gap);
+            let due = since.is_none_or(|s| s >= floor);
+            if too_soon || !(changed || due || force) {
+                packetizer.skip(ticks);
+                continue;
+            }
+        }
         // Reading the camera (or drawing a test pattern) and encoding take milliseconds (tens
         // at 720p on a slow machine): one hop to a blocking thread per frame, so the audio
         // tasks sharing this runtime never wait behind a picture.
         let source = shared.clone();
         let wants_keyframe = keyframe.clone();
+        // Spacing counts from the capture, not from the end of its (long) encode.
+        let captured_at = Instant::now();
         let now_ms = started.elapsed().as_millis() as u64;
         let Ok((back, back_gate, step)) = tokio::task::spawn_blocking(move || {
             let frame = match source.source(feed).lock() {
@@ -386,6 +409,9 @@ async fn send_video(
         };
         encoder = back;
         gate = back_gate;
+        if matches!(step, VideoStep::Encoded(_)) {
+            last_sent = Some(captured_at);
+        }
         let encoded = match step {
             VideoStep::Ended => {
                 if let Feed::Screen { generation } = feed {
@@ -410,6 +436,9 @@ async fn send_video(
         }
     }
 }
+
+/// How often a share asks its source whether the screen changed.
+const SCREEN_SAMPLE_HZ: f64 = 60.0;
 
 /// What one video tick did, on the blocking thread.
 enum VideoStep {

@@ -30,6 +30,12 @@ pub trait AudioSource: Send + 'static {
 pub trait VideoSource: Send + 'static {
     fn read_frame(&mut self) -> Option<I420Frame>;
     fn frame_rate(&self) -> f64;
+
+    /// Whether the picture may differ from the last one read, asked cheaply and often by a
+    /// screen share (sources that cannot tell say yes).
+    fn changed(&mut self) -> bool {
+        true
+    }
 }
 
 /// A speaker: gets the mix of everyone, 20 ms at a time, in real time order.

@@ -53,6 +53,8 @@ fn previous_share_closed() -> bool {
 
 pub(super) struct PortalCapture {
     frames: Receiver<I420Frame>,
+    /// A picture taken off the channel by `changed`, not read yet.
+    pending: Option<I420Frame>,
     last: Option<I420Frame>,
     stop: Arc<AtomicBool>,
 }
@@ -186,6 +188,7 @@ impl PortalCapture {
             .unwrap_or_else(|_| Err(portal_error("no picture came from the screen stream")))?;
         Ok(Self {
             frames,
+            pending: None,
             last: None,
             stop,
         })
@@ -196,6 +199,9 @@ impl VideoSource for PortalCapture {
     fn read_frame(&mut self) -> Option<I420Frame> {
         // The newest picture; the last one again if nothing new came (a portal stream only
         // delivers when the screen changes).
+        if let Some(frame) = self.pending.take() {
+            self.last = Some(frame);
+        }
         loop {
             match self.frames.try_recv() {
                 Ok(frame) => self.last = Some(frame),
@@ -214,6 +220,18 @@ impl VideoSource for PortalCapture {
 
     fn frame_rate(&self) -> f64 {
         SHARE_FPS
+    }
+
+    fn changed(&mut self) -> bool {
+        if self.pending.is_none() {
+            match self.frames.try_recv() {
+                Ok(frame) => self.pending = Some(frame),
+                // Ended: say so, and let read_frame report the end.
+                Err(TryRecvError::Disconnected) => return true,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        self.pending.is_some() || self.last.is_none()
     }
 }
 

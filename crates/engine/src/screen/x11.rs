@@ -353,11 +353,12 @@ fn watch_damage(conn: &RustConnection, root: Window) -> Option<u32> {
 }
 
 impl X11Capture {
-    /// Whether the screen changed since the last capture; clears the damage it read.
-    fn take_change(&mut self) -> bool {
-        let Some(damage) = self.damage else {
+    /// Reads the damage reports that came in: whether anything changed since the last
+    /// capture (without clearing it).
+    fn poll_damage(&mut self) -> bool {
+        if self.damage.is_none() {
             return true;
-        };
+        }
         loop {
             match self.conn.poll_for_event() {
                 Ok(Some(Event::DamageNotify(_))) => self.changed = true,
@@ -367,9 +368,18 @@ impl X11Capture {
                 Err(_) => return true,
             }
         }
-        if !std::mem::take(&mut self.changed) {
+        self.changed
+    }
+
+    /// Whether the screen changed since the last capture; clears the damage it read.
+    fn take_change(&mut self) -> bool {
+        let Some(damage) = self.damage else {
+            return true;
+        };
+        if !self.poll_damage() {
             return false;
         }
+        self.changed = false;
         // Cleared before capturing: a change during the capture is reported again.
         let _ = self.conn.damage_subtract(damage, NONE, NONE);
         let _ = self.conn.flush();
@@ -401,6 +411,10 @@ impl VideoSource for X11Capture {
 
     fn frame_rate(&self) -> f64 {
         SHARE_FPS
+    }
+
+    fn changed(&mut self) -> bool {
+        self.last.is_none() || self.poll_damage()
     }
 }
 
