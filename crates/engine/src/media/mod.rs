@@ -84,6 +84,8 @@ pub(crate) struct MediaShared {
     pub screen: Mutex<Option<Box<dyn VideoSource>>>,
     /// A share was asked for and not stopped yet (checked before a capture is even opened).
     pub sharing: AtomicBool,
+    /// `localShareCreated` fired for the share now running (so its end is announced once).
+    pub share_announced: AtomicBool,
     /// The generation of the last share whose source stopped delivering.
     pub share_ended: watch::Sender<u64>,
 }
@@ -111,6 +113,7 @@ impl MediaShared {
             }),
             screen: Mutex::new(None),
             sharing: AtomicBool::new(false),
+            share_announced: AtomicBool::new(false),
             share_ended: watch::channel(0).0,
         }
     }

@@ -82,9 +82,11 @@ fn share_failed(what: &str, e: impl std::fmt::Display) -> BAError {
 impl Sending {
     pub fn new(inner: Arc<Inner>, shared: Arc<MediaShared>) -> Self {
         // A session restarted after a lost connection does not carry the old share over:
-        // say it ended, so the user can share again.
+        // say it ended (if it had started), so the user can share again.
         if shared.sharing.swap(false, Ordering::Relaxed) {
             clear_source(&shared);
+        }
+        if shared.share_announced.swap(false, Ordering::Relaxed) {
             inner.events.emit(ConferenceEvent::LocalShareClosed);
         }
         Self {
@@ -241,6 +243,7 @@ impl Sending {
         drop(share._tasks);
         clear_source(&self.shared);
         self.shared.sharing.store(false, Ordering::Relaxed);
+        self.shared.share_announced.store(false, Ordering::Relaxed);
         let Some(publisher) = self.publisher.as_mut() else {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(true));
@@ -303,6 +306,7 @@ impl Sending {
                         generation: self.generation,
                         _tasks: share_tasks,
                     });
+                    self.shared.share_announced.store(true, Ordering::Relaxed);
                     self.inner.events.emit(ConferenceEvent::LocalShareCreated);
                     let _ = reply.send(Ok(()));
                 }
