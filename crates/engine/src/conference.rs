@@ -112,9 +112,8 @@ impl Inner {
         drop(session);
         // A share ends with the call (without `localShareClosed`: the user ended it).
         if let Some(media) = media {
-            media
-                .sharing
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            media.sharing.store(false, Ordering::Relaxed);
+            media.share_announced.store(false, Ordering::Relaxed);
             let old = media.screen.lock().ok().and_then(|mut s| s.take());
             drop(old);
         }
