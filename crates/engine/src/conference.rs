@@ -40,6 +40,9 @@ pub(crate) struct CallState {
     pub commands: Option<mpsc::UnboundedSender<Command>>,
     /// Data sent while reconnecting, oldest first.
     pub pending: VecDeque<(Value, Option<String>)>,
+    /// Media messages that must not be lost to an outage (a share's `unpublish` and the
+    /// offers that add or remove it): sent first once a reconnect resumed.
+    pub pending_signals: VecDeque<ClientMessage>,
     pub task: Option<JoinHandle<()>>,
     pub media: Option<Arc<MediaShared>>,
     pub media_session: Option<MediaSession>,
@@ -71,14 +74,28 @@ impl Inner {
         }
     }
 
-    /// Sends a signaling message now if connected; media messages are not worth queueing
-    /// (after a reconnect the media session renegotiates anyway).
+    /// Sends a signaling message now if connected. While reconnecting, a share's
+    /// `unpublish` and the sending connection's offers wait for the connection to resume (a
+    /// resumed session keeps its media, and without them the others would keep a share that
+    /// was stopped); anything else is dropped (a session that could not resume starts its
+    /// media over anyway).
     pub fn send_signal(&self, msg: ClientMessage) {
-        let state = self.lock();
-        if state.phase == Phase::Connected {
-            if let Some(tx) = &state.commands {
-                let _ = tx.send(Command::Signal(msg));
+        let mut state = self.lock();
+        match state.phase {
+            Phase::Connected => {
+                if let Some(tx) = &state.commands {
+                    let _ = tx.send(Command::Signal(msg));
+                }
             }
+            Phase::Reconnecting
+                if matches!(
+                    msg,
+                    ClientMessage::Unpublish { .. } | ClientMessage::Publish { .. }
+                ) =>
+            {
+                state.pending_signals.push_back(msg);
+            }
+            _ => {}
         }
     }
 
@@ -197,6 +214,7 @@ impl Conference {
                     roster: Roster::default(),
                     commands: None,
                     pending: VecDeque::new(),
+                    pending_signals: VecDeque::new(),
                     task: None,
                     media: None,
                     media_session: None,
@@ -495,6 +513,7 @@ impl Conference {
             state.peer_id = None;
             state.resume = None;
             state.pending.clear();
+            state.pending_signals.clear();
             state.roster.clear();
         }
         self.inner.events.emit(ConferenceEvent::SocketClose);

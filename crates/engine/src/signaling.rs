@@ -209,6 +209,7 @@ pub(crate) async fn run(
                 let resumed = joined.resumed;
                 rejoined(&inner, joined);
                 if !resumed {
+                    inner.lock().pending_signals.clear();
                     // The server forgot our media too: start over with new connections.
                     inner.start_media();
                 }
@@ -501,14 +502,30 @@ fn rejoined(inner: &Inner, joined: JoinedInfo) {
 /// false if the socket dropped again (the rest stays queued).
 async fn flush_pending(inner: &Inner, ws: &mut Ws, seqs: &mut Sequencing) -> bool {
     loop {
-        let next = {
+        let (signal, next) = {
             let mut state = inner.lock();
-            let next = state.pending.pop_front();
-            if next.is_none() {
-                state.phase = Phase::Connected;
+            match state.pending_signals.pop_front() {
+                Some(signal) => (Some(signal), None),
+                None => {
+                    let next = state.pending.pop_front();
+                    if next.is_none() {
+                        state.phase = Phase::Connected;
+                    }
+                    (None, next)
+                }
             }
-            next
         };
+        if let Some(signal) = signal {
+            if ws
+                .send(Message::Text(encode(&signal).into()))
+                .await
+                .is_err()
+            {
+                inner.lock().pending_signals.push_front(signal);
+                return false;
+            }
+            continue;
+        }
         let Some((data, to)) = next else {
             return true;
         };
@@ -533,6 +550,7 @@ fn give_up(inner: &Inner, error: Option<BAError>) {
         state.commands = None;
         state.task = None;
         state.pending.clear();
+        state.pending_signals.clear();
         state.resume = None;
         state.roster.clear();
     }

@@ -122,3 +122,55 @@ async fn a_share_travels_beside_the_camera_and_reaches_late_joiners() {
     // The camera goes on.
     legible(&mut camera_of_ada, (320, 240)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_stopped_during_an_outage_closes_for_the_others_once_back() {
+    let server = server().await;
+    let proxy = Proxy::start(server.local_addr()).await;
+    // Ada's signaling goes through the proxy (her media goes straight to the server).
+    let mut config = quick_config(&proxy.url);
+    config.liveness_timeout = Duration::from_millis(1500);
+    config.connect_timeout = Duration::from_millis(700);
+    let mut ada = Participant::with_config(config, KEY, "outage", "Ada");
+    ada.conf
+        .set_media(MediaOptions {
+            media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ..MediaOptions::default()
+        })
+        .unwrap();
+    ada.conf.start_call().await.unwrap();
+    let mut bo =
+        Participant::with_media(&server.url(), "outage", "Bo", MediaOptions::default()).await;
+    let ada_id = ada.id();
+    assert!(ada.conf.start_screenshare_from(screen()).await.unwrap());
+    share_of(&mut bo, &ada_id).await;
+
+    // The signaling path goes silent; Ada notices and reconnects (in vain, for now).
+    proxy.freeze();
+    ada.wait_for(WAIT, "socketFailed", |e| {
+        matches!(e, ConferenceEvent::SocketFailed).then_some(())
+    })
+    .await;
+    // She stops sharing meanwhile; the path comes back and the session resumes.
+    let thaw = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.thaw();
+    };
+    let (stopped, ()) = tokio::join!(ada.conf.stop_screenshare(), thaw);
+    assert!(stopped.unwrap());
+    let (_, resumed) = ada
+        .wait_for(WAIT, "socketReconnected", |e| match e {
+            ConferenceEvent::SocketReconnected { peer_id, resumed } => {
+                Some((peer_id.clone(), *resumed))
+            }
+            _ => None,
+        })
+        .await;
+    assert!(resumed, "the session resumed");
+    let id = ada_id.clone();
+    bo.wait_for(WAIT, "screenShareClosed", |e| match e {
+        ConferenceEvent::ScreenShareClosed(peer) if *peer == id => Some(()),
+        _ => None,
+    })
+    .await;
+}

@@ -202,6 +202,11 @@ impl Proxy {
         self.frozen.store(true, Ordering::SeqCst);
     }
 
+    /// Lets traffic through again after `freeze`.
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
     pub fn cut(&self) {
         self.cut.send_modify(|g| *g += 1);
     }
