@@ -14,7 +14,6 @@ mod common;
 mod x11_picture;
 
 use between_media::analysis::frame_psnr;
-use between_media::screen::{PixelLayout, ScreenPixels, to_i420};
 use between_media::video::I420Frame;
 use between_media::y4m::Y4mReader;
 use common::{BIN, Bot, Server, join_args};
@@ -23,7 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use x11_picture::test_picture;
+use x11_picture::{test_picture, test_picture_i420};
 
 const PICTURE: (u16, u16) = (640, 360);
 
@@ -199,16 +198,7 @@ fn run(bot: &mut Bot, cmd: &str) -> Value {
 }
 
 fn expected_picture() -> I420Frame {
-    let (w, h) = PICTURE;
-    let bgrx = test_picture(w, h);
-    to_i420(&ScreenPixels {
-        width: w.into(),
-        height: h.into(),
-        stride: usize::from(w) * 4,
-        layout: PixelLayout::Bgrx,
-        data: &bgrx,
-    })
-    .unwrap()
+    test_picture_i420(PICTURE.0, PICTURE.1)
 }
 
 /// The newest complete frame of a Y4M being written.

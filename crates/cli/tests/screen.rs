@@ -11,7 +11,6 @@ mod x11_picture;
 mod xvfb;
 
 use between_media::analysis::frame_psnr;
-use between_media::screen::{PixelLayout, ScreenPixels, to_i420};
 use between_media::video::I420Frame;
 use between_media::y4m::Y4mReader;
 use common::{BIN, Bot, Server, join_args};
@@ -19,7 +18,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use x11_picture::{PictureWindow, test_picture};
+use x11_picture::{PictureWindow, test_picture, test_picture_i420};
 use xvfb::Xvfb;
 
 const PICTURE: (u16, u16) = (640, 360);
@@ -122,16 +121,7 @@ fn wait_for_frames(path: &Path) -> (u32, u32) {
 }
 
 fn expected_picture() -> I420Frame {
-    let (w, h) = PICTURE;
-    let bgrx = test_picture(w, h);
-    to_i420(&ScreenPixels {
-        width: w.into(),
-        height: h.into(),
-        stride: usize::from(w) * 4,
-        layout: PixelLayout::Bgrx,
-        data: &bgrx,
-    })
-    .unwrap()
+    test_picture_i420(PICTURE.0, PICTURE.1)
 }
 
 fn picture_window(xvfb: &Xvfb) -> PictureWindow {

@@ -163,6 +163,20 @@ impl Drop for PictureWindow {
     }
 }
 
+/// [`test_picture`] as a share of it should arrive: converted as the engine converts screens.
+pub fn test_picture_i420(width: u16, height: u16) -> between_media::video::I420Frame {
+    use between_media::screen::{PixelLayout, ScreenPixels, to_i420};
+    let bgrx = test_picture(width, height);
+    to_i420(&ScreenPixels {
+        width: width.into(),
+        height: height.into(),
+        stride: usize::from(width) * 4,
+        layout: PixelLayout::Bgrx,
+        data: &bgrx,
+    })
+    .unwrap_or_else(|e| panic!("the test picture converts: {e}"))
+}
+
 /// A picture with what makes a share hard: fine one-pixel strokes (like text) over smooth
 /// colour gradients. BGRX, `width`x`height`.
 pub fn test_picture(width: u16, height: u16) -> Vec<u8> {

@@ -126,6 +126,23 @@ fn rtp_kind(kind: TrackKind) -> RtpCodecKind {
     }
 }
 
+/// Everything published in `room` by others than `peer`: what `peer` should receive.
+fn published_for(
+    peers: &HashMap<String, PeerState>,
+    room: &str,
+    peer: &str,
+) -> Vec<(String, TrackKind, Published)> {
+    peers
+        .iter()
+        .filter(|(id, p)| p.room == room && *id != peer)
+        .flat_map(|(id, p)| {
+            p.published
+                .iter()
+                .map(|(kind, pubd)| (id.clone(), *kind, pubd.clone()))
+        })
+        .collect()
+}
+
 /// The ID of `publisher`'s `kind` track on a subscriber's connection. A camera or microphone
 /// keeps its ID when its stream restarts (subscribers see one continuous track); each screen
 /// share is a track of its own, because WebRTC stacks know remote tracks by ID and would take
@@ -210,18 +227,10 @@ impl Sfu {
 
     /// A participant joined `room`: it will receive everything already published there.
     pub fn add_peer(self: &Arc<Self>, peer: &str, room: &str) {
-        let existing: Vec<(String, TrackKind, Published)> = {
+        let existing = {
             let mut peers = self.lock();
             peers.insert(peer.to_string(), PeerState::new(room.to_string()));
-            peers
-                .iter()
-                .filter(|(id, p)| p.room == room && *id != peer)
-                .flat_map(|(id, p)| {
-                    p.published
-                        .iter()
-                        .map(|(kind, pubd)| (id.clone(), *kind, pubd.clone()))
-                })
-                .collect()
+            published_for(&peers, room, peer)
         };
         if existing.is_empty() {
             return;
@@ -260,16 +269,7 @@ impl Sfu {
         if let Some(old) = old {
             self.close_connection(&old.pc).await;
         }
-        let existing: Vec<(String, TrackKind, Published)> = self
-            .lock()
-            .iter()
-            .filter(|(id, p)| p.room == room && *id != peer)
-            .flat_map(|(id, p)| {
-                p.published
-                    .iter()
-                    .map(|(kind, pubd)| (id.clone(), *kind, pubd.clone()))
-            })
-            .collect();
+        let existing = published_for(&self.lock(), &room, peer);
         for (publisher, kind, published) in existing {
             self.subscribe(peer, &publisher, kind, published).await;
         }
