@@ -21,7 +21,13 @@ impl From<openh264::Error> for H264Error {
 pub struct VideoEncoderSettings {
     pub bitrate_bps: u32,
     pub max_fps: f32,
-    /// Screen content: sharper text, fewer frames.
+    /// Tuned for a shared screen: every picture is sent (no frame skipping), at OpenH264's
+    /// low-complexity setting. Not OpenH264's screen-content mode: measured on 1080p text
+    /// (`cargo run --release -p between-media --example screen_encoding`, BENCHMARKS.md), that
+    /// mode spends 2.3x the CPU (a feature hash of every reference picture for its scroll
+    /// search: 10-12 ms a picture here, even for an unchanged screen) for text that is no
+    /// sharper (PSNR 37 dB against 37-48 dB); it needs fewer bits for scrolling (1.2 against
+    /// 1.9 Mbit/s at 15 fps), but the CPU, not the bitrate, is what a share must keep small.
     pub screen: bool,
 }
 
@@ -35,9 +41,9 @@ impl VideoEncoderSettings {
         }
     }
 
-    /// A shared screen: up to 1080p at up to 15 fps in OpenH264's screen-content mode, with
-    /// bits enough that small text stays sharp (a static screen costs almost nothing: its
-    /// P-frames are skipped macroblocks).
+    /// A shared screen: up to 1080p at up to 15 fps, with bits enough that small text stays
+    /// sharp while it scrolls (a static screen costs almost nothing: its P-frames are skipped
+    /// macroblocks).
     pub fn screen() -> Self {
         Self {
             bitrate_bps: 2_500_000,
@@ -95,21 +101,23 @@ pub struct H264Encoder {
 impl H264Encoder {
     pub fn new(settings: VideoEncoderSettings) -> Result<Self, H264Error> {
         use openh264::encoder::{
-            BitRate, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, UsageType,
-        };
-        let usage = if settings.screen {
-            UsageType::ScreenContentRealTime
-        } else {
-            UsageType::CameraVideoRealTime
+            BitRate, Complexity, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode,
+            UsageType,
         };
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(settings.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(settings.max_fps))
-            .usage_type(usage)
+            .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Bitrate)
             // Keyframes come on request (a new subscriber, a PLI), plus a safety net.
-            .intra_frame_period(IntraFramePeriod::from_num_frames(300))
-            .skip_frames(true);
+            .intra_frame_period(IntraFramePeriod::from_num_frames(300));
+        let config = if settings.screen {
+            // A share sends a picture only when the screen changed: a skipped one would
+            // leave the change unseen until the next. The rate control raises QP instead.
+            config.skip_frames(false).complexity(Complexity::Low)
+        } else {
+            config.skip_frames(true)
+        };
         let api = openh264::OpenH264API::from_source();
         Ok(Self {
             inner: openh264::encoder::Encoder::with_api_config(api, config)?,

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod apm;
 pub mod audio;
 pub mod drift;
+pub mod frame_assembly;
 pub mod h264;
 pub mod jitter;
 pub mod level;

@@ -1,7 +1,7 @@
 //! The RTP side of media, shared by the engine and the SFU: the codecs both ends register
 //! (Opus and H.264 only, so negotiation cannot land on something we cannot decode), the
 //! interceptor chain (NACK, reports, plus one that hands keyframe requests to the
-//! application), and H.264 frame reassembly from RTP through the webrtc crate's depacketizer.
+//! application). H.264 frame reassembly is in `frame_assembly`.
 //! All of it is the sans-IO `rtc` core: nothing here touches a socket.
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 
 pub use rtc::rtp::Packet as RtpPacket;
@@ -219,50 +219,7 @@ impl RtpPacketizer {
     }
 }
 
-/// One reassembled H.264 access unit.
-#[derive(Debug, Clone)]
-pub struct AssembledFrame {
-    /// Annex-B bitstream.
-    pub data: Vec<u8>,
-    pub rtp_timestamp: u32,
-    /// Packets lost before this frame: the decoder's picture may be damaged, ask for a
-    /// keyframe.
-    pub lost_before: u16,
-}
-
-/// Turns RTP packets of an H.264 stream back into access units (the webrtc crate's H.264
-/// depacketizer in its sample builder, which waits a little for reordered packets).
-pub struct H264Assembler {
-    builder: rtc::media::io::sample_builder::SampleBuilder<rtc::rtp::codec::h264::H264Packet>,
-}
-
-impl Default for H264Assembler {
-    fn default() -> Self {
-        let builder = rtc::media::io::sample_builder::SampleBuilder::new(
-            512,
-            rtc::rtp::codec::h264::H264Packet::default(),
-            VIDEO_CLOCK_RATE,
-        )
-        .with_max_time_delay(Duration::from_millis(200));
-        Self { builder }
-    }
-}
-
-impl H264Assembler {
-    pub fn push(&mut self, packet: RtpPacket, now: Instant) {
-        self.builder.push(now, packet);
-    }
-
-    /// The next complete access unit, if any.
-    pub fn pop(&mut self, now: Instant) -> Option<AssembledFrame> {
-        let (sample, ts) = self.builder.pop_with_timestamp(now)?;
-        Some(AssembledFrame {
-            data: Bytes::into(sample.data),
-            rtp_timestamp: ts,
-            lost_before: sample.prev_dropped_packets,
-        })
-    }
-}
+pub use crate::frame_assembly::{AssembledFrame, H264Assembler};
 
 #[cfg(test)]
 mod tests {
@@ -332,7 +289,7 @@ mod tests {
                 }
             }
         }
-        // The builder releases a frame once the next one begins, so the last one is held.
-        assert_eq!(counters, (0..9).collect::<Vec<u16>>());
+        // Each picture comes out as soon as its last packet is in, the last one included.
+        assert_eq!(counters, (0..10).collect::<Vec<u16>>());
     }
 }

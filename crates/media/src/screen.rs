@@ -131,32 +131,48 @@ fn convert_scaled(pixels: &ScreenPixels<'_>, out: &mut I420Frame) {
     }
 }
 
-/// The common case, no scaling: two rows at a time, each 2×2 block read once for its four
-/// luma samples and its chroma (about 4× faster than the scaling path at 1080p).
+/// The common case, no scaling. One copy of the loops per layout, so the byte offsets are
+/// constants and the luma loop vectorises (about 3x faster at 1080p than reading the offsets
+/// at run time, `between bench screen`); no clamping either, as BT.601 limited range cannot
+/// leave 16..=240 for 8-bit input.
 fn convert_native(pixels: &ScreenPixels<'_>, out: &mut I420Frame) {
-    let (ro, go, bo) = pixels.layout.offsets();
+    match pixels.layout {
+        PixelLayout::Bgrx => convert_rows::<2, 1, 0>(pixels, out),
+        PixelLayout::Xrgb => convert_rows::<1, 2, 3>(pixels, out),
+        PixelLayout::Rgbx => convert_rows::<0, 1, 2>(pixels, out),
+        PixelLayout::Xbgr => convert_rows::<3, 2, 1>(pixels, out),
+    }
+}
+
+fn convert_rows<const R: usize, const G: usize, const B: usize>(
+    pixels: &ScreenPixels<'_>,
+    out: &mut I420Frame,
+) {
     let (w, h) = (out.width() as usize, out.height() as usize);
     let (y_plane, u_plane, v_plane) = out.planes_mut();
     let cw = w / 2;
+    let luma_row = |dst: &mut [u8], src: &[u8]| {
+        for (o, p) in dst.iter_mut().zip(src.chunks_exact(4)) {
+            let (r, g, b) = (u32::from(p[R]), u32::from(p[G]), u32::from(p[B]));
+            *o = (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8;
+        }
+    };
     for cy in 0..h / 2 {
         let top = &pixels.data[2 * cy * pixels.stride..][..w * 4];
         let bottom = &pixels.data[(2 * cy + 1) * pixels.stride..][..w * 4];
         let (y_top, y_rest) = y_plane[2 * cy * w..].split_at_mut(w);
-        let y_bottom = &mut y_rest[..w];
+        luma_row(y_top, top);
+        luma_row(&mut y_rest[..w], bottom);
         let u_row = &mut u_plane[cy * cw..(cy + 1) * cw];
         let v_row = &mut v_plane[cy * cw..(cy + 1) * cw];
-        for (cx, (t, b)) in top.chunks_exact(8).zip(bottom.chunks_exact(8)).enumerate() {
-            let px = |p: &[u8]| (i32::from(p[ro]), i32::from(p[go]), i32::from(p[bo]));
-            let (p0, p1, p2, p3) = (px(&t[..4]), px(&t[4..]), px(&b[..4]), px(&b[4..]));
-            y_top[2 * cx] = luma(p0.0, p0.1, p0.2);
-            y_top[2 * cx + 1] = luma(p1.0, p1.1, p1.2);
-            y_bottom[2 * cx] = luma(p2.0, p2.1, p2.2);
-            y_bottom[2 * cx + 1] = luma(p3.0, p3.1, p3.2);
-            let r = (p0.0 + p1.0 + p2.0 + p3.0 + 2) / 4;
-            let g = (p0.1 + p1.1 + p2.1 + p3.1 + 2) / 4;
-            let b = (p0.2 + p1.2 + p2.2 + p3.2 + 2) / 4;
-            u_row[cx] = clamp(((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128);
-            v_row[cx] = clamp(((112 * r - 94 * g - 18 * b + 128) >> 8) + 128);
+        let blocks = top.chunks_exact(8).zip(bottom.chunks_exact(8));
+        for ((u, v), (t, b)) in u_row.iter_mut().zip(v_row.iter_mut()).zip(blocks) {
+            let sum = |c: usize| {
+                i32::from(t[c]) + i32::from(t[4 + c]) + i32::from(b[c]) + i32::from(b[4 + c])
+            };
+            let (r, g, b) = ((sum(R) + 2) >> 2, (sum(G) + 2) >> 2, (sum(B) + 2) >> 2);
+            *u = (((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128) as u8;
+            *v = (((112 * r - 94 * g - 18 * b + 128) >> 8) + 128) as u8;
         }
     }
 }
@@ -167,6 +183,41 @@ fn luma(r: i32, g: i32, b: i32) -> u8 {
 
 fn clamp(v: i32) -> u8 {
     v.clamp(0, 255) as u8
+}
+
+/// A page of "text" for tests and benchmarks: lines of glyph-sized dark strokes on white,
+/// `width`×`rows`, BGRX. The same page every time (a fixed pseudo-random sequence), so a
+/// window of it scrolled by a few rows is what a reading scroll looks like to an encoder.
+pub fn text_page(width: usize, rows: usize) -> Vec<u8> {
+    let mut page = vec![255u8; width * rows * 4];
+    let mut seed = 0x2545_f491_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let line_height = 22;
+    let margin = 40;
+    for line in 0..rows / line_height {
+        let top = line * line_height + 5;
+        let mut x = margin;
+        let end = margin + (next() as usize % width.saturating_sub(5 * margin).max(1));
+        while x < end {
+            let glyph = 5 + next() as usize % 6;
+            let bits = next();
+            for gy in 0..13 {
+                for gx in 0..glyph {
+                    if (bits >> ((gy * 3 + gx) % 32)) & 1 == 1 {
+                        let p = ((top + gy) * width + x + gx) * 4;
+                        page[p..p + 3].fill(30);
+                    }
+                }
+            }
+            x += glyph + 2 + if next() % 6 == 0 { 7 } else { 0 };
+        }
+    }
+    page
 }
 
 /// Screens change rarely; a share sends a picture when it changed, or when the last one sent

@@ -1,7 +1,7 @@
 //! `between bench screen`: screen sharing at 1080p on a private X display (Xvfb, 1920×1080).
 //!
 //! 1. Cost and bitrate: this process captures the whole screen through the engine's X11
-//!    capture, passes it through the share's change gate and screen-content encoder, paced at
+//!    capture, passes it through the share's change gate and encoder, paced at
 //!    the share's 15 fps, for a static page of text and then for the same page scrolling.
 //! 2. Capture-to-display latency: a counter band at the top of the screen changes every 100 ms;
 //!    a `between join --share` process shares the screen through a server; a participant in
@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use between_engine::{ConferenceEvent, MediaOptions};
 use between_media::h264::{H264Encoder, VideoEncoderSettings};
 use between_media::pattern::{COUNTER_CELLS, counter_cells, read_counter};
-use between_media::screen::ChangeGate;
+use between_media::screen::{ChangeGate, text_page};
 use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;
@@ -42,39 +42,6 @@ pub struct ScreenBench {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// A page of "text": lines of glyph-sized dark strokes on white, `rows` tall, BGRX.
-fn text_page(rows: usize) -> Vec<u8> {
-    let w = usize::from(WIDTH);
-    let mut page = vec![255u8; w * rows * 4];
-    let mut seed = 0x2545_f491_u32;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        seed
-    };
-    let line_height = 22;
-    for line in 0..rows / line_height {
-        let top = line * line_height + 5;
-        let mut x = 40;
-        let end = 40 + (next() as usize % (w - 200));
-        while x < end {
-            let glyph = 5 + next() as usize % 6;
-            let bits = next();
-            for gy in 0..13 {
-                for gx in 0..glyph {
-                    if (bits >> ((gy * 3 + gx) % 32)) & 1 == 1 {
-                        let p = ((top + gy) * w + x + gx) * 4;
-                        page[p..p + 3].fill(30);
-                    }
-                }
-            }
-            x += glyph + 2 + if next() % 6 == 0 { 7 } else { 0 };
-        }
-    }
-    page
 }
 
 /// Paints the counter band (what `read_counter` reads) over the top rows of a screen.
@@ -171,7 +138,7 @@ pub async fn run(args: ScreenBench) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let window = PictureWindow::open(&display, (0, 0), (WIDTH, HEIGHT), "Between bench")
                 .map_err(anyhow::Error::msg)?;
-            let page = text_page(usize::from(HEIGHT) * 3);
+            let page = text_page(usize::from(WIDTH), usize::from(HEIGHT) * 3);
             let still = encode_phase(&display, &window, &page, seconds, false)?;
             let scrolling = encode_phase(&display, &window, &page, seconds, true)?;
             Ok((still, scrolling, window, page))

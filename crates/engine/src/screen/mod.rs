@@ -16,6 +16,8 @@
 mod portal;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
+#[cfg(target_os = "linux")]
+mod x11_shm;
 
 use crate::error::BAError;
 use crate::media::sources::VideoSource;

@@ -5,8 +5,8 @@
 //!
 //! The DAMAGE extension says when anything on screen changed; until it does, the last
 //! picture is given again without asking the server (a static screen costs next to nothing).
-//! GetImage copies each changed picture through the socket (8 MB at 1080p); MIT-SHM would save
-//! that copy but needs `unsafe` shared memory, which this project forbids (BENCHMARKS.md,
+//! Changed pictures come through MIT-SHM where the server takes a memory file (Linux, a local
+//! display: `x11_shm`), else through GetImage on the socket (BENCHMARKS.md,
 //! `between bench screen`, has the costs).
 
 use super::{SHARE_FPS, ScreenTarget, TargetKind, no_such_target, unsupported};
@@ -49,6 +49,8 @@ pub(super) struct X11Capture {
     damage: Option<u32>,
     /// Something changed since the last capture (or there is no way to know).
     changed: bool,
+    #[cfg(target_os = "linux")]
+    shm: Option<super::x11_shm::SharedImage>,
 }
 
 /// Connects to `display`, or to DISPLAY's.
@@ -247,6 +249,14 @@ impl X11Capture {
             Some(id) => parse_target(id).ok_or_else(|| no_such_target(id))?,
         };
         let damage = watch_damage(&conn, root);
+        // Any rectangle read is clipped to the screen, so a screen-sized buffer holds it.
+        #[cfg(target_os = "linux")]
+        let shm = super::x11_shm::SharedImage::new(
+            &conn,
+            usize::from(screen_size.0) * usize::from(screen_size.1) * 4,
+        );
+        #[cfg(target_os = "linux")]
+        tracing::debug!(mit_shm = shm.is_some(), "X11 capture");
         let mut capture = Self {
             conn,
             root,
@@ -256,6 +266,8 @@ impl X11Capture {
             last: None,
             damage,
             changed: true,
+            #[cfg(target_os = "linux")]
+            shm,
         };
         // Fail now, with a reason, rather than as a share that ends at once.
         match capture.grab() {
@@ -323,6 +335,22 @@ impl X11Capture {
         let Some((x, y, width, height)) = rect else {
             return Ok(self.last.clone());
         };
+        #[cfg(target_os = "linux")]
+        if let Some(shm) = self.shm.as_mut() {
+            if let Some(data) = shm.get(&self.conn, self.root, (x, y, width, height)) {
+                let frame = to_i420(&ScreenPixels {
+                    width: width.into(),
+                    height: height.into(),
+                    stride: usize::from(width) * 4,
+                    layout: self.layout,
+                    data,
+                })
+                .map_err(x11_error)?;
+                return Ok(Some(frame));
+            }
+            tracing::debug!("MIT-SHM capture refused; reading through the socket from now on");
+            self.shm = None;
+        }
         let image = self
             .conn
             .get_image(ImageFormat::Z_PIXMAP, self.root, x, y, width, height, !0)
