@@ -1,5 +1,5 @@
 //! Screen sharing the Wayland way: through xdg-desktop-portal's ScreenCast interface and
-//! PipeWire, with scap's real D-Bus client and PipeWire consumer.
+//! PipeWire, with the engine's real D-Bus client and PipeWire consumer.
 //!
 //! What stands in for a desktop: a private D-Bus session bus, a PipeWire daemon with
 //! WirePlumber, a GStreamer pipeline that serves a known picture as a PipeWire video source,
@@ -31,6 +31,8 @@ struct PortalDesktop {
     dir: PathBuf,
     bus: String,
     processes: Vec<Child>,
+    /// The GStreamer pipeline serving the picture (its node is the shared screen).
+    source: usize,
 }
 
 fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
@@ -55,6 +57,7 @@ impl PortalDesktop {
             dir,
             bus,
             processes: Vec::new(),
+            source: 0,
         };
         let dbus = desktop.spawn(Command::new("dbus-daemon").args([
             "--session",
@@ -95,6 +98,7 @@ impl PortalDesktop {
             "mode=provide",
             "stream-properties=p,media.class=Video/Source,node.name=between-test-screen",
         ]));
+        desktop.source = desktop.processes.len();
         desktop.processes.push(source);
         let mut node = None;
         wait_until("the picture's PipeWire node", 20, || {
@@ -122,6 +126,30 @@ impl PortalDesktop {
         assert_eq!(ready.trim(), "ready", "the fake portal did not start");
         desktop.processes.push(portal);
         desktop
+    }
+
+    /// What the desktop's "Stop sharing" does: the portal closes its sessions.
+    fn stop_sharing_from_the_desktop(&self) {
+        let status = self
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.portal.Desktop",
+                "/org/freedesktop/portal/desktop",
+                "org.between.Test.CloseSessions",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "dbus-send CloseSessions: {status}");
+    }
+
+    /// The shared screen's PipeWire node goes away (the compositor ended the stream).
+    fn remove_the_screen_node(&mut self) {
+        let source = &mut self.processes[self.source];
+        let _ = source.kill();
+        let _ = source.wait();
     }
 
     /// A command in this desktop's session (runtime dir, bus), without any display.
@@ -213,8 +241,8 @@ fn last_frame(path: &Path) -> Option<I420Frame> {
 }
 
 #[test]
-fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_shares_again_after_a_stop() {
-    let desktop = PortalDesktop::start(false);
+fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_ends_when_the_desktop_ends_it() {
+    let mut desktop = PortalDesktop::start(false);
     let server = Server::start();
     let dir = std::env::temp_dir().join(format!("between-portal-rec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -247,6 +275,19 @@ fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_shares_again_after_a
     let again = run(&mut sharer, "startScreenshare");
     assert_eq!(again["event"], "commandDone", "{again}");
     viewer.expect_where("screenShareCreated", |e| e["peerId"] == sharer_id.as_str());
+
+    // The person clicks the desktop's "Stop sharing": the portal closes the session.
+    desktop.stop_sharing_from_the_desktop();
+    sharer.expect("localShareClosed");
+    viewer.expect_where("screenShareClosed", |e| e["peerId"] == sharer_id.as_str());
+
+    // Sharing again right away works, and so does the stream's node going away.
+    let third = run(&mut sharer, "startScreenshare");
+    assert_eq!(third["event"], "commandDone", "{third}");
+    viewer.expect_where("screenShareCreated", |e| e["peerId"] == sharer_id.as_str());
+    desktop.remove_the_screen_node();
+    sharer.expect("localShareClosed");
+    viewer.expect_where("screenShareClosed", |e| e["peerId"] == sharer_id.as_str());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,13 +3,17 @@
 
 It answers like the real portal would once the person picked a screen in the chooser: the
 session, the source selection and the start succeed and hand out one PipeWire stream, the node
-given on the command line (the test feeds it a known picture with GStreamer). With
---cancel it answers Start as a person pressing Cancel in the chooser (response 1).
+given on the command line (the test feeds it a known picture with GStreamer), and a PipeWire
+connection to read it through (OpenPipeWireRemote). With --cancel it answers Start as a person
+pressing Cancel in the chooser (response 1). `org.between.Test.CloseSessions` does what the
+desktop's "Stop sharing" does: the portal closes every session and says so (Session.Closed).
 
-The client side under test is everything real: scap's D-Bus calls and its PipeWire consumer.
+The client side under test is everything real: the app's D-Bus calls and its PipeWire consumer.
 """
 
 import argparse
+import os
+import socket
 import sys
 
 import dbus
@@ -37,8 +41,19 @@ class Request(dbus.service.Object):
 
 
 class Session(dbus.service.Object):
+    def __init__(self, bus, path, sessions):
+        super().__init__(bus, path)
+        self.sessions = sessions
+        sessions.append(self)
+
+    @dbus.service.signal(SESSION, signature="a{sv}")
+    def Closed(self, details):
+        pass
+
     @dbus.service.method(SESSION)
     def Close(self):
+        if self in self.sessions:
+            self.sessions.remove(self)
         self.remove_from_connection()
 
 
@@ -52,6 +67,7 @@ class ScreenCast(dbus.service.Object):
         self.bus = bus
         self.node = node
         self.cancel = cancel
+        self.sessions = []
 
     def _request(self, sender, options, response, results):
         token = str(options.get("handle_token", "t"))
@@ -72,7 +88,7 @@ class ScreenCast(dbus.service.Object):
     def CreateSession(self, options, sender=None):
         token = str(options.get("session_handle_token", "s"))
         session = f"/org/freedesktop/portal/desktop/session/{sender_path(sender)}/{token}"
-        Session(self.bus, session)
+        Session(self.bus, session, self.sessions)
         results = dbus.Dictionary({"session_handle": dbus.String(session)}, signature="sv")
         return self._request(sender, options, 0, results)
 
@@ -92,6 +108,22 @@ class ScreenCast(dbus.service.Object):
             {"streams": dbus.Array([stream], signature="(ua{sv})")}, signature="sv"
         )
         return self._request(sender, options, 0, results)
+
+    @dbus.service.method(SCREENCAST, in_signature="oa{sv}", out_signature="h")
+    def OpenPipeWireRemote(self, session, options):
+        # The real portal hands out a connection restricted to the session's nodes; this one
+        # is a plain connection to the same PipeWire daemon.
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(os.path.join(os.environ["XDG_RUNTIME_DIR"], "pipewire-0"))
+        fd = dbus.types.UnixFd(conn.fileno())
+        conn.close()
+        return fd
+
+    @dbus.service.method("org.between.Test")
+    def CloseSessions(self):
+        for session in list(self.sessions):
+            session.Closed(dbus.Dictionary({}, signature="sv"))
+            session.Close()
 
     @dbus.service.method(dbus.PROPERTIES_IFACE, in_signature="ss", out_signature="v")
     def Get(self, interface, prop):

@@ -1,8 +1,9 @@
 //! Screen capture for sharing: what can be shared ([`targets`]) and a [`VideoSource`] that
 //! captures it ([`open`]). One backend per platform behind these two functions:
 //!
-//! - Wayland sessions (Linux): `portal` (xdg-desktop-portal ScreenCast + PipeWire through
-//!   scap; the desktop's own chooser picks the screen or window).
+//! - Wayland sessions (Linux): `portal` (xdg-desktop-portal ScreenCast over D-Bus,
+//!   `portal_dbus`, and the PipeWire stream it hands out; the desktop's own chooser picks the
+//!   screen or window).
 //! - X11 (Linux and BSD desktops with an X server): `x11` (x11rb, GetImage of the root window,
 //!   a monitor's region or one window, DAMAGE for changes).
 //! - macOS, Windows: not built yet; [`open`] answers `screenshare_unsupported` with a sentence
@@ -14,6 +15,8 @@
 
 #[cfg(target_os = "linux")]
 mod portal;
+#[cfg(target_os = "linux")]
+mod portal_dbus;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 #[cfg(target_os = "linux")]

@@ -1,55 +1,36 @@
-//! Wayland: the xdg-desktop-portal ScreenCast interface (the desktop shows its own chooser)
-//! and PipeWire, through scap 0.0.8 (0.1.0-beta.1 does not compile on Linux; 0.0.8 does, and
-//! its Linux backend is this portal path only).
+//! Wayland: the xdg-desktop-portal ScreenCast interface (the desktop shows its own chooser,
+//! `portal_dbus`) and the PipeWire stream it hands out, read here with the `pipewire` crate.
 //!
-//! scap 0.0.8 panics where it should return errors (no D-Bus session, a cancelled chooser, a
-//! portal that fails) and keeps its capture state in process globals, so it runs on a thread
-//! of its own: a panic there becomes a `BAError` here, never a crash, and the share's
-//! pictures cross to the engine through a channel. One portal share per process at a time.
+//! Why not scap, which the issue suggested: scap 0.0.8 (the newest that compiles on Linux)
+//! panics instead of returning errors, keeps its capture in process globals (one share per
+//! process, and a stop that only finished at the stream's next picture), never noticed the
+//! desktop ending the share, and copied every picture twice. Here the portal conversation and
+//! the stream are ours: every failure is a `BAError`, each share has its own thread and
+//! PipeWire connection, a picture is converted straight out of PipeWire's buffer, and the share
+//! ends when the desktop closes the session (its "Stop sharing") or the stream's node goes.
 
+use super::portal_dbus::ScreenCast;
 use super::{SHARE_FPS, unsupported};
 use crate::error::BAError;
 use crate::media::sources::VideoSource;
 use between_media::screen::{PixelLayout, ScreenPixels, to_i420};
 use between_media::video::I420Frame;
-use between_protocol::ErrorCode;
-use scap::capturer::{Capturer, Options};
-use scap::frame::{Frame, FrameType};
+use pipewire as pw;
+use pw::spa::param::ParamType;
+use pw::spa::param::format::{FormatProperties, MediaSubtype, MediaType};
+use pw::spa::param::video::{VideoFormat, VideoInfoRaw};
+use pw::spa::pod::{Pod, Value, serialize::PodSerializer};
+use pw::spa::utils::{Direction, Fraction, Rectangle, SpaTypes};
+use pw::stream::{StreamFlags, StreamState};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::time::Duration;
 
-/// The thread of the last portal share: scap's globals allow one capture at a time, so a new
-/// share waits for the previous one to have wound down.
-static PREVIOUS: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
-
-/// How long a share may take from asking the portal to its first picture.
-const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(150);
-
-/// How long a new share waits for the previous one to finish closing.
-const CLOSING_WAIT: Duration = Duration::from_secs(3);
-
-/// Waits for the previous share's thread to end; false if it is still running.
-fn previous_share_closed() -> bool {
-    let mut previous = PREVIOUS.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(handle) = previous.take() else {
-        return true;
-    };
-    let deadline = Instant::now() + CLOSING_WAIT;
-    // The thread notices its stop flag at its stream's next picture.
-    while !handle.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if handle.is_finished() {
-        let _ = handle.join();
-        true
-    } else {
-        *previous = Some(handle);
-        false
-    }
-}
+/// How often the capture thread looks at its stop flag and the session bus.
+const POLL: Duration = Duration::from_millis(50);
 
 pub(super) struct PortalCapture {
     frames: Receiver<I420Frame>,
@@ -59,136 +40,271 @@ pub(super) struct PortalCapture {
     stop: Arc<AtomicBool>,
 }
 
-/// What a panic or error inside scap means for the person sharing.
-fn portal_error(message: &str) -> BAError {
-    if message.contains("cancelled") {
-        BAError::new(
-            ErrorCode::ScreenshareDenied,
-            "Screen sharing was cancelled in the system's dialog.",
-        )
-    } else if message.contains("dbus") || message.contains("D-Bus") {
-        unsupported(format!(
-            "The desktop portal cannot be reached (no D-Bus session: {message}). Screen sharing on Wayland needs xdg-desktop-portal."
-        ))
-    } else {
-        unsupported(format!(
-            "The desktop's screen-sharing portal did not start a share ({message}). Check that xdg-desktop-portal and a backend for this desktop are installed."
-        ))
+/// What the stream's callbacks share with the capture loop.
+struct Reading {
+    format: Option<(VideoFormat, u32, u32)>,
+    frames: SyncSender<I420Frame>,
+    ended: Rc<Cell<bool>>,
+}
+
+fn layout(format: VideoFormat) -> Option<PixelLayout> {
+    match format {
+        VideoFormat::BGRx | VideoFormat::BGRA => Some(PixelLayout::Bgrx),
+        VideoFormat::RGBx | VideoFormat::RGBA => Some(PixelLayout::Rgbx),
+        VideoFormat::xBGR | VideoFormat::ABGR => Some(PixelLayout::Xbgr),
+        VideoFormat::xRGB | VideoFormat::ARGB => Some(PixelLayout::Xrgb),
+        _ => None,
     }
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_else(|| "unknown failure".to_string())
+/// The formats this capture takes (32-bit RGB in any byte order), any size, any rate.
+fn format_offer() -> Result<Vec<u8>, BAError> {
+    let object = pw::spa::pod::object!(
+        SpaTypes::ObjectParamFormat,
+        ParamType::EnumFormat,
+        pw::spa::pod::property!(FormatProperties::MediaType, Id, MediaType::Video),
+        pw::spa::pod::property!(FormatProperties::MediaSubtype, Id, MediaSubtype::Raw),
+        pw::spa::pod::property!(
+            FormatProperties::VideoFormat,
+            Choice,
+            Enum,
+            Id,
+            VideoFormat::BGRx,
+            VideoFormat::BGRx,
+            VideoFormat::BGRA,
+            VideoFormat::RGBx,
+            VideoFormat::RGBA,
+            VideoFormat::xBGR,
+            VideoFormat::xRGB
+        ),
+        pw::spa::pod::property!(
+            FormatProperties::VideoSize,
+            Choice,
+            Range,
+            Rectangle,
+            Rectangle {
+                width: 1920,
+                height: 1080
+            },
+            Rectangle {
+                width: 2,
+                height: 2
+            },
+            Rectangle {
+                width: 8192,
+                height: 8192
+            }
+        ),
+        pw::spa::pod::property!(
+            FormatProperties::VideoFramerate,
+            Choice,
+            Range,
+            Fraction,
+            Fraction {
+                num: SHARE_FPS as u32,
+                denom: 1
+            },
+            Fraction { num: 0, denom: 1 },
+            Fraction {
+                num: 1000,
+                denom: 1
+            }
+        ),
+    );
+    PodSerializer::serialize(std::io::Cursor::new(Vec::new()), &Value::Object(object))
+        .map(|(cursor, _)| cursor.into_inner())
+        .map_err(|e| unsupported(format!("Cannot describe the screen formats ({e:?}).")))
 }
 
-/// One scap picture as I420, or `None` for a format this build does not take.
-fn convert(frame: &Frame) -> Option<I420Frame> {
-    let (width, height, layout, data) = match frame {
-        Frame::BGRx(f) => (f.width, f.height, PixelLayout::Bgrx, &f.data),
-        Frame::BGRA(f) => (f.width, f.height, PixelLayout::Bgrx, &f.data),
-        Frame::RGBx(f) => (f.width, f.height, PixelLayout::Rgbx, &f.data),
-        Frame::XBGR(f) => (f.width, f.height, PixelLayout::Xbgr, &f.data),
-        _ => return None,
+fn pipewire_error(e: impl std::fmt::Display) -> BAError {
+    unsupported(format!(
+        "The screen stream could not be read from PipeWire ({e}). Check that PipeWire is running."
+    ))
+}
+
+/// Reads the portal's stream until `stop`, the session closes, or the node goes away.
+fn run_stream(
+    cast: &ScreenCast,
+    remote: std::os::fd::OwnedFd,
+    frames: SyncSender<I420Frame>,
+    ready: &SyncSender<Result<(), BAError>>,
+    stop: &AtomicBool,
+) -> Result<(), BAError> {
+    pw::init();
+    let mainloop = pw::main_loop::MainLoop::new(None).map_err(pipewire_error)?;
+    let context = pw::context::Context::new(&mainloop).map_err(pipewire_error)?;
+    let core = context.connect_fd(remote, None).map_err(pipewire_error)?;
+    let ended = Rc::new(Cell::new(false));
+
+    // The node going away (the desktop stopped the cast) ends the share too.
+    let registry = core.get_registry().map_err(pipewire_error)?;
+    let node = cast.node;
+    let gone = ended.clone();
+    let _registry_listener = registry
+        .add_listener_local()
+        .global_remove(move |id| {
+            if id == node {
+                gone.set(true);
+            }
+        })
+        .register();
+
+    let stream = pw::stream::Stream::new(
+        &core,
+        "between-screen-share",
+        pw::properties::properties! {
+            *pw::keys::MEDIA_TYPE => "Video",
+            *pw::keys::MEDIA_CATEGORY => "Capture",
+            *pw::keys::MEDIA_ROLE => "Screen",
+        },
+    )
+    .map_err(pipewire_error)?;
+    let state = Reading {
+        format: None,
+        frames,
+        ended: ended.clone(),
     };
-    let (width, height) = (u32::try_from(width).ok()?, u32::try_from(height).ok()?);
-    to_i420(&ScreenPixels {
-        width,
-        height,
-        stride: width as usize * 4,
-        layout,
-        data,
-    })
-    .ok()
+    let _listener = stream
+        .add_local_listener_with_user_data(state)
+        .state_changed(|_, state, _, new| {
+            if let StreamState::Error(e) = &new {
+                tracing::info!(error = %e, "the screen stream failed");
+            }
+            if matches!(new, StreamState::Error(_) | StreamState::Unconnected) {
+                state.ended.set(true);
+            }
+        })
+        .param_changed(|_, state, id, param| {
+            let Some(param) = param else {
+                return;
+            };
+            if id != ParamType::Format.as_raw() {
+                return;
+            }
+            let mut info = VideoInfoRaw::new();
+            if info.parse(param).is_ok() {
+                let size = info.size();
+                state.format = Some((info.format(), size.width, size.height));
+                tracing::debug!(format = ?info.format(), size.width, size.height, "screen stream format");
+            }
+        })
+        .process(|stream, state| {
+            let Some(mut buffer) = stream.dequeue_buffer() else {
+                return;
+            };
+            let Some((format, width, height)) = state.format else {
+                return;
+            };
+            let Some(layout) = layout(format) else {
+                return;
+            };
+            let Some(data) = buffer.datas_mut().first_mut() else {
+                return;
+            };
+            let chunk = data.chunk();
+            let (offset, size) = (chunk.offset() as usize, chunk.size() as usize);
+            let stride = usize::try_from(chunk.stride())
+                .ok()
+                .filter(|&s| s >= width as usize * 4)
+                .unwrap_or(width as usize * 4);
+            let Some(bytes) = data.data() else {
+                return;
+            };
+            let end = offset.saturating_add(size).min(bytes.len());
+            let Some(pixels) = bytes.get(offset..end) else {
+                return;
+            };
+            match to_i420(&ScreenPixels {
+                width,
+                height,
+                stride,
+                layout,
+                data: pixels,
+            }) {
+                // A full queue means the engine has not taken the last two: drop this one.
+                Ok(picture) => {
+                    if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
+                        state.frames.try_send(picture)
+                    {
+                        state.ended.set(true);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "an unreadable screen picture"),
+            }
+        })
+        .register()
+        .map_err(pipewire_error)?;
+
+    let offer = format_offer()?;
+    let offer = Pod::from_bytes(&offer).ok_or_else(|| pipewire_error("bad format offer"))?;
+    stream
+        .connect(
+            Direction::Input,
+            Some(cast.node),
+            StreamFlags::AUTOCONNECT | StreamFlags::MAP_BUFFERS,
+            &mut [offer],
+        )
+        .map_err(pipewire_error)?;
+    let _ = ready.send(Ok(()));
+
+    while !stop.load(Ordering::Relaxed) && !ended.get() {
+        mainloop.loop_().iterate(POLL);
+        if cast.poll_closed() {
+            tracing::info!("the desktop ended the screen share");
+            break;
+        }
+    }
+    let _ = stream.disconnect();
+    Ok(())
 }
 
 impl PortalCapture {
-    /// Asks the portal for a screen (its chooser may wait for the person) and starts the
-    /// PipeWire stream; returns once the first picture arrived, or why not.
+    /// Asks the portal for a screen (its chooser may wait for the person) and starts reading
+    /// its PipeWire stream; returns once the first picture arrived, or why not.
     pub fn open() -> Result<Self, BAError> {
-        if !previous_share_closed() {
-            return Err(BAError::new(
-                ErrorCode::ScreenshareActive,
-                "The previous screen share is still closing. Try again in a moment.",
-            ));
-        }
         let (frames_tx, frames) = sync_channel::<I420Frame>(2);
         let (ready_tx, ready) = sync_channel::<Result<(), BAError>>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("screen-portal".into())
             .spawn(move || {
-                let built = std::panic::catch_unwind(|| {
-                    Capturer::build(Options {
-                        fps: SHARE_FPS as u32,
-                        show_cursor: true,
-                        output_type: FrameType::BGRAFrame,
-                        ..Options::default()
-                    })
-                });
-                let mut capturer = match built {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => {
-                        let _ = ready_tx.send(Err(portal_error(&e.to_string())));
-                        return;
-                    }
-                    Err(panic) => {
-                        let _ = ready_tx.send(Err(portal_error(&panic_text(panic.as_ref()))));
+                let mut cast = match ScreenCast::start() {
+                    Ok(cast) => cast,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                capturer.start_capture();
-                let mut ready_tx = Some(ready_tx);
-                while !stopping.load(Ordering::Relaxed) {
-                    // Ends when the stream does (the person stopped sharing in the system's
-                    // interface, or the portal went away).
-                    let Ok(frame) = capturer.get_next_frame() else {
-                        break;
-                    };
-                    let Some(picture) = convert(&frame) else {
-                        continue;
-                    };
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(Ok(()));
-                    }
-                    // A full queue means the engine has not taken the last two: drop this one.
-                    if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
-                        frames_tx.try_send(picture)
-                    {
-                        break;
-                    }
+                let remote = cast.take_remote();
+                let result = match remote {
+                    Some(remote) => run_stream(&cast, remote, frames_tx, &ready_tx, &stopping),
+                    None => Err(pipewire_error("no PipeWire connection")),
+                };
+                if let Err(e) = result {
+                    let _ = ready_tx.send(Err(e));
                 }
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(Err(portal_error(
-                        "the stream ended before its first picture",
-                    )));
-                }
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    capturer.stop_capture();
-                }));
-            });
-        match spawned {
-            Ok(handle) => {
-                *PREVIOUS.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-            }
-            Err(e) => {
-                return Err(unsupported(format!(
-                    "Cannot start the screen capture ({e})."
-                )));
-            }
-        }
-        // The chooser may wait for the person (scap gives it two minutes); then the first
-        // picture comes at once, or something is wrong (a format scap cannot hand over).
+                cast.close();
+            })
+            .map_err(|e| unsupported(format!("Cannot start the screen capture ({e}).")))?;
         ready
-            .recv_timeout(FIRST_PICTURE_WAIT)
-            .unwrap_or_else(|_| Err(portal_error("no picture came from the screen stream")))?;
+            .recv_timeout(super::portal_dbus::CHOOSER_WAIT + Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                Err(unsupported(
+                    "The desktop's screen-sharing portal did not answer.",
+                ))
+            })?;
+        // The stream is connected; the first picture follows at once unless something is wrong
+        // (a format that cannot be converted).
+        let first = frames.recv_timeout(Duration::from_secs(10)).map_err(|_| {
+            stop.store(true, Ordering::Relaxed);
+            unsupported(
+                "The desktop's screen stream sent no picture. Try sharing again, or another screen.",
+            )
+        })?;
         Ok(Self {
             frames,
-            pending: None,
+            pending: Some(first),
             last: None,
             stop,
         })
@@ -211,9 +327,6 @@ impl VideoSource for PortalCapture {
                     return None;
                 }
             }
-        }
-        if self.last.is_none() {
-            self.last = self.frames.recv().ok();
         }
         self.last.clone()
     }
