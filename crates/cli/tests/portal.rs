@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../src/bench/portal_desktop.rs"]
+mod portal_desktop;
 #[path = "../src/bench/x11_picture.rs"]
 mod x11_picture;
 
@@ -17,23 +19,14 @@ use between_media::analysis::frame_psnr;
 use between_media::video::I420Frame;
 use between_media::y4m::Y4mReader;
 use common::{BIN, Bot, Server, join_args};
+use portal_desktop::{DesktopPicture, PortalDesktop};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use x11_picture::{test_picture, test_picture_i420};
+use x11_picture::test_picture_i420;
 
 const PICTURE: (u16, u16) = (640, 360);
-
-/// A desktop's screen-sharing plumbing on a private runtime directory.
-struct PortalDesktop {
-    dir: PathBuf,
-    bus: String,
-    processes: Vec<Child>,
-    /// The GStreamer pipeline serving the picture (its node is the shared screen).
-    source: usize,
-}
 
 fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -43,175 +36,22 @@ fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-impl PortalDesktop {
-    fn start(cancel: bool) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "between-portal-{}-{}",
-            std::process::id(),
-            u8::from(cancel)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let bus = format!("unix:path={}/bus", dir.display());
-        let mut desktop = Self {
-            dir,
-            bus,
-            processes: Vec::new(),
-            source: 0,
-        };
-        let dbus = desktop.spawn(Command::new("dbus-daemon").args([
-            "--session",
-            "--nofork",
-            &format!("--address={}", desktop.bus),
-        ]));
-        desktop.processes.push(dbus);
-        let socket = desktop.dir.join("bus");
-        wait_until("the D-Bus session bus", 10, || socket.exists());
-        let pipewire = desktop.spawn(&mut Command::new("pipewire"));
-        desktop.processes.push(pipewire);
-        let pw_socket = desktop.dir.join("pipewire-0");
-        wait_until("PipeWire", 10, || pw_socket.exists());
-        let wireplumber = desktop.spawn(&mut Command::new("wireplumber"));
-        desktop.processes.push(wireplumber);
-        wait_until("WirePlumber", 20, || {
-            desktop.pw_dump().contains("\"WirePlumber\"")
-        });
-
-        let (w, h) = PICTURE;
-        let raw = desktop.dir.join("picture.bgrx");
-        std::fs::write(&raw, test_picture(w, h)).unwrap();
-        let source = desktop.spawn(Command::new("gst-launch-1.0").args([
-            "-q",
-            "filesrc",
-            &format!("location={}", raw.display()),
-            "!",
-            "rawvideoparse",
-            &format!("width={w}"),
-            &format!("height={h}"),
-            "format=bgrx",
-            "framerate=15/1",
-            "!",
-            "imagefreeze",
-            "is-live=true",
-            "!",
-            "pipewiresink",
-            "mode=provide",
-            "stream-properties=p,media.class=Video/Source,node.name=between-test-screen",
-        ]));
-        desktop.source = desktop.processes.len();
-        desktop.processes.push(source);
-        let mut node = None;
-        wait_until("the picture's PipeWire node", 20, || {
-            node = node_id(&desktop.pw_dump(), "between-test-screen");
-            node.is_some()
-        });
-        let node = node.unwrap().to_string();
-
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/fake_portal.py");
-        let mut args = vec![script.to_str().unwrap(), "--node", &node];
-        if cancel {
-            args.push("--cancel");
-        }
-        let mut portal = desktop
-            .command("/usr/bin/python3")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(portal.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready", "the fake portal did not start");
-        desktop.processes.push(portal);
-        desktop
-    }
-
-    /// What the desktop's "Stop sharing" does: the portal closes its sessions.
-    fn stop_sharing_from_the_desktop(&self) {
-        let status = self
-            .command("dbus-send")
-            .args([
-                "--session",
-                "--print-reply",
-                "--dest=org.freedesktop.portal.Desktop",
-                "/org/freedesktop/portal/desktop",
-                "org.between.Test.CloseSessions",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "dbus-send CloseSessions: {status}");
-    }
-
-    /// The shared screen's PipeWire node goes away (the compositor ended the stream).
-    fn remove_the_screen_node(&mut self) {
-        let source = &mut self.processes[self.source];
-        let _ = source.kill();
-        let _ = source.wait();
-    }
-
-    /// A command in this desktop's session (runtime dir, bus), without any display.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .env("XDG_RUNTIME_DIR", &self.dir)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
-            .env_remove("DISPLAY")
-            .env_remove("PIPEWIRE_REMOTE");
-        command
-    }
-
-    fn spawn(&self, command: &mut Command) -> Child {
-        let program = command.get_program().to_string_lossy().to_string();
-        let mut prepared = self.command(&program);
-        prepared.args(command.get_args());
-        prepared
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} ({e}); scripts/test.sh installs it"))
-    }
-
-    fn pw_dump(&self) -> String {
-        self.command("pw-dump")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// A `between join --commands` sharing through this desktop's portal.
-    fn sharer(&self, server: &Server, call: &str) -> (Bot, String) {
-        let mut command = self.command(BIN);
-        command
-            .args(join_args(&server.url, call))
-            .args(["--commands", "--data", r#"{"name":"Wayland"}"#])
-            .env("WAYLAND_DISPLAY", "wayland-between-test");
-        let bot = Bot::spawn_with(&mut command);
-        let id = bot.expect("joined")["peerId"].as_str().unwrap().to_string();
-        (bot, id)
-    }
+fn desktop(cancel: bool) -> PortalDesktop {
+    let (w, h) = PICTURE;
+    PortalDesktop::start(DesktopPicture::Known(w, h), cancel).unwrap()
 }
 
-impl Drop for PortalDesktop {
-    fn drop(&mut self) {
-        for p in self.processes.iter_mut().rev() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The id of the PipeWire node named `name` in `pw-dump`'s JSON.
-fn node_id(dump: &str, name: &str) -> Option<u64> {
-    let objects: Value = serde_json::from_str(dump).ok()?;
-    objects.as_array()?.iter().find_map(|o| {
-        (o["info"]["props"]["node.name"] == name)
-            .then(|| o["id"].as_u64())
-            .flatten()
-    })
+/// A `between join --commands` sharing through this desktop's portal.
+fn sharer(desktop: &PortalDesktop, server: &Server, call: &str) -> (Bot, String) {
+    let mut command = desktop.sharing_command(BIN);
+    command.args(join_args(&server.url, call)).args([
+        "--commands",
+        "--data",
+        r#"{"name":"Wayland"}"#,
+    ]);
+    let bot = Bot::spawn_with(&mut command);
+    let id = bot.expect("joined")["peerId"].as_str().unwrap().to_string();
+    (bot, id)
 }
 
 fn run(bot: &mut Bot, cmd: &str) -> Value {
@@ -242,7 +82,7 @@ fn last_frame(path: &Path) -> Option<I420Frame> {
 
 #[test]
 fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_ends_when_the_desktop_ends_it() {
-    let mut desktop = PortalDesktop::start(false);
+    let mut desktop = desktop(false);
     let server = Server::start();
     let dir = std::env::temp_dir().join(format!("between-portal-rec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -251,7 +91,7 @@ fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_ends_when_the_deskto
     args.extend(["--record", dir.to_str().unwrap(), "--record-fps", "5"]);
     let viewer = Bot::spawn_with(Command::new(BIN).args(&args).env_remove("DISPLAY"));
     viewer.expect("joined");
-    let (mut sharer, sharer_id) = desktop.sharer(&server, "portal");
+    let (mut sharer, sharer_id) = sharer(&desktop, &server, "portal");
 
     let started = run(&mut sharer, "startScreenshare");
     assert_eq!(started["event"], "commandDone", "{started}");
@@ -277,7 +117,7 @@ fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_ends_when_the_deskto
     viewer.expect_where("screenShareCreated", |e| e["peerId"] == sharer_id.as_str());
 
     // The person clicks the desktop's "Stop sharing": the portal closes the session.
-    desktop.stop_sharing_from_the_desktop();
+    desktop.stop_sharing_from_the_desktop().unwrap();
     sharer.expect("localShareClosed");
     viewer.expect_where("screenShareClosed", |e| e["peerId"] == sharer_id.as_str());
 
@@ -293,18 +133,17 @@ fn a_screen_chosen_in_the_portal_arrives_as_its_picture_and_ends_when_the_deskto
 
 #[test]
 fn cancelling_the_portal_chooser_is_screenshare_denied_and_no_bus_is_unsupported() {
-    let desktop = PortalDesktop::start(true);
+    let desktop = desktop(true);
     let server = Server::start();
-    let (mut sharer, _) = desktop.sharer(&server, "portal-cancel");
+    let (mut sharer, _) = sharer(&desktop, &server, "portal-cancel");
     let denied = run(&mut sharer, "startScreenshare");
     assert_eq!(denied["event"], "commandFailed", "{denied}");
     assert_eq!(denied["code"], "screenshare_denied", "{denied}");
 
     // A Wayland session whose D-Bus cannot be reached: a readable error, and the bot lives on.
-    let mut lost = desktop.command(BIN);
+    let mut lost = desktop.sharing_command(BIN);
     lost.args(join_args(&server.url, "portal-cancel"))
         .args(["--commands"])
-        .env("WAYLAND_DISPLAY", "wayland-between-test")
         .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
     let mut lost = Bot::spawn_with(&mut lost);
     lost.expect("joined");

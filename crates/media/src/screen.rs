@@ -79,7 +79,9 @@ pub fn to_i420(pixels: &ScreenPixels<'_>) -> Result<I420Frame, FrameError> {
         });
     }
     let (dw, dh) = share_size(pixels.width, pixels.height);
-    let mut out = I420Frame::black(dw, dh)?;
+    // Zeroed, not black: both paths write every sample, and a zeroed allocation of this size
+    // comes from the kernel already cleared instead of being filled here first.
+    let mut out = I420Frame::from_bytes(dw, dh, vec![0; crate::video::i420_len(dw, dh)])?;
     if (dw as usize, dh as usize) == (sw & !1, sh & !1) {
         convert_native(pixels, &mut out);
     } else {

@@ -18,6 +18,7 @@ mod cpu;
 mod desktop;
 mod devices;
 mod media;
+mod portal_desktop;
 mod pulse;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod screen;

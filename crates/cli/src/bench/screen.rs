@@ -7,7 +7,11 @@
 //!    a `between join --share` process shares the screen through a server; a participant in
 //!    this process decodes the share and reads the counter off each new picture. The sharing
 //!    process's CPU is measured over the same window (capture, encoder, transport).
+//! 3. Portal capture: a stand-in Wayland desktop (`portal_desktop`) serves a 1080p picture
+//!    that changes ten times a second as a PipeWire node; a child `between` captures it
+//!    through the engine's portal path for the same time and reports its CPU per picture.
 
+use super::portal_desktop::{DesktopPicture, PortalDesktop};
 use super::x11_picture::PictureWindow;
 use super::xvfb::Xvfb;
 use super::{ServerProcess, bench_conference, between_dev_key, cpu_seconds, sibling, summary};
@@ -42,6 +46,9 @@ pub struct ScreenBench {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Internal: be the portal-capture child (run in the stand-in desktop's session).
+    #[arg(long, hide = true)]
+    portal_child: bool,
 }
 
 /// Paints the counter band (what `read_counter` reads) over the top rows of a screen.
@@ -130,6 +137,9 @@ pub async fn run(args: ScreenBench) -> anyhow::Result<()> {
     if args.seconds < 2 {
         bail!("--seconds must be at least 2");
     }
+    if args.portal_child {
+        return tokio::task::spawn_blocking(move || portal_child(args.seconds)).await?;
+    }
     let xvfb = Xvfb::start(WIDTH.into(), HEIGHT.into()).map_err(anyhow::Error::msg)?;
     let display = xvfb.display.clone();
     let seconds = args.seconds;
@@ -146,6 +156,10 @@ pub async fn run(args: ScreenBench) -> anyhow::Result<()> {
         .await??
     };
     let latency = latency_phase(&args, &display, window, page).await?;
+    let portal = {
+        let seconds = args.seconds;
+        tokio::task::spawn_blocking(move || portal_phase(seconds)).await?
+    };
 
     if args.json {
         let phase = |p: &EncodePhase| {
@@ -162,6 +176,12 @@ pub async fn run(args: ScreenBench) -> anyhow::Result<()> {
                 "latencyP99Ms": latency.p99_ms,
                 "latencySamples": latency.samples,
                 "sharerCpuPercent": latency.sharer_cpu_percent,
+                "portal": match &portal {
+                    Ok(p) => json!({"cpuMsPerPicture": p.cpu_ms_per_picture,
+                                    "picturesPerSecond": p.pictures_per_second,
+                                    "cpuPercent": p.cpu_percent}),
+                    Err(e) => json!({"skipped": e.to_string()}),
+                },
             })
         );
         return Ok(());
@@ -180,6 +200,75 @@ pub async fn run(args: ScreenBench) -> anyhow::Result<()> {
     println!(
         "  capture to decoded picture: median {:.1} ms, p99 {:.1} ms ({} pictures); sharing process {:.1} % of a core",
         latency.median_ms, latency.p99_ms, latency.samples, latency.sharer_cpu_percent
+    );
+    match portal {
+        Ok(p) => println!(
+            "  portal capture (PipeWire, 1920x1080, a new picture 10 times a second): {:.1} ms of CPU per picture; {:.1} pictures/s; {:.1} % of a core",
+            p.cpu_ms_per_picture, p.pictures_per_second, p.cpu_percent
+        ),
+        Err(e) => println!("  portal capture: skipped ({e:#})"),
+    }
+    Ok(())
+}
+
+struct PortalCost {
+    cpu_ms_per_picture: f64,
+    pictures_per_second: f64,
+    cpu_percent: f64,
+}
+
+/// Captures a moving 1080p picture through the stand-in desktop's portal, in a child process
+/// (the portal path is chosen and found through the environment).
+fn portal_phase(seconds: u64) -> anyhow::Result<PortalCost> {
+    let desktop = PortalDesktop::start(DesktopPicture::Moving(WIDTH, HEIGHT, 10), false)
+        .map_err(anyhow::Error::msg)?;
+    let bin = sibling("between")?;
+    let output = desktop
+        .sharing_command(bin.to_str().context("the between binary's path")?)
+        .args(["bench", "screen", "--portal-child", "--seconds"])
+        .arg(seconds.to_string())
+        .env("BETWEEN_SCREEN_CAPTURE", "portal")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot start the portal capture child")?;
+    if !output.status.success() {
+        bail!("the portal capture child failed ({})", output.status);
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("the portal capture child's report")?;
+    let pictures = report["pictures"].as_f64().unwrap_or(0.0);
+    let cpu = report["cpuSeconds"].as_f64().unwrap_or(0.0);
+    let elapsed = report["seconds"].as_f64().unwrap_or(1.0);
+    if pictures < 1.0 {
+        bail!("no picture came through the portal");
+    }
+    Ok(PortalCost {
+        cpu_ms_per_picture: cpu * 1000.0 / pictures,
+        pictures_per_second: pictures / elapsed,
+        cpu_percent: cpu / elapsed * 100.0,
+    })
+}
+
+/// The child: reads every new picture of the portal's stream for `seconds`, as a share does
+/// (it asks whether anything changed 60 times a second), and reports its own CPU.
+fn portal_child(seconds: u64) -> anyhow::Result<()> {
+    let mut capture = between_engine::screen::open(None)
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+    let pid = std::process::id();
+    let cpu_before = cpu_seconds(pid)?;
+    let start = Instant::now();
+    let mut pictures = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if capture.changed() {
+            capture.read_frame().context("the portal's stream ended")?;
+            pictures += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1000 / 60));
+    }
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    println!(
+        "{}",
+        json!({"pictures": pictures, "cpuSeconds": cpu, "seconds": start.elapsed().as_secs_f64()})
     );
     Ok(())
 }
