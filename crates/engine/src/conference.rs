@@ -313,15 +313,13 @@ impl Conference {
     /// Errors: `screenshare_active` while a share runs, `screenshare_unsupported` where this
     /// system cannot be captured (with the reason), `not_in_call`.
     pub async fn start_screenshare(&self, target: Option<&str>) -> Result<bool, BAError> {
-        let shared = self.claim_share()?;
+        let claim = self.claim_share()?;
         let id = target.map(str::to_string);
-        match crate::devices::open_blocking(move || crate::screen::open(id.as_deref())).await {
-            Ok(source) => self.publish_share(&shared, source).await,
-            Err(e) => {
-                shared.sharing.store(false, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        // The portal's chooser may keep this waiting; a caller that gives up meanwhile drops
+        // the claim, which frees sharing again.
+        let source =
+            crate::devices::open_blocking(move || crate::screen::open(id.as_deref())).await?;
+        self.publish_share(claim, source).await
     }
 
     /// Shares pictures from any source (a file, a synthetic picture) through the same share
@@ -330,8 +328,8 @@ impl Conference {
         &self,
         source: Box<dyn VideoSource>,
     ) -> Result<bool, BAError> {
-        let shared = self.claim_share()?;
-        self.publish_share(&shared, source).await
+        let claim = self.claim_share()?;
+        self.publish_share(claim, source).await
     }
 
     /// Stops this user's share; the others get `screenShareClosed`. `false` if nothing was
@@ -359,7 +357,7 @@ impl Conference {
         crate::devices::open_blocking(crate::screen::targets).await
     }
 
-    fn claim_share(&self) -> Result<Arc<MediaShared>, BAError> {
+    fn claim_share(&self) -> Result<ShareClaim, BAError> {
         let state = self.inner.lock();
         if state.phase != Phase::Connected {
             return Err(BAError::not_in_call());
@@ -376,19 +374,24 @@ impl Conference {
                 "You are already sharing your screen. Stop that share first.",
             ));
         }
-        Ok(shared)
+        Ok(ShareClaim {
+            shared,
+            handed_over: false,
+        })
     }
 
     async fn publish_share(
         &self,
-        shared: &MediaShared,
+        mut claim: ShareClaim,
         source: Box<dyn VideoSource>,
     ) -> Result<bool, BAError> {
         let (reply, answer) = oneshot::channel();
         if !self.share_command(ShareCommand::Start { source, reply }) {
-            shared.sharing.store(false, Ordering::Relaxed);
             return Err(BAError::not_in_call());
         }
+        // From here the media task owns the share (and clears the flag when it ends).
+        claim.handed_over = true;
+        let shared = claim.shared.clone();
         match answer.await {
             Ok(Ok(())) => Ok(true),
             Ok(Err(e)) => Err(e),
@@ -533,6 +536,22 @@ impl Drop for Conference {
             .flatten()
         {
             task.abort();
+        }
+    }
+}
+
+/// The right to start a share, taken by `start_screenshare` before it opens the screen: given
+/// back when dropped, unless the share reached the media task (which then owns it). So a start
+/// that fails, or whose caller stops waiting, never leaves `screenshare_active` behind.
+struct ShareClaim {
+    shared: Arc<MediaShared>,
+    handed_over: bool,
+}
+
+impl Drop for ShareClaim {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.shared.sharing.store(false, Ordering::Relaxed);
         }
     }
 }

@@ -70,6 +70,23 @@ async fn a_share_travels_beside_the_camera_and_reaches_late_joiners() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotInCall);
 
+    // A start that fails while opening the screen (no display, or no such window where there
+    // is one) leaves the share free: not sharing, and the next start is not
+    // `screenshare_active`.
+    let err = ada
+        .conf
+        .start_screenshare(Some("window:0"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code,
+            ErrorCode::ScreenshareUnsupported | ErrorCode::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    assert!(!ada.conf.is_sharing());
+
     assert!(ada.conf.start_screenshare_from(screen()).await.unwrap());
     ada.wait_for(WAIT, "localShareCreated", |e| {
         matches!(e, ConferenceEvent::LocalShareCreated).then_some(())
