@@ -213,7 +213,32 @@ impl JitterBuffer {
             self.stats.played += 1;
             return Playout::Frame(buffered.payload);
         }
-        let after_hole = self.packets.range(play..).next().map(|(_, b)| b.seq);
+        let after_hole = self
+            .packets
+            .range(play..)
+            .next()
+            .map(|(&ts, b)| (ts, b.seq, b.arrival_ms));
+        let dtx = matches!(
+            (self.last_seq, after_hole),
+            (Some(l), Some((_, n, _))) if n == l.wrapping_add(1)
+        );
+        if let (true, Some((ts, _, arrival_ms))) = (dtx, after_hole) {
+            // The sender was quiet (DTX), nothing was lost: the talk spurt starts as a fresh
+            // start would, once it waited the target delay, instead of concealing the quiet
+            // frames one pop at a time (which delayed every first syllable by up to five
+            // frames: `between bench media`, mouth-to-ear).
+            if now_ms - arrival_ms >= self.target_ms - self.frame_ms()
+                && let Some(buffered) = self.packets.remove(&ts)
+            {
+                self.last_seq = Some(buffered.seq);
+                self.play_ts = Some(ts + frame);
+                self.empty_pops = 0;
+                self.stats.played += 1;
+                return Playout::Frame(buffered.payload);
+            }
+            self.stats.concealed += 1;
+            return Playout::Conceal { fec: None };
+        }
         if let Some((&newest, _)) = self.packets.last_key_value() {
             // A hole with later packets waiting. Below the target delay, wait for it (conceal
             // without advancing: the delay grows by a frame); at or above, it is lost.
@@ -222,13 +247,8 @@ impl JitterBuffer {
                 self.play_ts = Some(play + frame);
                 self.empty_pops = 0;
                 self.stats.concealed += 1;
-                let dtx = matches!(
-                    (self.last_seq, after_hole),
-                    (Some(l), Some(n)) if n == l.wrapping_add(1)
-                );
-                if !dtx {
-                    self.loss_boost_until_ms = now_ms + LOSS_MEMORY_MS;
-                }
+                // Not DTX (that returned above): a packet was lost.
+                self.loss_boost_until_ms = now_ms + LOSS_MEMORY_MS;
                 let fec = self.packets.get(&(play + frame)).map(|b| b.payload.clone());
                 return Playout::Conceal { fec };
             }

@@ -247,3 +247,21 @@ fn a_dtx_pause_is_not_taken_for_loss() {
     }
     assert_eq!(jb.target_delay_ms(), 20.0, "no loss boost for DTX");
 }
+
+#[test]
+fn a_talk_spurt_after_dtx_plays_as_soon_as_it_is_due() {
+    // Frames 0-9 play; the sender then says nothing for three frames (DTX: no packets, the
+    // sequence numbers run on) and the next packet, frame 13's, arrives on time.
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for n in 0..10u32 {
+        jb.push(n as u16, n * FRAME, payload(n), n as f64 * 20.0 + 5.0);
+        assert!(matches!(jb.pop(n as f64 * 20.0 + 20.0), Playout::Frame(_)));
+    }
+    for n in 10..13u32 {
+        assert!(!matches!(jb.pop(n as f64 * 20.0 + 20.0), Playout::Frame(_)));
+    }
+    jb.push(10, 13 * FRAME, payload(13), 13.0 * 20.0 + 5.0);
+    // The next pop plays it: before, the three quiet frames were concealed first (60 ms).
+    assert_eq!(jb.pop(14.0 * 20.0), Playout::Frame(payload(13)));
+    assert_eq!(jb.target_delay_ms(), 20.0, "no loss boost for DTX");
+}
