@@ -53,7 +53,6 @@ pub struct H264Assembler {
     floor: u64,
     /// The highest extended sequence number seen, to extend the next one.
     highest: Option<u64>,
-    ever_in_step: bool,
     lost: u16,
     max_wait: Duration,
 }
@@ -71,7 +70,6 @@ impl H264Assembler {
             next: None,
             floor: 0,
             highest: None,
-            ever_in_step: false,
             lost: 0,
             max_wait,
         }
@@ -105,20 +103,30 @@ impl H264Assembler {
                 None => self.find_start()?,
             };
             match self.whole_picture(next) {
-                Some(last) => {
+                Ok(last) => {
                     if let Some(frame) = self.release(next, last) {
                         return Some(frame);
                     }
                 }
-                None => {
-                    let oldest = self.pending.values().map(|p| p.arrived).min();
-                    if oldest.is_none_or(|t| now.saturating_duration_since(t) <= self.max_wait) {
+                Err(missing) => {
+                    // A packet is missing only once a later one is here (until then the
+                    // picture is still arriving, which takes a while for a big keyframe on a
+                    // slow link); the wait for it counts from that later packet's arrival.
+                    let seen_after = self.pending.range(missing + 1..).next();
+                    let waited = seen_after.map(|(_, p)| now.saturating_duration_since(p.arrived));
+                    if waited.is_none_or(|w| w <= self.max_wait) {
                         return None;
                     }
-                    self.give_up_gap(next);
+                    self.give_up_gap(missing);
                 }
             }
         }
+    }
+
+    /// Whether a loss was noticed that no released picture has reported yet: the receiver
+    /// can ask for a keyframe now instead of at the next whole picture.
+    pub fn has_unreported_loss(&self) -> bool {
+        self.lost > 0
     }
 
     /// Extends a 16-bit sequence number next to the highest one seen, across wrap-arounds.
@@ -137,20 +145,17 @@ impl H264Assembler {
         extended
     }
 
-    /// Out of step: the first pending packet that begins a picture (its predecessor ended
-    /// one; or, before the first picture, any packet that begins a NAL unit). Packets before
-    /// it belong to pictures that cannot be completed and are dropped.
+    /// Out of step: the first pending packet that begins a picture: its predecessor ended
+    /// one, or it begins an access unit by its own look (a parameter set, a delimiter, a
+    /// picture's first slice). Packets before it belong to pictures that cannot be completed
+    /// and are dropped.
     fn find_start(&mut self) -> Option<u64> {
-        let first_ever = (!self.ever_in_step)
-            .then(|| self.pending.iter().next())
-            .flatten()
-            .filter(|(_, p)| H264Packet::default().is_partition_head(&p.payload))
-            .map(|(seq, _)| *seq);
-        let start = first_ever.or_else(|| {
-            self.pending.iter().find_map(|(seq, p)| {
-                let before = self.pending.get(&(seq - 1))?;
-                (before.marker || before.timestamp != p.timestamp).then_some(*seq)
-            })
+        let start = self.pending.iter().find_map(|(seq, p)| {
+            let after_an_end = self
+                .pending
+                .get(&(seq - 1))
+                .is_some_and(|before| before.marker || before.timestamp != p.timestamp);
+            (after_an_end || begins_access_unit(&p.payload)).then_some(*seq)
         })?;
         let dropped = self.pending.range(..start).count();
         if dropped > 0 {
@@ -159,23 +164,22 @@ impl H264Assembler {
         self.pending = self.pending.split_off(&start);
         self.floor = start;
         self.next = Some(start);
-        self.ever_in_step = true;
         Some(start)
     }
 
     /// Looks at the packets from `first`: the sequence number of the picture's last packet
-    /// once every packet of it is here.
-    fn whole_picture(&self, first: u64) -> Option<u64> {
-        let head = self.pending.get(&first)?;
+    /// once every packet of it is here, else the first one missing.
+    fn whole_picture(&self, first: u64) -> Result<u64, u64> {
+        let head = self.pending.get(&first).ok_or(first)?;
         let mut seq = first;
         loop {
-            let p = self.pending.get(&seq)?;
+            let p = self.pending.get(&seq).ok_or(seq)?;
             if p.timestamp != head.timestamp {
                 // The marker was never set: a new timestamp ends the picture as well.
-                return Some(seq - 1);
+                return Ok(seq - 1);
             }
             if p.marker {
-                return Some(seq);
+                return Ok(seq);
             }
             seq += 1;
         }
@@ -212,16 +216,40 @@ impl H264Assembler {
         })
     }
 
-    /// The packet at `next` never came: the picture it belonged to is lost, and the packets
-    /// after the gap may be the rest of it, so reassembly waits for the next boundary.
-    fn give_up_gap(&mut self, next: u64) {
-        let first_present = self.pending.keys().next().copied().unwrap_or(next + 1);
-        let missing = first_present.saturating_sub(next).max(1);
+    /// Packet `missing` never came: the picture it belonged to is lost. What came before it
+    /// cannot be completed; what came after may be the rest of that picture, so reassembly
+    /// starts again at the next packet that begins one.
+    fn give_up_gap(&mut self, missing: u64) {
+        self.pending = self.pending.split_off(&missing);
+        let first_present = self.pending.keys().next().copied().unwrap_or(missing + 1);
+        let gap = first_present.saturating_sub(missing).max(1);
         self.lost = self
             .lost
-            .saturating_add(u16::try_from(missing).unwrap_or(u16::MAX));
+            .saturating_add(u16::try_from(gap).unwrap_or(u16::MAX));
         self.floor = first_present;
         self.next = None;
+    }
+}
+
+/// Whether an RTP payload (RFC 6184) starts an access unit: an SPS, an access unit delimiter
+/// or SEI (what encoders put first), or the first slice of a picture (`first_mb_in_slice` 0,
+/// coded as the single bit 1), whole, as the first unit of a STAP-A, or as a FU-A's start.
+fn begins_access_unit(payload: &[u8]) -> bool {
+    let Some(&header) = payload.first() else {
+        return false;
+    };
+    match header & 0x1f {
+        6 | 7 | 9 => true,
+        1 | 5 => payload.get(1).is_some_and(|b| b & 0x80 != 0),
+        // STAP-A: one header byte, then each unit's 16-bit size and the unit.
+        24 => payload.get(3..).is_some_and(begins_access_unit),
+        28 => match (payload.get(1), payload.get(2)) {
+            (Some(fu), Some(slice)) => {
+                fu & 0x80 != 0 && matches!(fu & 0x1f, 1 | 5) && slice & 0x80 != 0
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

@@ -3,7 +3,8 @@ use rtc::rtp::header::Header;
 
 const ANNEX_B: [u8; 4] = [0, 0, 0, 1];
 
-/// Packet `index` of picture `picture`: one whole NAL unit (non-IDR slice) naming both.
+/// Packet `index` of picture `picture`: one whole NAL unit, a non-IDR slice naming both (the
+/// first one the picture's first slice, the rest later slices).
 fn packet(seq: u16, picture: u8, index: u8, last: bool) -> RtpPacket {
     RtpPacket {
         header: Header {
@@ -12,8 +13,13 @@ fn packet(seq: u16, picture: u8, index: u8, last: bool) -> RtpPacket {
             marker: last,
             ..Header::default()
         },
-        payload: Bytes::from(vec![0x41, picture, index]),
+        payload: Bytes::from(vec![0x41, first_mb(index), picture, index]),
     }
+}
+
+/// The slice header's first byte: `first_mb_in_slice` 0 (bit 1) only for a first slice.
+fn first_mb(index: u8) -> u8 {
+    if index == 0 { 0x80 } else { 0x40 }
 }
 
 /// The packets of pictures `0..pictures`, `per` packets each, from sequence number `first`.
@@ -31,9 +37,9 @@ fn stream(first: u16, pictures: u8, per: u8) -> Vec<RtpPacket> {
 
 /// Which picture an access unit is, after checking it holds all `per` of its NAL units.
 fn picture_of(frame: &AssembledFrame, per: u8) -> u8 {
-    let picture = frame.data[5];
+    let picture = frame.data[6];
     let expected: Vec<u8> = (0..per)
-        .flat_map(|i| ANNEX_B.into_iter().chain([0x41, picture, i]))
+        .flat_map(|i| ANNEX_B.into_iter().chain([0x41, first_mb(i), picture, i]))
         .collect();
     assert_eq!(
         frame.data, expected,
@@ -123,7 +129,7 @@ fn a_lost_packet_costs_its_picture_and_the_next_one_reports_the_loss() {
 }
 
 #[test]
-fn a_lost_last_packet_waits_for_the_next_boundary() {
+fn a_lost_last_packet_costs_only_its_own_picture() {
     let t0 = Instant::now();
     let mut a = H264Assembler::default();
     let packets = stream(0, 3, 3);
@@ -133,12 +139,38 @@ fn a_lost_last_packet_waits_for_the_next_boundary() {
         }
     }
     let late = t0 + DEFAULT_MAX_WAIT + Duration::from_millis(1);
-    // Picture 1's first packet follows the hole, so nothing says it starts a picture: the
-    // assembler starts again after picture 1's end.
+    // Picture 1 follows the hole, but its first packet says it begins a picture.
     let got = pop_all(&mut a, late, 3);
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].0, 2);
-    assert!(got[0].1 > 0);
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(got[0].1 > 0, "{got:?}");
+}
+
+#[test]
+fn a_picture_slower_to_arrive_than_the_wait_is_not_a_loss() {
+    // A big keyframe on a slow link: its packets trickle in over more than `max_wait`.
+    let t0 = Instant::now();
+    let mut a = H264Assembler::default();
+    let packets = stream(0, 1, 8);
+    for (i, p) in packets.into_iter().enumerate() {
+        let at = t0 + DEFAULT_MAX_WAIT * i as u32 / 2;
+        assert!(a.pop(at).is_none());
+        a.push(p, at);
+    }
+    let end = t0 + DEFAULT_MAX_WAIT * 4;
+    assert_eq!(pop_all(&mut a, end, 8), vec![(0, 0)]);
+}
+
+#[test]
+fn a_loss_is_known_before_the_next_whole_picture() {
+    let t0 = Instant::now();
+    let mut a = H264Assembler::default();
+    let packets = stream(0, 2, 3);
+    for p in [&packets[0], &packets[2], &packets[3]] {
+        a.push(p.clone(), t0);
+    }
+    let late = t0 + DEFAULT_MAX_WAIT + Duration::from_millis(1);
+    assert!(a.pop(late).is_none(), "picture 1 is not whole yet");
+    assert!(a.has_unreported_loss());
 }
 
 #[test]
@@ -147,7 +179,7 @@ fn joining_mid_picture_starts_at_the_next_picture() {
     let mut a = H264Assembler::default();
     let mut packets = stream(0, 3, 3);
     // The first packet seen is the middle fragment of a FU-A: it begins no NAL unit.
-    packets[1].payload = Bytes::from(vec![0x5c, 0x01, 0xaa]);
+    packets[1].payload = Bytes::from(vec![0x5c, 0x01, 0x80, 0xaa]);
     for p in packets.into_iter().skip(1) {
         a.push(p, t0);
     }
@@ -185,7 +217,7 @@ fn a_stream_that_never_ends_a_picture_is_held_within_bounds() {
     let t0 = Instant::now();
     let mut a = H264Assembler::default();
     for seq in 0..(MAX_PENDING as u16 + 500) {
-        a.push(packet(seq, 0, (seq % 200) as u8, false), t0);
+        a.push(packet(seq, 0, (seq % 200) as u8 + 1, false), t0);
         assert!(a.pop(t0).is_none());
     }
     assert!(a.pending.len() <= MAX_PENDING);

@@ -209,6 +209,10 @@ async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame
                 return;
             }
         }
+        if assembler.has_unreported_loss() {
+            // Ask now, not only when the next whole picture reports it.
+            ask_keyframe.store(true, Ordering::Relaxed);
+        }
         if ask_keyframe.load(Ordering::Relaxed)
             && last_pli.is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
         {

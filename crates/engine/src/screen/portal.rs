@@ -26,24 +26,77 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// How often the capture thread looks at its stop flag and the session bus.
 const POLL: Duration = Duration::from_millis(50);
 
 pub(super) struct PortalCapture {
-    frames: Receiver<I420Frame>,
-    /// A picture taken off the channel by `changed`, not read yet.
-    pending: Option<I420Frame>,
+    newest: Arc<Newest>,
     last: Option<I420Frame>,
     stop: Arc<AtomicBool>,
+}
+
+/// The stream's newest picture, not read yet: a newer one replaces it (a queue that dropped
+/// the newest when full could leave the share showing a stale screen after the last change).
+#[derive(Default)]
+struct Newest {
+    slot: Mutex<Slot>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    picture: Option<I420Frame>,
+    ended: bool,
+}
+
+impl Newest {
+    fn put(&self, picture: I420Frame) {
+        if let Ok(mut slot) = self.slot.lock() {
+            slot.picture = Some(picture);
+        }
+        self.arrived.notify_all();
+    }
+
+    fn end(&self) {
+        if let Ok(mut slot) = self.slot.lock() {
+            slot.ended = true;
+        }
+        self.arrived.notify_all();
+    }
+
+    /// (the newest picture if one came, whether the stream ended)
+    fn take(&self) -> (Option<I420Frame>, bool) {
+        match self.slot.lock() {
+            Ok(mut slot) => (slot.picture.take(), slot.ended),
+            Err(_) => (None, true),
+        }
+    }
+
+    fn has_news(&self) -> bool {
+        self.slot
+            .lock()
+            .map_or(true, |slot| slot.picture.is_some() || slot.ended)
+    }
+
+    /// Waits up to `timeout` for a first picture.
+    fn first(&self, timeout: Duration) -> Option<I420Frame> {
+        let slot = self.slot.lock().ok()?;
+        let (mut slot, _) = self
+            .arrived
+            .wait_timeout_while(slot, timeout, |s| s.picture.is_none() && !s.ended)
+            .ok()?;
+        slot.picture.take()
+    }
 }
 
 /// What the stream's callbacks share with the capture loop.
 struct Reading {
     format: Option<(VideoFormat, u32, u32)>,
-    frames: SyncSender<I420Frame>,
+    newest: Arc<Newest>,
     ended: Rc<Cell<bool>>,
 }
 
@@ -105,8 +158,11 @@ fn format_offer() -> Result<Vec<u8>, BAError> {
                 denom: 1
             },
             Fraction { num: 0, denom: 1 },
+            // Twice what a share sends, not the compositor's refresh rate: each picture is
+            // converted on arrival. (Exactly the share's rate failed to negotiate with a
+            // 15 fps source in the test.)
             Fraction {
-                num: 1000,
+                num: 2 * SHARE_FPS as u32,
                 denom: 1
             }
         ),
@@ -126,7 +182,7 @@ fn pipewire_error(e: impl std::fmt::Display) -> BAError {
 fn run_stream(
     cast: &ScreenCast,
     remote: std::os::fd::OwnedFd,
-    frames: SyncSender<I420Frame>,
+    newest: Arc<Newest>,
     ready: &SyncSender<Result<(), BAError>>,
     stop: &AtomicBool,
 ) -> Result<(), BAError> {
@@ -161,7 +217,7 @@ fn run_stream(
     .map_err(pipewire_error)?;
     let state = Reading {
         format: None,
-        frames,
+        newest,
         ended: ended.clone(),
     };
     let _listener = stream
@@ -221,14 +277,7 @@ fn run_stream(
                 layout,
                 data: pixels,
             }) {
-                // A full queue means the engine has not taken the last two: drop this one.
-                Ok(picture) => {
-                    if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
-                        state.frames.try_send(picture)
-                    {
-                        state.ended.set(true);
-                    }
-                }
+                Ok(picture) => state.newest.put(picture),
                 Err(e) => tracing::debug!(error = %e, "an unreadable screen picture"),
             }
         })
@@ -262,13 +311,22 @@ impl PortalCapture {
     /// Asks the portal for a screen (its chooser may wait for the person) and starts reading
     /// its PipeWire stream; returns once the first picture arrived, or why not.
     pub fn open() -> Result<Self, BAError> {
-        let (frames_tx, frames) = sync_channel::<I420Frame>(2);
+        let newest = Arc::new(Newest::default());
         let (ready_tx, ready) = sync_channel::<Result<(), BAError>>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let producer = newest.clone();
         std::thread::Builder::new()
             .name("screen-portal".into())
             .spawn(move || {
+                // However the thread ends, the share sees the stream end.
+                struct EndOnExit(Arc<Newest>);
+                impl Drop for EndOnExit {
+                    fn drop(&mut self) {
+                        self.0.end();
+                    }
+                }
+                let _end = EndOnExit(producer.clone());
                 let mut cast = match ScreenCast::start() {
                     Ok(cast) => cast,
                     Err(e) => {
@@ -278,7 +336,7 @@ impl PortalCapture {
                 };
                 let remote = cast.take_remote();
                 let result = match remote {
-                    Some(remote) => run_stream(&cast, remote, frames_tx, &ready_tx, &stopping),
+                    Some(remote) => run_stream(&cast, remote, producer, &ready_tx, &stopping),
                     None => Err(pipewire_error("no PipeWire connection")),
                 };
                 if let Err(e) = result {
@@ -287,25 +345,29 @@ impl PortalCapture {
                 cast.close();
             })
             .map_err(|e| unsupported(format!("Cannot start the screen capture ({e}).")))?;
-        ready
+        let answered = ready
             .recv_timeout(super::portal_dbus::CHOOSER_WAIT + Duration::from_secs(10))
             .unwrap_or_else(|_| {
                 Err(unsupported(
                     "The desktop's screen-sharing portal did not answer.",
                 ))
-            })?;
+            });
+        if let Err(e) = answered {
+            // A chooser answered after this gave up must not start a share nobody reads.
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
         // The stream is connected; the first picture follows at once unless something is wrong
         // (a format that cannot be converted).
-        let first = frames.recv_timeout(Duration::from_secs(10)).map_err(|_| {
+        let Some(first) = newest.first(Duration::from_secs(10)) else {
             stop.store(true, Ordering::Relaxed);
-            unsupported(
+            return Err(unsupported(
                 "The desktop's screen stream sent no picture. Try sharing again, or another screen.",
-            )
-        })?;
+            ));
+        };
         Ok(Self {
-            frames,
-            pending: Some(first),
-            last: None,
+            newest,
+            last: Some(first),
             stop,
         })
     }
@@ -315,18 +377,13 @@ impl VideoSource for PortalCapture {
     fn read_frame(&mut self) -> Option<I420Frame> {
         // The newest picture; the last one again if nothing new came (a portal stream only
         // delivers when the screen changes).
-        if let Some(frame) = self.pending.take() {
-            self.last = Some(frame);
+        let (picture, ended) = self.newest.take();
+        if ended && picture.is_none() {
+            tracing::info!("the portal's screen stream ended");
+            return None;
         }
-        loop {
-            match self.frames.try_recv() {
-                Ok(frame) => self.last = Some(frame),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    tracing::info!("the portal's screen stream ended");
-                    return None;
-                }
-            }
+        if let Some(picture) = picture {
+            self.last = Some(picture);
         }
         self.last.clone()
     }
@@ -336,15 +393,8 @@ impl VideoSource for PortalCapture {
     }
 
     fn changed(&mut self) -> bool {
-        if self.pending.is_none() {
-            match self.frames.try_recv() {
-                Ok(frame) => self.pending = Some(frame),
-                // Ended: say so, and let read_frame report the end.
-                Err(TryRecvError::Disconnected) => return true,
-                Err(TryRecvError::Empty) => {}
-            }
-        }
-        self.pending.is_some() || self.last.is_none()
+        // An end counts: read_frame then reports it.
+        self.newest.has_news()
     }
 }
 

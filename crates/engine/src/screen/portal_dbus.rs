@@ -145,7 +145,10 @@ impl ScreenCast {
                     true
                 },
             )
-            .map_err(|e| bus_error(&e))?;
+            .map_err(|e| {
+                close_session(&connection, &session);
+                bus_error(&e)
+            })?;
 
         let mut options = PropMap::new();
         options.insert("types".into(), uint(SOURCE_MONITOR | SOURCE_WINDOW));
@@ -251,7 +254,8 @@ fn request(
             if let Ok(mut slot) = slot.lock() {
                 *slot = said;
             }
-            false
+            // Kept until `remove_match` below, which also takes the rule off the bus.
+            true
         })
         .map_err(|e| bus_error(&e))?;
     let proxy = connection.with_proxy(PORTAL, PORTAL_PATH, CALL_TIMEOUT);

@@ -51,6 +51,9 @@ pub(super) struct X11Capture {
     changed: bool,
     #[cfg(target_os = "linux")]
     shm: Option<super::x11_shm::SharedImage>,
+    /// MIT-SHM reads refused in a row (GetImage took over for those pictures).
+    #[cfg(target_os = "linux")]
+    shm_refusals: u8,
 }
 
 /// Connects to `display`, or to DISPLAY's.
@@ -268,6 +271,8 @@ impl X11Capture {
             changed: true,
             #[cfg(target_os = "linux")]
             shm,
+            #[cfg(target_os = "linux")]
+            shm_refusals: 0,
         };
         // Fail now, with a reason, rather than as a share that ends at once.
         match capture.grab() {
@@ -346,10 +351,15 @@ impl X11Capture {
                     data,
                 })
                 .map_err(x11_error)?;
+                self.shm_refusals = 0;
                 return Ok(Some(frame));
             }
-            tracing::debug!("MIT-SHM capture refused; reading through the socket from now on");
-            self.shm = None;
+            // One refusal can be a window caught mid-move; several mean the server will not.
+            self.shm_refusals += 1;
+            if self.shm_refusals >= 3 {
+                tracing::debug!("MIT-SHM capture refused; reading through the socket from now on");
+                self.shm = None;
+            }
         }
         let image = self
             .conn
