@@ -6,13 +6,12 @@
 //! `cargo run --release -p between-media --example screen_encoding`
 
 use between_media::analysis::frame_psnr;
-use between_media::h264::{H264Decoder, H264Encoder, VideoEncoderSettings};
+use between_media::h264::{H264Decoder, H264Encoder, Planes, VideoEncoderSettings};
 use between_media::screen::{PixelLayout, ScreenPixels, text_page, to_i420};
 use between_media::video::I420Frame;
 use openh264::encoder::{
     BitRate, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, UsageType,
 };
-use openh264::formats::YUVSource;
 use std::time::Instant;
 
 const WIDTH: usize = 1920;
@@ -22,27 +21,6 @@ const PICTURES: usize = 90;
 
 /// One encoder under test: a picture in, its bitstream out (empty when skipped).
 type Encode = Box<dyn FnMut(&I420Frame) -> Vec<u8>>;
-
-struct Planes<'a>(&'a I420Frame);
-
-impl YUVSource for Planes<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.0.width() as usize, self.0.height() as usize)
-    }
-    fn strides(&self) -> (usize, usize, usize) {
-        let w = self.0.width() as usize;
-        (w, w / 2, w / 2)
-    }
-    fn y(&self) -> &[u8] {
-        self.0.y()
-    }
-    fn u(&self) -> &[u8] {
-        self.0.u()
-    }
-    fn v(&self) -> &[u8] {
-        self.0.v()
-    }
-}
 
 /// OpenH264's screen-content mode, as a share used it before (2.5 Mbit/s, frame skipping).
 fn screen_content_encode() -> Encode {

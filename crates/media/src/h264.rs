@@ -68,7 +68,8 @@ pub struct EncodedVideo {
     pub keyframe: bool,
 }
 
-struct Planes<'a>(&'a I420Frame);
+/// An I420 frame as OpenH264 reads it (also for tools that drive OpenH264 directly).
+pub struct Planes<'a>(pub &'a I420Frame);
 
 impl YUVSource for Planes<'_> {
     fn dimensions(&self) -> (usize, usize) {

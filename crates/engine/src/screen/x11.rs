@@ -340,19 +340,23 @@ impl X11Capture {
         let Some((x, y, width, height)) = rect else {
             return Ok(self.last.clone());
         };
+        let layout = self.layout;
+        let convert = |data: &[u8]| {
+            to_i420(&ScreenPixels {
+                width: width.into(),
+                height: height.into(),
+                stride: usize::from(width) * 4,
+                layout,
+                data,
+            })
+            .map(Some)
+            .map_err(x11_error)
+        };
         #[cfg(target_os = "linux")]
         if let Some(shm) = self.shm.as_mut() {
             if let Some(data) = shm.get(&self.conn, self.root, (x, y, width, height)) {
-                let frame = to_i420(&ScreenPixels {
-                    width: width.into(),
-                    height: height.into(),
-                    stride: usize::from(width) * 4,
-                    layout: self.layout,
-                    data,
-                })
-                .map_err(x11_error)?;
                 self.shm_refusals = 0;
-                return Ok(Some(frame));
+                return convert(data);
             }
             // One refusal can be a window caught mid-move; several mean the server will not.
             self.shm_refusals += 1;
@@ -367,15 +371,7 @@ impl X11Capture {
             .map_err(x11_error)?
             .reply()
             .map_err(x11_error)?;
-        let frame = to_i420(&ScreenPixels {
-            width: width.into(),
-            height: height.into(),
-            stride: usize::from(width) * 4,
-            layout: self.layout,
-            data: &image.data,
-        })
-        .map_err(x11_error)?;
-        Ok(Some(frame))
+        convert(&image.data)
     }
 }
 
