@@ -64,12 +64,12 @@ impl Call {
     }
 }
 
-/// `{event, ...}` for the page; cameras added to device lists (the engine lists sound only).
+/// `{event, ...}` for the page; the test pattern added to device lists.
 fn page_event(event: &ConferenceEvent, local_id: Option<&str>) -> Value {
     let mut value = event.to_json();
     if let ConferenceEvent::DevicesUpdated(devices) = event {
         let mut all = devices.clone();
-        all.extend(cameras::list());
+        all.push(cameras::test_pattern());
         value["devices"] = json!(all);
     }
     if let (ConferenceEvent::LocalAudioLevel(_), Some(id)) = (event, local_id) {
@@ -230,13 +230,19 @@ pub async fn conference_start_call(
             None
         }
     };
-    let camera_id = match options.video_input.as_deref() {
-        Some("") => None,
-        Some(id) => Some(id.to_string()),
-        None => cameras::default_id(),
-    };
+    let chosen_camera = options.video_input.clone();
+    // Listing and starting a camera block (up to 5 s for its first picture).
+    let camera = open_blocking(move || {
+        let id = match chosen_camera.as_deref() {
+            Some("") => None,
+            Some(id) => Some(id.to_string()),
+            None => cameras::default_id(),
+        };
+        id.as_deref().map(cameras::open).transpose()
+    })
+    .await;
     let mut local_frames = None;
-    let video = match camera_id.as_deref().map(cameras::open).transpose() {
+    let video = match camera {
         Ok(Some(camera)) => {
             let (tap, frames) = PreviewTap::new(camera, None);
             local_frames = Some(frames);
@@ -456,7 +462,11 @@ pub async fn local_set_video_input(
             "This call was started without a camera. Leave and rejoin with one to send video.",
         ));
     }
-    let camera = cameras::open(&device_id)?;
+    // Opening the camera in use again would find it busy: it already is the choice.
+    if local.video_input().as_deref() == Some(device_id.as_str()) {
+        return Ok(());
+    }
+    let camera = open_blocking(move || cameras::open(&device_id)).await?;
     let current = lock(&call.local_frames).clone();
     let (tap, frames) = PreviewTap::new(camera, current);
     local.set_video_source(Box::new(tap))?;

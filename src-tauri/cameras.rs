@@ -1,8 +1,8 @@
-//! Cameras the app offers. Real cameras (nokhwa) are not wired yet (issue 4); until then the
-//! menu offers a synthetic test pattern, clearly labelled, so video works end to end on any
-//! machine (and in the tests). Everything goes through `list`/`open`, so real cameras slot in
-//! here without touching the commands.
+//! Cameras the app offers: the machine's cameras (the engine's device layer, V4L2 on Linux),
+//! plus a synthetic test pattern, clearly labelled and never the default, so video can be
+//! tried (and tested) on a machine without a camera.
 
+use between_engine::devices::camera;
 use between_engine::devices::{DeviceKind, MediaDeviceInfo};
 use between_engine::media::sources::PatternVideo;
 use between_engine::{BAError, ErrorCode, VideoSource};
@@ -11,45 +11,37 @@ use serde_json::{Value, json};
 /// The synthetic camera's ID.
 pub const TEST_PATTERN: &str = "between:test-pattern";
 
-/// The cameras there are now.
-pub fn list() -> Vec<MediaDeviceInfo> {
-    vec![MediaDeviceInfo {
+pub fn test_pattern() -> MediaDeviceInfo {
+    MediaDeviceInfo {
         device_id: TEST_PATTERN.to_string(),
         kind: DeviceKind::VideoInput,
         label: "Test pattern (synthetic camera)".to_string(),
-        // Never the default: a person without a camera should not send a test pattern
-        // without choosing it.
+        // A person without a camera should not send a test pattern without choosing it.
         is_default: false,
-    }]
+    }
 }
 
-/// The camera a call starts with when the user has not chosen: the system's default real
-/// camera (none yet).
+/// The camera a call starts with when the user has not chosen: the system's first camera.
 pub fn default_id() -> Option<String> {
-    list()
-        .into_iter()
-        .find(|c| c.is_default)
-        .map(|c| c.device_id)
+    camera::default_id()
 }
 
 /// Opens a camera at 1280x720@30 (or the closest it offers).
 pub fn open(id: &str) -> Result<Box<dyn VideoSource>, BAError> {
-    match id {
-        TEST_PATTERN => PatternVideo::new(1280, 720, 30.0)
+    if id == TEST_PATTERN {
+        return PatternVideo::new(1280, 720, 30.0)
             .map(|p| Box::new(p) as Box<dyn VideoSource>)
-            .map_err(|e| BAError::new(ErrorCode::Internal, e)),
-        _ => Err(BAError::new(
-            ErrorCode::DeviceNotFound,
-            "That camera was not found. Plug it in or pick another in the device menu.",
-        )),
+            .map_err(|e| BAError::new(ErrorCode::Internal, e));
     }
+    camera::open(Some(id)).map(|c| Box::new(c) as Box<dyn VideoSource>)
 }
 
-/// Every device for the menus: microphones and speakers from the engine, then cameras.
+/// Every device for the menus: the engine lists microphones, speakers and cameras; the
+/// test pattern is the app's own.
 pub fn all_devices() -> Value {
     let snapshot = between_engine::devices::snapshot();
     let mut devices = snapshot.devices;
-    devices.extend(list());
+    devices.push(test_pattern());
     json!({"audioHost": snapshot.audio_host, "devices": devices})
 }
 

@@ -78,6 +78,15 @@ impl VideoSource for PreviewTap {
     fn frame_rate(&self) -> f64 {
         self.source.frame_rate()
     }
+
+    // The engine's device watcher must see the camera behind the tap.
+    fn device_id(&self) -> Option<&str> {
+        self.source.device_id()
+    }
+
+    fn device_failed(&self) -> bool {
+        self.source.device_failed()
+    }
 }
 
 /// An open feed: its size can change; dropping it stops a preview's camera.
@@ -192,14 +201,15 @@ pub fn video_open(
 
 /// A camera's picture on the join screen, before any call.
 #[tauri::command]
-pub fn preview_open(
+pub async fn preview_open(
     state: State<'_, AppState>,
     device_id: String,
     width: u32,
     height: u32,
 ) -> Result<Opened, BAError> {
     check_size(width, height)?;
-    let camera = cameras::open(&device_id)?;
+    // A real camera takes up to seconds to deliver its first picture: not on the main thread.
+    let camera = between_engine::devices::open_blocking(move || cameras::open(&device_id)).await?;
     let (thread, source) = start_camera(camera);
     let video = state.next_id();
     lock(&state.videos).insert(video, feed(source, width, height, Some(thread)));

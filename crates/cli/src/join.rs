@@ -57,6 +57,9 @@ pub struct JoinArgs {
     /// Send a WAV file (looped) as the microphone.
     #[arg(long, value_name = "FILE")]
     wav: Option<PathBuf>,
+    /// Send this camera (an ID from `between devices`, or `default`).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["pattern", "y4m"])]
+    camera: Option<String>,
     /// Send the moving test pattern (with its frame counter) as the camera.
     #[arg(long, conflicts_with = "y4m")]
     pattern: bool,
@@ -140,7 +143,7 @@ fn default_media_ip(server: &str) -> IpAddr {
     }
 }
 
-/// `--mic`/`--speaker`: absent → no device; `default` → the system default; else an ID.
+/// `--mic`/`--speaker`/`--camera`: absent → no device; `default` → the system default; else an ID.
 fn device_choice(arg: &Option<String>) -> Option<Option<&str>> {
     match arg.as_deref() {
         None => None,
@@ -179,7 +182,10 @@ fn media_options(
             ))
         }
         (false, Some(path)) => Some(open_y4m(path)?),
-        (false, None) => None,
+        (false, None) => match device_choice(&args.camera) {
+            None => None,
+            Some(id) => Some(Box::new(between_engine::devices::camera::open(id)?)),
+        },
     };
     let shares = args.share || args.share_y4m.is_some() || args.commands;
     if audio.is_none()
@@ -227,7 +233,8 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     };
     let media = media_options(&args, recorder.clone())?;
     let mut config = EngineConfig::new(args.server.clone());
-    config.watch_devices = args.watch_devices || args.mic.is_some() || args.speaker.is_some();
+    config.watch_devices =
+        args.watch_devices || args.mic.is_some() || args.speaker.is_some() || args.camera.is_some();
     let conference = Conference::new(config, args.api_key.clone(), args.call_id.clone(), extra)
         .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
     if let Some(media) = media {

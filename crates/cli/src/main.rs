@@ -35,6 +35,12 @@ enum Command {
         /// A microphone ID from `between devices`.
         #[arg(long)]
         mic: Option<String>,
+        /// A camera ID from `between devices` (default: the first camera, if any).
+        #[arg(long, conflicts_with = "no_camera")]
+        camera: Option<String>,
+        /// Do not try a camera.
+        #[arg(long)]
+        no_camera: bool,
     },
     /// List what can be shared (screen, monitors, windows) as JSON, for `join --share-target`.
     Screens,
@@ -79,9 +85,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Join(args) => join::run(*args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
-            Command::Permissions { mic } => {
+            Command::Permissions {
+                mic,
+                camera,
+                no_camera,
+            } => {
+                use between_engine::devices::CameraCheck;
+                let camera = match (camera, no_camera) {
+                    (_, true) => CameraCheck::Skip,
+                    (Some(id), false) => CameraCheck::Chosen(id),
+                    (None, false) => CameraCheck::Default,
+                };
                 let state = tokio::task::spawn_blocking(move || {
-                    between_engine::devices::permission_state(mic.as_deref())
+                    between_engine::devices::permission_state(mic.as_deref(), camera)
                 })
                 .await?;
                 println!("{}", serde_json::to_string(&state)?);

@@ -324,3 +324,76 @@ fn permission_state_comes_from_trying_the_microphone() {
     let missing = permissions(Some(&pulse), Some("pulseaudio:gone"));
     assert_eq!(missing["error"]["reason"], "device_not_found", "{missing}");
 }
+
+/// This machine has no camera (no /dev/video*): everything camera-shaped must say so in
+/// words and leave the rest of the call working. Capture itself needs a V4L2 device, which
+/// neither this machine nor CI can create (no kernel modules, no v4l2loopback); the mode
+/// choice and picture conversion it relies on are tested in between-media's camera tests.
+#[test]
+fn without_a_camera_everything_says_so_and_audio_still_works() {
+    let pulse = Pulse::start(&[
+        "module-null-sink sink_name=mic_feed",
+        "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+    ]);
+    let listed = devices(Some(&pulse));
+    let cameras: Vec<&Value> = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "videoinput")
+        .collect();
+    let on_this_machine = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("video"));
+    if !on_this_machine {
+        assert!(cameras.is_empty(), "{listed}");
+    }
+
+    // No camera is no failure: calls work without video.
+    let mic_only = between_json(
+        Some(&pulse),
+        &["permissions", "--mic", "pulseaudio:virtual_mic"],
+    );
+    assert_eq!(mic_only["state"], "success", "{mic_only}");
+
+    // A chosen camera that is not there is.
+    let missing = between_json(
+        Some(&pulse),
+        &[
+            "permissions",
+            "--mic",
+            "pulseaudio:virtual_mic",
+            "--camera",
+            "v4l2:/dev/video-unplugged",
+        ],
+    );
+    assert_eq!(missing["state"], "failed", "{missing}");
+    assert_eq!(missing["error"]["reason"], "device_not_found", "{missing}");
+    assert_eq!(
+        missing["error"]["rawStr"],
+        "That camera was not found. Plug it in or pick another in the device menu."
+    );
+
+    // Joining with a camera that is not there stops before joining, with the sentence.
+    let server = Server::start();
+    for (camera, sentence) in [
+        ("v4l2:/dev/video-unplugged", "That camera was not found"),
+        ("not-a-camera", "That camera was not found"),
+        ("default", "No camera was found"),
+    ] {
+        if camera == "default" && on_this_machine {
+            continue;
+        }
+        let out = Command::new(BIN)
+            .args(join_args(&server.url, "no-camera"))
+            .args(["--camera", camera, "--duration", "5s"])
+            .env("PULSE_SERVER", pulse.server_env())
+            .env_remove("PULSE_RUNTIME_PATH")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "joined with camera {camera}");
+        assert!(stderr.contains(sentence), "{camera}: {stderr}");
+    }
+}

@@ -281,24 +281,43 @@ impl Conference {
         Ok(())
     }
 
-    /// Tries the microphone this call uses (the system default if none is chosen yet): can
-    /// it be opened and does it deliver sound?
+    /// Tries the microphone this call uses (the system default if none is chosen yet) and
+    /// its camera: can they be opened and do they deliver? A camera the call is capturing
+    /// from is not opened twice (V4L2 would answer "busy"): it is asked whether it still
+    /// delivers.
     pub async fn get_permission_state(&self) -> crate::devices::PermissionState {
-        let chosen = self.inner.lock().media.clone().and_then(|m| {
+        use crate::devices::CameraCheck;
+        let media = self.inner.lock().media.clone();
+        let chosen = media.as_ref().and_then(|m| {
             m.audio
                 .lock()
                 .ok()
                 .and_then(|a| a.as_ref().and_then(|a| a.device_id().map(str::to_string)))
         });
-        tokio::task::spawn_blocking(move || crate::devices::permission_state(chosen.as_deref()))
-            .await
-            .unwrap_or_else(|e| crate::devices::PermissionState {
-                state: "failed",
-                error: crate::devices::PermissionError {
-                    reason: "internal".into(),
-                    raw_str: format!("The device check stopped unexpectedly ({e})."),
-                },
-            })
+        let camera = match &media {
+            None => CameraCheck::Default,
+            Some(m) if !m.has_video => CameraCheck::Skip,
+            Some(m) => match m.video.lock().ok().and_then(|v| {
+                v.as_ref()
+                    .and_then(|v| v.device_id().map(|id| (id.to_string(), v.device_failed())))
+            }) {
+                // Capturing and delivering: nothing to try.
+                Some((_, false)) | None => CameraCheck::Skip,
+                // It stopped: trying it again gives the reason.
+                Some((id, true)) => CameraCheck::Chosen(id),
+            },
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::devices::permission_state(chosen.as_deref(), camera)
+        })
+        .await
+        .unwrap_or_else(|e| crate::devices::PermissionState {
+            state: "failed",
+            error: crate::devices::PermissionError {
+                reason: "internal".into(),
+                raw_str: format!("The device check stopped unexpectedly ({e})."),
+            },
+        })
     }
 
     /// Tells this conference's listeners about something that went wrong outside a method

@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod apm;
 pub mod audio;
+pub mod camera;
 pub mod drift;
 pub mod frame_assembly;
 pub mod h264;

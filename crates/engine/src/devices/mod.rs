@@ -3,10 +3,11 @@
 //!
 //! Audio comes from cpal ([`audio`]); on Linux its PulseAudio host is preferred, so the list
 //! shows the sinks and sources a person sees in their sound settings (PipeWire desktops serve
-//! the same protocol), with ALSA as the fallback when no sound server runs. Cameras are not
-//! listed yet (nokhwa needs libclang to build; the camera work adds them).
+//! the same protocol), with ALSA as the fallback when no sound server runs. Cameras come
+//! from [`camera`] (V4L2 through nokhwa on Linux).
 
 mod audio;
+pub mod camera;
 mod stream;
 pub(crate) mod watch;
 
@@ -49,9 +50,11 @@ pub struct DeviceSnapshot {
 /// a log line), so the app still works without sound hardware.
 pub fn snapshot() -> DeviceSnapshot {
     let host = audio::host();
+    let mut devices = audio::list(&host);
+    devices.extend(camera::list());
     DeviceSnapshot {
         audio_host: host.id().name().to_string(),
-        devices: audio::list(&host),
+        devices,
     }
 }
 
@@ -72,12 +75,33 @@ pub struct PermissionError {
     pub raw_str: String,
 }
 
-/// Tries the microphone with this ID (the system default with `None`): can it be opened and
-/// does it deliver sound? Blocks up to a few seconds. (Cameras join this when the camera
-/// work lands; macOS and Windows answer from their privacy settings there.)
-pub fn permission_state(mic: Option<&str>) -> PermissionState {
-    match Microphone::open(mic) {
-        Ok(_) => PermissionState {
+/// Which camera `permission_state` tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraCheck {
+    /// None: the call sends no camera.
+    Skip,
+    /// The system's first camera, if there is one (no camera is not a failure: calls work
+    /// without video).
+    Default,
+    /// This one, which must work.
+    Chosen(String),
+}
+
+/// Tries the microphone with this ID (the system default with `None`) and the camera: can
+/// they be opened and do they deliver? Blocks up to a few seconds. The microphone is asked
+/// first; its failure is the answer. (macOS and Windows will answer from their privacy
+/// settings when their device layers are built.)
+pub fn permission_state(mic: Option<&str>, camera: CameraCheck) -> PermissionState {
+    let tried = Microphone::open(mic).map(drop).and_then(|()| match camera {
+        CameraCheck::Skip => Ok(()),
+        CameraCheck::Default => match camera::default_id() {
+            Some(id) => camera::open(Some(&id)).map(drop),
+            None => Ok(()),
+        },
+        CameraCheck::Chosen(id) => camera::open(Some(&id)).map(drop),
+    });
+    match tried {
+        Ok(()) => PermissionState {
             state: "success",
             error: PermissionError {
                 reason: String::new(),

@@ -1,11 +1,15 @@
 //! Watching the devices during a call: `devicesUpdated` with the whole list whenever it
 //! changes (cpal has no change notification, so the list is polled), and a fallback to the
-//! system default when the microphone or speaker in use goes away or its stream fails.
+//! system default when the microphone or speaker in use goes away or its stream fails. A
+//! camera that goes away is replaced by the first other camera; with none left, the camera
+//! is turned off (the others see `videoPaused`) and an error says why.
 
-use super::{DeviceKind, DeviceSnapshot, Microphone, Speaker, open_blocking, snapshot};
+use super::{DeviceKind, DeviceSnapshot, Microphone, Speaker, camera, open_blocking, snapshot};
 use crate::conference::Inner;
+use crate::error::BAError;
 use crate::events::ConferenceEvent;
-use crate::media::MediaShared;
+use crate::media::{LocalParticipant, MediaShared};
+use between_protocol::ErrorCode;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -84,6 +88,64 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
                 });
             }
             Err(e) => inner.events.emit(ConferenceEvent::Error(e)),
+        }
+    }
+    fall_back_camera(inner, media, list).await;
+}
+
+async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &DeviceSnapshot) {
+    let lost = media.video.lock().ok().and_then(|source| {
+        let source = source.as_ref()?;
+        let id = source.device_id()?.to_string();
+        (source.device_failed() || !present(list, DeviceKind::VideoInput, &id)).then_some(id)
+    });
+    let Some(lost) = lost else { return };
+    let other = list
+        .devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::VideoInput && d.device_id != lost)
+        .map(|d| d.device_id.clone());
+    let opened = match other {
+        Some(id) => Some(open_blocking(move || camera::open(Some(&id))).await),
+        None => None,
+    };
+    match opened {
+        Some(Ok(cam)) => {
+            let to = cam.id().to_string();
+            if let Ok(mut source) = media.video.lock() {
+                *source = Some(Box::new(cam));
+            }
+            tracing::info!(%lost, %to, "camera gone; using another");
+            inner.events.emit(ConferenceEvent::DeviceFallback {
+                kind: DeviceKind::VideoInput,
+                lost,
+                to,
+            });
+        }
+        failed => {
+            // No camera to take over: the call goes on without video, and says so once.
+            let local = LocalParticipant {
+                inner: Arc::downgrade(inner),
+                shared: media.clone(),
+            };
+            let already_off = local.is_video_muted();
+            local.mute_video();
+            if let Ok(mut source) = media.video.lock() {
+                // The track keeps running on the muted path; a stand-in picture keeps it
+                // fed until the user picks a camera (setVideoInput) and unmutes.
+                *source = Some(Box::new(camera::Stopped::new()));
+            }
+            tracing::warn!(%lost, "camera gone and no other camera; video off");
+            if !already_off {
+                let why = match failed {
+                    Some(Err(e)) => format!(" (the other camera failed too: {})", e.message),
+                    _ => String::new(),
+                };
+                inner.events.emit(ConferenceEvent::Error(BAError::new(
+                    ErrorCode::DeviceUnavailable,
+                    format!("The camera was disconnected, so your video is off{why}. Plug it in or pick another camera, then turn video on."),
+                )));
+            }
         }
     }
 }

@@ -390,6 +390,13 @@ impl std::fmt::Debug for LocalParticipant {
     }
 }
 
+fn started_without_camera() -> BAError {
+    BAError::new(
+        ErrorCode::InvalidArgument,
+        "This call was started without a camera; rejoin with one to switch it.",
+    )
+}
+
 impl LocalParticipant {
     /// This user's peer ID.
     pub fn id(&self) -> Option<String> {
@@ -440,6 +447,31 @@ impl LocalParticipant {
         Ok(())
     }
 
+    /// Switches the camera during the call: the new one is opened (and has delivered its
+    /// first picture) before it takes over, on the same track. Choosing the camera already
+    /// in use changes nothing; an unknown ID is `device_not_found` and changes nothing.
+    pub async fn set_video_input(&self, device_id: &str) -> Result<(), BAError> {
+        if self.video_input().as_deref() == Some(device_id) {
+            return Ok(());
+        }
+        if !self.shared.has_video {
+            return Err(started_without_camera());
+        }
+        let id = device_id.to_string();
+        let camera =
+            crate::devices::open_blocking(move || crate::devices::camera::open(Some(&id))).await?;
+        self.set_video_source(Box::new(camera))
+    }
+
+    /// The camera the call is capturing from, while it delivers (not a file, pattern or a
+    /// camera that stopped).
+    pub fn video_input(&self) -> Option<String> {
+        let video = self.shared.video.lock().ok()?;
+        let source = video.as_ref()?;
+        let id = source.device_id()?;
+        (!source.device_failed()).then(|| id.to_string())
+    }
+
     /// Replaces what the microphone track sends, from the next frame on.
     pub fn set_audio_source(&self, source: Box<dyn AudioSource>) {
         let old = self
@@ -458,10 +490,7 @@ impl LocalParticipant {
     /// a camera has no track to put it on.
     pub fn set_video_source(&self, source: Box<dyn VideoSource>) -> Result<(), BAError> {
         if !self.shared.has_video {
-            return Err(BAError::new(
-                ErrorCode::InvalidArgument,
-                "This call was started without a camera; rejoin with one to switch it.",
-            ));
+            return Err(started_without_camera());
         }
         let old = self
             .shared

@@ -36,6 +36,16 @@ pub trait VideoSource: Send + 'static {
     fn changed(&mut self) -> bool {
         true
     }
+
+    /// The camera behind it, if any (for the fallback when it goes away).
+    fn device_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Its device has stopped delivering (unplugged, driver gave up).
+    fn device_failed(&self) -> bool {
+        false
+    }
 }
 
 /// A speaker: gets the mix of everyone, 20 ms at a time, in real time order.
