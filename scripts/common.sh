@@ -50,13 +50,16 @@ need_build_deps() {
 
 # What the tests use besides the build: a private PulseAudio daemon with virtual devices;
 # network namespaces and nftables for the lossy-path test (the loss test needs root); Xvfb
-# and a PipeWire desktop stand-in for screen sharing.
+# and a PipeWire desktop stand-in for screen sharing; a user-space V4L2 camera.
 need_test_deps() {
   need_apt iproute2 nftables pulseaudio pulseaudio-utils espeak-ng xvfb xauth webkit2gtk-driver
   # Screen sharing the Wayland way: a session bus, PipeWire with WirePlumber, GStreamer to
   # serve a known picture, and Python's D-Bus bindings for the stand-in portal.
   need_apt dbus pipewire pipewire-bin wireplumber gstreamer1.0-pipewire gstreamer1.0-tools \
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good python3-dbus python3-gi
+  # The user-space camera (crates/cli/tests/fake_v4l2) is compiled against the kernel's
+  # V4L2 header; build-essential brings the compiler.
+  need_apt linux-libc-dev
   command -v node >/dev/null 2>&1 || need_apt nodejs
   need_tauri_driver
 }

@@ -94,10 +94,13 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
 }
 
 async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &DeviceSnapshot) {
+    // Only a failed capture counts: V4L2 reports an unplugged camera on its stream (ENODEV),
+    // and a camera may be open by a path the list does not show (a by-id link, a node
+    // outside /dev in a sandbox).
     let lost = media.video.lock().ok().and_then(|source| {
         let source = source.as_ref()?;
         let id = source.device_id()?.to_string();
-        (source.device_failed() || !present(list, DeviceKind::VideoInput, &id)).then_some(id)
+        source.device_failed().then_some(id)
     });
     let Some(lost) = lost else { return };
     let other = list

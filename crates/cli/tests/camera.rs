@@ -1,0 +1,263 @@
+//! Cameras, end to end: V4L2 capture through nokhwa, the mode choice, YUYV conversion,
+//! encoding, the SFU and a participant's decoder. This machine and CI have no camera and
+//! cannot load kernel modules (no vivid, no v4l2loopback), so the camera is made in user
+//! space: `tests/fake_v4l2/fake_v4l2.c`, compiled here and loaded into `between` with
+//! LD_PRELOAD, answers the V4L2 calls for one /dev/videoN node. It offers what a USB 2
+//! webcam offers raw (640x480 at 30 fps, 1280x720 at only 10) and streams colour bars above
+//! a moving block in real time; it can also be busy or be unplugged mid-call.
+//!
+//! Needs a C compiler (`cc`) and the kernel's V4L2 header (`linux-libc-dev`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use between_media::video::I420Frame;
+use between_media::y4m::Y4mReader;
+use common::pulse::Pulse;
+use common::{BIN, Bot, Server, join_args};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The shim, built once per test run.
+fn shim() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_v4l2/fake_v4l2.c");
+        let lib = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libfake_v4l2.so");
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+            .arg(&lib)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .expect("a C compiler (cc) to build the fake camera");
+        assert!(
+            out.status.success(),
+            "building the fake camera: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lib
+    })
+}
+
+/// One fake camera: a node file named like /dev/videoN, reached through a by-id style link
+/// (its ID), and the environment that makes `between` see a camera there.
+struct FakeCamera {
+    id: String,
+    index: u32,
+}
+
+impl FakeCamera {
+    fn new(name: &str, index: u32) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("camera-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("video{index}")), b"").unwrap();
+        let link = dir.join("usb-Between_Test_Camera-video-index0");
+        std::os::unix::fs::symlink(format!("video{index}"), &link).unwrap();
+        Self {
+            id: format!("v4l2:{}", link.display()),
+            index,
+        }
+    }
+
+    fn command(&self, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env("LD_PRELOAD", shim())
+            .env("FAKE_V4L2_INDEX", self.index.to_string());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+fn recorded(path: &Path) -> Vec<I420Frame> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(mut reader) = Y4mReader::new(std::io::Cursor::new(bytes)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(frame)) = reader.next_frame() {
+        out.push(frame);
+    }
+    out
+}
+
+/// Waits (deadline 30 s) until `count` pictures were recorded.
+fn wait_for_frames(path: &Path, count: usize) -> Vec<I420Frame> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let frames = recorded(path);
+        if frames.len() >= count {
+            return frames;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} pictures recorded in 30 s",
+            frames.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where the moving block's left edge is, in the bottom quarter of the picture.
+fn block_x(frame: &I420Frame) -> Option<usize> {
+    let w = frame.width() as usize;
+    let row = frame.height() as usize * 7 / 8;
+    frame.y()[row * w..(row + 1) * w]
+        .iter()
+        .position(|&luma| luma > 128)
+}
+
+#[test]
+fn a_camera_is_captured_and_reaches_the_other_participant() {
+    let camera = FakeCamera::new("captured", 57);
+    let server = Server::start();
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("camera-captured-record");
+    let _ = std::fs::remove_dir_all(&record);
+    let viewer = Bot::spawn(
+        &[
+            join_args(&server.url, "camera"),
+            vec!["--receive", "--record", record.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    viewer.expect("joined");
+    let mut sender = Bot::spawn_with(
+        camera
+            .command(&[])
+            .args(join_args(&server.url, "camera"))
+            .args(["--camera", &camera.id]),
+    );
+    let joined = sender.expect("joined");
+    let sender_id = joined["peerId"].as_str().unwrap().to_string();
+    viewer.expect_within("videoCreated", Duration::from_secs(10), |e| {
+        e["peerId"] == sender_id.as_str()
+    });
+    let frames = wait_for_frames(&record.join(format!("{sender_id}.y4m")), 45);
+
+    // The smooth mode, not 1280x720 at 10 fps.
+    let last = frames.last().unwrap();
+    assert_eq!((last.width(), last.height()), (640, 480));
+
+    // The bars arrive with their colours (through YUYV → I420, H.264 and back).
+    let (w, h) = (640usize, 480usize);
+    let row = h / 4;
+    let c_row = row / 2;
+    for bar in 0..8usize {
+        let x = (2 * bar + 1) * w / 16;
+        let near = |got: u8, want: usize| (got as i32 - want as i32).abs() <= 6;
+        let luma = last.y()[row * w + x];
+        let u = last.u()[c_row * (w / 2) + x / 2];
+        let v = last.v()[c_row * (w / 2) + x / 2];
+        assert!(
+            near(luma, 16 + bar * 28) && near(u, 64 + bar * 16) && near(v, 192 - bar * 16),
+            "bar {bar}: Y {luma} U {u} V {v}"
+        );
+    }
+
+    // Live capture, not one picture repeated: the block is seen in many places.
+    let mut places: Vec<usize> = frames.iter().filter_map(block_x).collect();
+    places.sort_unstable();
+    places.dedup();
+    assert!(places.len() >= 10, "the block stood still: {places:?}");
+
+    let _ = sender.terminate();
+    let mut viewer = viewer;
+    let _ = viewer.terminate();
+}
+
+#[test]
+fn a_busy_camera_is_refused_in_words_and_an_unplugged_one_turns_video_off() {
+    // Another app streams from it.
+    let busy = FakeCamera::new("busy", 58);
+    let server = Server::start();
+    let out = busy
+        .command(&[("FAKE_V4L2_BUSY", "1")])
+        .args(join_args(&server.url, "busy"))
+        .args(["--camera", &busy.id, "--duration", "5s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "joined with a busy camera");
+    assert!(
+        stderr.contains("The camera is in use by another app"),
+        "{stderr}"
+    );
+
+    // Unplugged after 2 s of pictures: the call goes on without video, and says so.
+    let unplugged = FakeCamera::new("unplugged", 59);
+    let viewer = Bot::spawn(&[join_args(&server.url, "unplug"), vec!["--receive"]].concat());
+    viewer.expect("joined");
+    let mut sender = Bot::spawn_with(
+        unplugged
+            .command(&[("FAKE_V4L2_UNPLUG", "60")])
+            .args(join_args(&server.url, "unplug"))
+            .args(["--camera", &unplugged.id, "--tone", "440"]),
+    );
+    let joined = sender.expect("joined");
+    let sender_id = joined["peerId"].as_str().unwrap().to_string();
+    viewer.expect_within("videoCreated", Duration::from_secs(10), |e| {
+        e["peerId"] == sender_id.as_str()
+    });
+    let error = sender.expect_within("error", Duration::from_secs(10), |_| true);
+    assert_eq!(error["code"], "device_unavailable", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("camera was disconnected") && message.contains("video is off"),
+        "{message}"
+    );
+    viewer.expect_within("videoPaused", Duration::from_secs(5), |e| {
+        e["peerId"] == sender_id.as_str()
+    });
+    assert!(
+        sender.child.try_wait().unwrap().is_none(),
+        "the call ended with the camera"
+    );
+    let _ = sender.terminate();
+    let mut viewer = viewer;
+    let _ = viewer.terminate();
+}
+
+fn permissions(camera: &FakeCamera, pulse: &Pulse, env: &[(&str, &str)]) -> Value {
+    let out = camera
+        .command(env)
+        .args([
+            "permissions",
+            "--mic",
+            "pulseaudio:virtual_mic",
+            "--camera",
+            &camera.id,
+        ])
+        .env("PULSE_SERVER", pulse.server_env())
+        .env_remove("PULSE_RUNTIME_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn permission_state_tries_the_camera() {
+    let pulse = Pulse::start(&[
+        "module-null-sink sink_name=mic_feed",
+        "module-remap-source master=mic_feed.monitor source_name=virtual_mic",
+    ]);
+    let camera = FakeCamera::new("permissions", 60);
+    let ok = permissions(&camera, &pulse, &[]);
+    assert_eq!(ok["state"], "success", "{ok}");
+    let busy = permissions(&camera, &pulse, &[("FAKE_V4L2_BUSY", "1")]);
+    assert_eq!(busy["state"], "failed", "{busy}");
+    assert_eq!(busy["error"]["reason"], "device_unavailable", "{busy}");
+    let raw = busy["error"]["rawStr"].as_str().unwrap();
+    assert!(
+        raw.starts_with("The camera is in use by another app."),
+        "{raw}"
+    );
+}
