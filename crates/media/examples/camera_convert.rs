@@ -21,9 +21,8 @@ fn ycbcr(frame: &I420Frame) -> Vec<u8> {
         for x in 0..w {
             let c = (y / 2) * (w / 2) + x / 2;
             // Video range back to full range.
-            let full = |v: u8, span: f32| {
-                (((f32::from(v) - 16.0) * 255.0 / span).clamp(0.0, 255.0)) as u8
-            };
+            let full =
+                |v: u8, span: f32| (((f32::from(v) - 16.0) * 255.0 / span).clamp(0.0, 255.0)) as u8;
             out.extend_from_slice(&[
                 full(frame.y()[y * w + x], 219.0),
                 full(frame.u()[c], 224.0),
@@ -87,8 +86,20 @@ fn main() {
             .expect("encodes");
         measure(&format!("MJPEG {w}x{h}"), PixelFormat::Mjpeg, w, h, &jpeg);
         if w <= 1280 {
-            measure(&format!("YUYV {w}x{h}"), PixelFormat::Yuyv, w, h, &yuyv(&frame));
-            measure(&format!("NV12 {w}x{h}"), PixelFormat::Nv12, w, h, &nv12(&frame));
+            measure(
+                &format!("YUYV {w}x{h}"),
+                PixelFormat::Yuyv,
+                w,
+                h,
+                &yuyv(&frame),
+            );
+            measure(
+                &format!("NV12 {w}x{h}"),
+                PixelFormat::Nv12,
+                w,
+                h,
+                &nv12(&frame),
+            );
         }
     }
 }

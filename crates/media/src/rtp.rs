@@ -14,6 +14,7 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
 };
@@ -92,8 +93,9 @@ pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, RtpSetupError>
     Ok(registry.with(Slot::from(14_000), KeyframeRequests::default()))
 }
 
-/// Hands PLI and FIR to the application (they otherwise stop inside the interceptor chain):
-/// a publisher answers them with a keyframe, the SFU relays them to the publisher.
+/// Hands PLI, FIR and receiver reports to the application (they otherwise stop inside the
+/// interceptor chain): a publisher answers PLI/FIR with a keyframe, the SFU relays them to
+/// the publisher; the loss a receiver report gives tunes the sender's FEC.
 #[derive(Default)]
 pub struct KeyframeRequests {
     read: VecDeque<TaggedPacket>,
@@ -103,6 +105,43 @@ pub struct KeyframeRequests {
 pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     let any = packet.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// The fraction lost (of 256) a receiver report gives for the stream `ssrc`, if it has one,
+/// with the reporter's SSRC (a publisher hears from the SFU about its uplink, and from the
+/// SFU on behalf of the subscribers about their downlinks).
+pub fn reported_loss(packet: &dyn rtc::rtcp::Packet, ssrc: u32) -> Option<(u32, u8)> {
+    let report = packet.as_any().downcast_ref::<ReceiverReport>()?;
+    report
+        .reports
+        .iter()
+        .find(|r| r.ssrc == ssrc)
+        .map(|r| (report.ssrc, r.fraction_lost))
+}
+
+/// The SSRC the SFU reports its subscribers' worst downlink loss as (a receiver report of
+/// its own beside the one its connection makes about the uplink).
+pub const DOWNLINK_REPORTER_SSRC: u32 = 0x4257_4c4c;
+
+/// A receiver report saying `fraction_lost` (of 256) for `media_ssrc`, from `reporter`.
+pub fn loss_report(
+    reporter: u32,
+    media_ssrc: u32,
+    fraction_lost: u8,
+) -> Box<dyn rtc::rtcp::Packet> {
+    Box::new(ReceiverReport {
+        ssrc: reporter,
+        reports: vec![rtc::rtcp::reception_report::ReceptionReport {
+            ssrc: media_ssrc,
+            fraction_lost,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+fn for_application(packet: &dyn rtc::rtcp::Packet) -> bool {
+    is_keyframe_request(packet) || packet.as_any().is::<ReceiverReport>()
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
@@ -116,7 +155,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| is_keyframe_request(p.as_ref()))
+                .filter(|p| for_application(p.as_ref()))
                 .cloned()
                 .collect();
             if requests.is_empty() {

@@ -24,6 +24,10 @@ pub struct AudioBench {
     /// Seconds of audio to process.
     #[arg(long, default_value_t = 30)]
     seconds: usize,
+    /// The loss the encoder prepares for, percent (the engine follows the loss the server
+    /// reports: 0 on a clean network, 5-25 with loss).
+    #[arg(long, default_value_t = 0)]
+    expected_loss: i32,
     #[arg(long)]
     json: bool,
 }
@@ -69,7 +73,9 @@ pub fn run(args: AudioBench) -> anyhow::Result<()> {
         remote_packets.push(packets);
     }
     let mut apm = AudioProcessor::new(ApmSettings::call());
-    let mut encoder = OpusEncoder::new(32_000, 15).context("encoder")?;
+    // As the engine starts (and stays on a clean network): no FEC until loss is reported.
+    // `--expected-loss` measures a lossy network's cost.
+    let mut encoder = OpusEncoder::new(32_000, args.expected_loss).context("encoder")?;
     let mut jitters: Vec<JitterBuffer> = (0..others)
         .map(|_| JitterBuffer::new(JitterConfig::default()))
         .collect();

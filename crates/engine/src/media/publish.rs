@@ -3,11 +3,12 @@
 
 use super::{LocalParticipant, MediaShared, Tasks};
 use crate::conference::Inner;
+use between_media::fec_policy::FecPolicy;
 use between_media::h264::{H264Encoder, VideoEncoderSettings};
 use between_media::opus_codec::OpusEncoder;
 use between_media::rtp::{
     H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, RtpPacketizer, VIDEO_CLOCK_RATE, h264_codec,
-    is_keyframe_request, opus_codec,
+    is_keyframe_request, opus_codec, reported_loss,
 };
 use between_media::screen::ChangeGate;
 use between_media::{FRAME_MS, FRAME_SAMPLES};
@@ -19,7 +20,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, interval};
@@ -178,11 +179,18 @@ impl Publisher {
         if let Some(a) = self.audio.take() {
             let pt = payload_type(&a.sender, OPUS_PAYLOAD_TYPE).await;
             let packetizer = RtpPacketizer::opus(a.ssrc, pt);
+            let expected_loss = Arc::new(AtomicI32::new(FecPolicy::new().level()));
+            tasks.push(tokio::spawn(reported_loss_of(
+                a.track.clone(),
+                a.ssrc,
+                expected_loss.clone(),
+            )));
             tasks.push(tokio::spawn(send_audio(
                 a.track,
                 packetizer,
                 shared.clone(),
                 Arc::downgrade(inner),
+                expected_loss,
             )));
         }
         if let Some(v) = self.video.take() {
@@ -250,9 +258,11 @@ async fn send_audio(
     mut packetizer: RtpPacketizer,
     shared: Arc<MediaShared>,
     inner: std::sync::Weak<Inner>,
+    expected_loss: Arc<AtomicI32>,
 ) {
     let mut meter = between_media::level::LevelMeter::new();
-    let mut encoder = match OpusEncoder::new(32_000, 15) {
+    let mut loss_set = expected_loss.load(Ordering::Relaxed);
+    let mut encoder = match OpusEncoder::new(32_000, loss_set) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "no audio encoder");
@@ -288,6 +298,14 @@ async fn send_audio(
         if shared.audio_muted.load(Ordering::Relaxed) {
             packetizer.skip(ticks);
             continue;
+        }
+        let loss = expected_loss.load(Ordering::Relaxed);
+        if loss != loss_set {
+            match encoder.set_expected_loss(loss) {
+                Ok(()) => tracing::debug!(percent = loss, "audio FEC for the reported loss"),
+                Err(e) => tracing::debug!(error = %e, "audio FEC"),
+            }
+            loss_set = loss;
         }
         // Encoding takes milliseconds (tens at 720p on a slow machine): on a blocking thread,
         // so the audio tasks sharing this runtime never wait behind a picture.
@@ -449,6 +467,29 @@ enum VideoStep {
     /// Read but not sent: the shared screen did not change.
     Unchanged,
     Encoded(Result<Option<between_media::h264::EncodedVideo>, between_media::h264::H264Error>),
+}
+
+/// Follows the loss the SFU reports about our audio (RTCP receiver reports) into the level
+/// of FEC the encoder spends.
+async fn reported_loss_of(track: Arc<TrackLocalStaticRTP>, ssrc: u32, expected: Arc<AtomicI32>) {
+    // One policy per reporter: the SFU's own reports (our uplink) and the ones it sends for
+    // its subscribers (their worst downlink). The worse of the two decides.
+    let mut policies: std::collections::HashMap<u32, FecPolicy> = Default::default();
+    loop {
+        match track.poll().await {
+            Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => {
+                for (reporter, lost) in rtcp.iter().filter_map(|p| reported_loss(p.as_ref(), ssrc))
+                {
+                    policies.entry(reporter).or_default().report(lost);
+                }
+                let level = policies.values().map(FecPolicy::level).max().unwrap_or(0);
+                expected.store(level, Ordering::Relaxed);
+            }
+            Some(_) => {}
+            // Not bound to the connection yet (or any more): look again shortly.
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Turns PLI/FIR from the SFU into "next frame is a keyframe".

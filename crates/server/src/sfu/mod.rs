@@ -17,7 +17,10 @@
 pub mod edge;
 pub mod rewrite;
 
-use between_media::rtp::{RtpPacket, is_keyframe_request, picture_loss_indication};
+use between_media::rtp::{
+    DOWNLINK_REPORTER_SSRC, RtpPacket, is_keyframe_request, loss_report, picture_loss_indication,
+    reported_loss,
+};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
 use between_transport::{MediaAddress, PcEvent, advertise_public_address, build, gathered};
 use rewrite::Rewriter;
@@ -55,6 +58,9 @@ struct Published {
     remote: Arc<dyn TrackRemote>,
     ssrc: u32,
     codec: RTCRtpCodec,
+    /// Each subscriber's last reported loss of this track (fraction of 256) and when: the
+    /// worst recent one goes back to the publisher, whose audio FEC follows it.
+    downlink_loss: HashMap<String, (u8, std::time::Instant)>,
 }
 
 struct Subscription {
@@ -471,6 +477,7 @@ impl Sfu {
                         remote: track.clone(),
                         ssrc,
                         codec,
+                        downlink_loss: HashMap::new(),
                     };
                     state.published.insert(kind, p.clone());
                     (p, true)
@@ -612,9 +619,9 @@ impl Sfu {
         let task = tokio::spawn(forward(
             Arc::downgrade(self),
             self.counters.clone(),
-            publisher.to_string(),
+            (publisher.to_string(), subscriber.to_string()),
             kind,
-            local,
+            (local, ssrc),
             published.fanout.subscribe(),
             Rewriter::new(ssrc, gap),
         ));
@@ -793,6 +800,41 @@ impl Sfu {
         }
     }
 
+    /// A subscriber's receiver report about a publisher's audio: the worst loss any
+    /// subscriber reported in the last 10 s goes to the publisher as a report of ours.
+    async fn relay_loss(&self, publisher: &str, subscriber: &str, fraction_lost: u8) {
+        let target = {
+            let mut peers = self.lock();
+            let Some(published) = peers
+                .get_mut(publisher)
+                .and_then(|p| p.published.get_mut(&TrackKind::Audio))
+            else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            published
+                .downlink_loss
+                .insert(subscriber.to_string(), (fraction_lost, now));
+            published
+                .downlink_loss
+                .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(10));
+            let worst = published
+                .downlink_loss
+                .values()
+                .map(|(lost, _)| *lost)
+                .max()
+                .unwrap_or(0);
+            (published.remote.clone(), published.ssrc, worst)
+        };
+        let (remote, ssrc, worst) = target;
+        if let Err(e) = remote
+            .write_rtcp(vec![loss_report(DOWNLINK_REPORTER_SSRC, ssrc, worst)])
+            .await
+        {
+            tracing::debug!(error = %e, "cannot relay the subscribers' loss");
+        }
+    }
+
     async fn request_keyframe(&self, publisher: &str, kind: TrackKind) {
         let target = self
             .lock()
@@ -811,9 +853,9 @@ impl Sfu {
 async fn forward(
     sfu: std::sync::Weak<Sfu>,
     counters: Arc<RtpCounters>,
-    publisher: String,
+    (publisher, subscriber): (String, String),
     kind: TrackKind,
-    local: Arc<TrackLocalStaticRTP>,
+    (local, local_ssrc): (Arc<TrackLocalStaticRTP>, u32),
     mut packets: broadcast::Receiver<RtpPacket>,
     mut rewriter: Rewriter,
 ) {
@@ -848,6 +890,12 @@ async fn forward(
                     if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
                         if let Some(sfu) = sfu.upgrade() {
                             sfu.request_keyframe(&publisher, kind).await;
+                        }
+                    }
+                    let lost = rtcp.iter().filter_map(|p| reported_loss(p.as_ref(), local_ssrc)).map(|(_, l)| l).max();
+                    if let (Some(lost), TrackKind::Audio) = (lost, kind) {
+                        if let Some(sfu) = sfu.upgrade() {
+                            sfu.relay_loss(&publisher, &subscriber, lost).await;
                         }
                     }
                 }
