@@ -34,6 +34,7 @@ struct Setting {
     loss: i32,
     max_bandwidth: Option<opus::Bandwidth>,
     voice: bool,
+    bitrate: i32,
 }
 
 fn main() {
@@ -45,6 +46,7 @@ fn main() {
             loss: 15,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c10 loss 0",
@@ -52,6 +54,7 @@ fn main() {
             loss: 0,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c10 loss 5",
@@ -59,6 +62,7 @@ fn main() {
             loss: 5,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c9 loss 15",
@@ -66,6 +70,7 @@ fn main() {
             loss: 15,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c8 loss 15",
@@ -73,6 +78,7 @@ fn main() {
             loss: 15,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c7 loss 15",
@@ -80,6 +86,7 @@ fn main() {
             loss: 15,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c7 loss 0",
@@ -87,6 +94,7 @@ fn main() {
             loss: 0,
             max_bandwidth: None,
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c10 loss 15 voice",
@@ -94,6 +102,7 @@ fn main() {
             loss: 15,
             max_bandwidth: None,
             voice: true,
+            bitrate: 32_000,
         },
         Setting {
             name: "c10 loss 15 SWB",
@@ -101,6 +110,7 @@ fn main() {
             loss: 15,
             max_bandwidth: Some(opus::Bandwidth::Superwideband),
             voice: false,
+            bitrate: 32_000,
         },
         Setting {
             name: "c10 loss 15 WB",
@@ -108,12 +118,29 @@ fn main() {
             loss: 15,
             max_bandwidth: Some(opus::Bandwidth::Wideband),
             voice: false,
+            bitrate: 32_000,
+        },
+        Setting {
+            name: "c7 loss 0 24k",
+            complexity: 7,
+            loss: 0,
+            max_bandwidth: None,
+            voice: false,
+            bitrate: 24_000,
+        },
+        Setting {
+            name: "c7 loss 0 voice",
+            complexity: 7,
+            loss: 0,
+            max_bandwidth: None,
+            voice: true,
+            bitrate: 32_000,
         },
     ];
     for s in settings {
         let mut enc = opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip)
             .expect("encoder");
-        enc.set_bitrate(opus::Bitrate::Bits(32_000))
+        enc.set_bitrate(opus::Bitrate::Bits(s.bitrate))
             .expect("bitrate");
         enc.set_inband_fec(true).expect("fec");
         enc.set_packet_loss_perc(s.loss).expect("loss");

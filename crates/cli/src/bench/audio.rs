@@ -28,11 +28,22 @@ pub struct AudioBench {
     /// reports: 0 on a clean network, 5-25 with loss).
     #[arg(long, default_value_t = 0)]
     expected_loss: i32,
+    /// A conversation: one participant talks at a time (turns of 2 s), the others are quiet
+    /// (background noise, which their encoders send as DTX). Without it everyone talks at
+    /// once, all the time: the worst case.
+    #[arg(long)]
+    turns: bool,
     #[arg(long)]
     json: bool,
 }
 
-fn speechlike(frame: u64, voice: f64) -> Vec<f32> {
+/// Whether participant `who` (0 = this one) talks during `frame`.
+fn talking(turns: bool, participants: usize, who: usize, frame: u64) -> bool {
+    !turns || (frame / 100) as usize % participants == who
+}
+
+fn speechlike(frame: u64, voice: f64, talking: bool) -> Vec<f32> {
+    let voice_gain = if talking { 0.15 } else { 0.0 };
     let mut noise = frame.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..FRAME_SAMPLES)
         .map(|i| {
@@ -46,7 +57,7 @@ fn speechlike(frame: u64, voice: f64) -> Vec<f32> {
             noise ^= noise >> 7;
             noise ^= noise << 17;
             let n = (noise as f64 / u64::MAX as f64 - 0.5) * 0.01;
-            (0.15 * envelope * v + n) as f32
+            (voice_gain * envelope * v + n) as f32
         })
         .collect()
 }
@@ -65,7 +76,11 @@ pub fn run(args: AudioBench) -> anyhow::Result<()> {
         let mut packets = Vec::new();
         for f in 0..frames {
             let pkt = enc
-                .encode(&speechlike(f, 110.0 + 40.0 * p as f64))
+                .encode(&speechlike(
+                    f,
+                    110.0 + 40.0 * p as f64,
+                    talking(args.turns, args.participants, p + 1, f),
+                ))
                 .context("encode")?
                 .unwrap_or_default();
             packets.push(pkt);
@@ -83,7 +98,9 @@ pub fn run(args: AudioBench) -> anyhow::Result<()> {
         .map(|_| OpusDecoder::new())
         .collect::<Result<_, _>>()
         .context("decoder")?;
-    let mics: Vec<Vec<f32>> = (0..frames).map(|f| speechlike(f, 180.0)).collect();
+    let mics: Vec<Vec<f32>> = (0..frames)
+        .map(|f| speechlike(f, 180.0, talking(args.turns, args.participants, 0, f)))
+        .collect();
     let (mut send, mut receive, mut capture_apm) = (Vec::new(), Vec::new(), Vec::new());
     for f in 0..frames as usize {
         // The clock the jitter buffers see: frames arrive exactly on time.
@@ -132,7 +149,7 @@ pub fn run(args: AudioBench) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"participants": args.participants, "frames": frames,
+            json!({"participants": args.participants, "frames": frames, "turns": args.turns,
                 "send_us_median": send_med, "send_us_p99": send_p99, "capture_apm_us_median": apm_med,
                 "receive_us_median": recv_med, "receive_us_p99": recv_p99,
                 "total_us_median": total_med, "total_us_p99": total_p99,
@@ -140,8 +157,14 @@ pub fn run(args: AudioBench) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "between bench audio: {} participants, {} s of speech-like audio",
-            args.participants, args.seconds
+            "between bench audio: {} participants, {} s of speech-like audio, {}",
+            args.participants,
+            args.seconds,
+            if args.turns {
+                "one talking at a time"
+            } else {
+                "everyone talking at once"
+            }
         );
         println!(
             "  send (APM capture + Opus encode)          median {send_med:7.1} µs  p99 {send_p99:7.1} µs per 20 ms (APM {apm_med:.1} µs)"
