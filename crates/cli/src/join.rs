@@ -415,6 +415,15 @@ async fn run_command(conference: &Conference, line: &str) -> Value {
     let result = match (cmd.as_str(), &local) {
         ("setOutputDevice", _) => conference.set_output_device(device).await,
         ("setAudioInput", Some(local)) => local.set_audio_input(device).await,
+        ("setVideoInput", Some(local)) => local.set_video_input(device).await,
+        ("muteVideo", Some(local)) => {
+            local.mute_video();
+            Ok(())
+        }
+        ("unmuteVideo", Some(local)) => {
+            local.unmute_video();
+            Ok(())
+        }
         ("muteAudio", Some(local)) => {
             local.mute_audio();
             Ok(())
@@ -437,7 +446,11 @@ async fn run_command(conference: &Conference, line: &str) -> Value {
                 .map(drop),
         },
         ("stopScreenshare", _) => conference.stop_screenshare().await.map(drop),
-        ("setAudioInput" | "muteAudio" | "unmuteAudio", None) => Err(between_engine::BAError::new(
+        (
+            "setAudioInput" | "setVideoInput" | "muteAudio" | "unmuteAudio" | "muteVideo"
+            | "unmuteVideo",
+            None,
+        ) => Err(between_engine::BAError::new(
             between_engine::ErrorCode::InvalidArgument,
             "Nothing is published yet.",
         )),

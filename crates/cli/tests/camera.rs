@@ -225,6 +225,68 @@ fn a_busy_camera_is_refused_in_words_and_an_unplugged_one_turns_video_off() {
     let _ = viewer.terminate();
 }
 
+#[test]
+fn the_camera_is_switched_mid_call_on_the_same_track() {
+    let camera = FakeCamera::new("switched", 61);
+    let server = Server::start();
+    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("camera-switched-record");
+    let _ = std::fs::remove_dir_all(&record);
+    let viewer = Bot::spawn(
+        &[
+            join_args(&server.url, "switch"),
+            vec!["--receive", "--record", record.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    viewer.expect("joined");
+    // Starts on the test pattern (at the camera's size), then switches to the camera.
+    let mut sender = Bot::spawn_with(
+        camera
+            .command(&[])
+            .args(join_args(&server.url, "switch"))
+            .args(["--pattern", "--video-size", "640x480", "--commands"]),
+    );
+    let sender_id = sender.expect("joined")["peerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    viewer.expect_within("videoCreated", Duration::from_secs(10), |e| {
+        e["peerId"] == sender_id.as_str()
+    });
+    let path = record.join(format!("{sender_id}.y4m"));
+    let before = wait_for_frames(&path, 15).len();
+
+    // An unknown camera changes nothing.
+    sender.command(r#"{"cmd":"setVideoInput","deviceId":"v4l2:/dev/video-nowhere"}"#);
+    let failed = sender.expect("commandFailed");
+    assert_eq!(failed["code"], "device_not_found", "{failed}");
+
+    sender.command(&format!(
+        r#"{{"cmd":"setVideoInput","deviceId":"{}"}}"#,
+        camera.id
+    ));
+    sender.expect_within("commandDone", Duration::from_secs(10), |e| {
+        e["cmd"] == "setVideoInput"
+    });
+    // The same track (no new videoCreated), now carrying the camera's bars.
+    let frames = wait_for_frames(&path, before + 45);
+    let last = frames.last().unwrap();
+    let w = 640usize;
+    let row = 480 / 4;
+    let bars: Vec<u8> = (0..8)
+        .map(|b| last.y()[row * w + (2 * b + 1) * w / 16])
+        .collect();
+    for (bar, luma) in bars.iter().enumerate() {
+        assert!(
+            (i32::from(*luma) - (16 + bar as i32 * 28)).abs() <= 6,
+            "not the camera's bars after the switch: {bars:?}"
+        );
+    }
+    let _ = sender.terminate();
+    let mut viewer = viewer;
+    let _ = viewer.terminate();
+}
+
 fn permissions(camera: &FakeCamera, pulse: &Pulse, env: &[(&str, &str)]) -> Value {
     let out = camera
         .command(env)
