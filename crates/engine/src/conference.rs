@@ -120,19 +120,26 @@ impl Inner {
         }
     }
 
+    /// The call is over: its media stops and its devices are released at once (a camera's
+    /// light goes off when the user leaves, not when the app quits). A next call sets its
+    /// media again.
     pub fn stop_media(&self) {
         let (session, media) = {
             let mut state = self.lock();
             state.local = None;
-            (state.media_session.take(), state.media.clone())
+            (state.media_session.take(), state.media.take())
         };
         drop(session);
         // A share ends with the call (without `localShareClosed`: the user ended it).
         if let Some(media) = media {
             media.sharing.store(false, Ordering::Relaxed);
             media.share_announced.store(false, Ordering::Relaxed);
-            let old = media.screen.lock().ok().and_then(|mut s| s.take());
-            drop(old);
+            let screen = media.screen.lock().ok().and_then(|mut s| s.take());
+            let camera = media.video.lock().ok().and_then(|mut s| s.take());
+            let microphone = media.audio.lock().ok().and_then(|mut s| s.take());
+            let speaker = media.playback.lock().ok().and_then(|mut s| s.take());
+            // Closed outside the locks: a device may take a moment to let go.
+            drop((screen, camera, microphone, speaker));
         }
     }
 

@@ -429,3 +429,64 @@ async fn turning_the_camera_off_stops_the_video_and_on_brings_it_back() {
         next_counter(&mut video).await;
     }
 }
+
+/// A source that says when it was let go (a device closed).
+struct Released<S>(S, Arc<std::sync::atomic::AtomicBool>);
+
+impl<S> Drop for Released<S> {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl<S: between_engine::VideoSource> between_engine::VideoSource for Released<S> {
+    fn read_frame(&mut self) -> Option<between_media::video::I420Frame> {
+        self.0.read_frame()
+    }
+    fn frame_rate(&self) -> f64 {
+        self.0.frame_rate()
+    }
+}
+
+impl between_engine::AudioSource for Released<ToneAudio> {
+    fn read_frame(&mut self) -> Option<Vec<f32>> {
+        self.0.read_frame()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_call_releases_camera_and_microphone_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = server().await;
+    let camera_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mic_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut a = Participant::with_media(
+        &server.url(),
+        "release",
+        "A",
+        MediaOptions {
+            video: Some(Box::new(Released(
+                PatternVideo::new(W, H, 15.0).unwrap(),
+                camera_closed.clone(),
+            ))),
+            audio: Some(Box::new(Released(
+                ToneAudio::new(440.0),
+                mic_closed.clone(),
+            ))),
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    let _local = a.local_participant().await;
+    assert!(!camera_closed.load(std::sync::atomic::Ordering::SeqCst));
+    a.conf.end_call().await.unwrap();
+    // Not when the app quits or the conference is dropped: when the user leaves.
+    assert!(
+        camera_closed.load(std::sync::atomic::Ordering::SeqCst),
+        "camera still open"
+    );
+    assert!(
+        mic_closed.load(std::sync::atomic::Ordering::SeqCst),
+        "microphone still open"
+    );
+}
