@@ -23,8 +23,9 @@ pub struct Call {
     conference: Conference,
     /// Each peer's video, from its `videoCreated`, and each share's under `PEER:screen`.
     videos: Arc<Mutex<HashMap<String, RemoteVideo>>>,
-    /// The camera's frames as the call sends them, for the local tile.
-    local_frames: Mutex<Option<watch::Sender<Option<LocalFrame>>>>,
+    /// The camera's frames as the call sends them, for the local tile (shared with the event
+    /// forwarder, which re-taps a camera the engine fell back to).
+    local_frames: Arc<Mutex<Option<watch::Sender<Option<LocalFrame>>>>>,
     /// A speaker chosen with `setOutputDevice` before the call, used when it starts.
     chosen_speaker: Mutex<Option<String>>,
     /// Mute states asked for at start, applied when the local media is published.
@@ -106,8 +107,11 @@ pub async fn conference_new(
     let mut stream = conference.events();
     let seen = videos.clone();
     let mutes = start_muted.clone();
+    let local_frames: Arc<Mutex<Option<watch::Sender<Option<LocalFrame>>>>> = Arc::default();
+    let taps = local_frames.clone();
     let forward = tauri::async_runtime::spawn(async move {
         let mut local_id: Option<String> = None;
+        let mut local: Option<between_engine::LocalParticipant> = None;
         while let Some(event) = stream.recv().await {
             if let ConferenceEvent::LocalParticipant(local) = &event
                 && let Some((audio, video)) = lock(&mutes).take()
@@ -138,7 +142,22 @@ pub async fn conference_new(
                     videos.remove(peer_id);
                     videos.remove(&share_key(peer_id));
                 }
-                ConferenceEvent::LocalParticipant(local) => local_id = local.id(),
+                ConferenceEvent::LocalParticipant(participant) => {
+                    local_id = participant.id();
+                    local = Some(participant.clone());
+                }
+                // The engine replaced a lost camera with another: tap it like the first, so
+                // the local tile keeps showing what is sent.
+                ConferenceEvent::DeviceFallback {
+                    kind: between_engine::devices::DeviceKind::VideoInput,
+                    ..
+                } => {
+                    if let (Some(local), Some(frames)) = (&local, lock(&taps).clone()) {
+                        local.wrap_video_source(|camera| {
+                            Box::new(PreviewTap::new(camera, Some(frames)).0)
+                        });
+                    }
+                }
                 _ => {}
             }
             let sent = events.send(page_event(&event, local_id.as_deref())).is_ok();
@@ -159,7 +178,7 @@ pub async fn conference_new(
         Arc::new(Call {
             conference,
             videos,
-            local_frames: Mutex::new(None),
+            local_frames,
             chosen_speaker: Mutex::new(None),
             start_muted,
             terminated,

@@ -346,9 +346,9 @@ function listen(conf) {
 
   on(conf, "devicesUpdated", (devices) => menu.update(devices, { saved: state.settings }));
   on(conf, "deviceFallback", ({ kind, deviceId }) => {
-    const select = kind === "audioinput" ? menu.mic : kind === "audiooutput" ? menu.speaker : null;
+    const select = { audioinput: menu.mic, audiooutput: menu.speaker, videoinput: menu.camera }[kind];
     if (select) select.value = deviceId;
-    const what = kind === "audiooutput" ? "speaker" : "microphone";
+    const what = { audiooutput: "speaker", videoinput: "camera" }[kind] ?? "microphone";
     const label = menu.labelOf(deviceId) || "the system default";
     status.flash(`Your ${what} is gone; using ${label} instead.`, "warn", 6000);
   });

@@ -231,7 +231,8 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let media = media_options(&args, recorder.clone())?;
+    // Devices take a moment to open (a camera up to seconds): off the async workers.
+    let media = tokio::task::block_in_place(|| media_options(&args, recorder.clone()))?;
     let mut config = EngineConfig::new(args.server.clone());
     config.watch_devices =
         args.watch_devices || args.mic.is_some() || args.speaker.is_some() || args.camera.is_some();

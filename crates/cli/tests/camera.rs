@@ -2,7 +2,7 @@
 //! encoding, the SFU and a participant's decoder. This machine and CI have no camera and
 //! cannot load kernel modules (no vivid, no v4l2loopback), so the camera is made in user
 //! space: `tests/fake_v4l2/fake_v4l2.c`, compiled here and loaded into `between` with
-//! LD_PRELOAD, answers the V4L2 calls for one /dev/videoN node. It offers what a USB 2
+//! LD_PRELOAD, answers the V4L2 calls for one videoN node (a file in the test's folder). It offers what a USB 2
 //! webcam offers raw (640x480 at 30 fps, 1280x720 at only 10) and streams colour bars above
 //! a moving block in real time; it can also be busy or be unplugged mid-call.
 //!
@@ -47,7 +47,7 @@ fn shim() -> &'static Path {
 /// (its ID), and the environment that makes `between` see a camera there.
 struct FakeCamera {
     id: String,
-    index: u32,
+    node: PathBuf,
 }
 
 impl FakeCamera {
@@ -60,14 +60,14 @@ impl FakeCamera {
         std::os::unix::fs::symlink(format!("video{index}"), &link).unwrap();
         Self {
             id: format!("v4l2:{}", link.display()),
-            index,
+            node: dir.join(format!("video{index}")),
         }
     }
 
     fn command(&self, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env("LD_PRELOAD", shim())
-            .env("FAKE_V4L2_INDEX", self.index.to_string());
+            .env("FAKE_V4L2_PATH", &self.node);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -174,7 +174,7 @@ fn a_camera_is_captured_and_reaches_the_other_participant() {
 }
 
 #[test]
-fn a_busy_camera_is_refused_in_words_and_an_unplugged_one_turns_video_off() {
+fn a_busy_camera_is_refused_and_an_unplugged_or_stalled_one_turns_video_off() {
     // Another app streams from it.
     let busy = FakeCamera::new("busy", 58);
     let server = Server::start();
@@ -191,38 +191,57 @@ fn a_busy_camera_is_refused_in_words_and_an_unplugged_one_turns_video_off() {
         "{stderr}"
     );
 
-    // Unplugged after 2 s of pictures: the call goes on without video, and says so.
-    let unplugged = FakeCamera::new("unplugged", 59);
-    let viewer = Bot::spawn(&[join_args(&server.url, "unplug"), vec!["--receive"]].concat());
-    viewer.expect("joined");
-    let mut sender = Bot::spawn_with(
-        unplugged
-            .command(&[("FAKE_V4L2_UNPLUG", "60")])
-            .args(join_args(&server.url, "unplug"))
-            .args(["--camera", &unplugged.id, "--tone", "440"]),
-    );
-    let joined = sender.expect("joined");
-    let sender_id = joined["peerId"].as_str().unwrap().to_string();
-    viewer.expect_within("videoCreated", Duration::from_secs(10), |e| {
-        e["peerId"] == sender_id.as_str()
-    });
-    let error = sender.expect_within("error", Duration::from_secs(10), |_| true);
-    assert_eq!(error["code"], "device_unavailable", "{error}");
-    let message = error["message"].as_str().unwrap();
-    assert!(
-        message.contains("camera was disconnected") && message.contains("video is off"),
-        "{message}"
-    );
-    viewer.expect_within("videoPaused", Duration::from_secs(5), |e| {
-        e["peerId"] == sender_id.as_str()
-    });
-    assert!(
-        sender.child.try_wait().unwrap().is_none(),
-        "the call ended with the camera"
-    );
-    let _ = sender.terminate();
-    let mut viewer = viewer;
-    let _ = viewer.terminate();
+    // On a machine with a real camera the engine would rightly fall back to it.
+    if has_real_camera() {
+        eprintln!("skipping the unplug and stall cases: this machine has a camera");
+        return;
+    }
+    // Unplugged (the driver says ENODEV) or silent (no picture any more, no error) after 2 s
+    // of pictures: the call goes on without video, and says so.
+    for (name, index, fault) in [
+        ("unplugged", 59, "FAKE_V4L2_UNPLUG"),
+        ("stalled", 62, "FAKE_V4L2_STALL"),
+    ] {
+        let camera = FakeCamera::new(name, index);
+        let viewer = Bot::spawn(&[join_args(&server.url, name), vec!["--receive"]].concat());
+        viewer.expect("joined");
+        let mut sender = Bot::spawn_with(
+            camera
+                .command(&[(fault, "60")])
+                .args(join_args(&server.url, name))
+                .args(["--camera", &camera.id, "--tone", "440"]),
+        );
+        let joined = sender.expect("joined");
+        let sender_id = joined["peerId"].as_str().unwrap().to_string();
+        viewer.expect_within("videoCreated", Duration::from_secs(10), |e| {
+            e["peerId"] == sender_id.as_str()
+        });
+        let error = sender.expect_within("error", Duration::from_secs(15), |_| true);
+        assert_eq!(error["code"], "device_unavailable", "{name}: {error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("camera was disconnected") && message.contains("video is off"),
+            "{name}: {message}"
+        );
+        viewer.expect_within("videoPaused", Duration::from_secs(5), |e| {
+            e["peerId"] == sender_id.as_str()
+        });
+        assert!(
+            sender.child.try_wait().unwrap().is_none(),
+            "{name}: the call ended with the camera"
+        );
+        let _ = sender.terminate();
+        let mut viewer = viewer;
+        let _ = viewer.terminate();
+    }
+}
+
+fn has_real_camera() -> bool {
+    std::fs::read_dir("/dev").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+    })
 }
 
 #[test]

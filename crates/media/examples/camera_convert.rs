@@ -62,7 +62,7 @@ fn measure(label: &str, format: PixelFormat, width: u32, height: u32, data: &[u8
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = Instant::now();
-        let frame = to_i420(format, width, height, data).expect("converts");
+        let frame = to_i420(format, width, height, 0, data).expect("converts");
         times.push(start.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(frame);
     }

@@ -103,18 +103,31 @@ pub enum CameraFrameError {
     Size(#[from] FrameError),
 }
 
-/// Converts one captured picture to I420. Odd sizes lose their last column or row (I420
-/// needs even ones). MJPEG's full-range YCbCr is mapped to the video range the encoder
-/// expects; YUYV and NV12 from V4L2 cameras are video range already.
+/// Converts one captured picture to I420. `stride` is the bytes per row of the (first)
+/// plane as the driver laid it out, which may be more than the picture needs (0: no
+/// padding). Odd sizes lose their last column or row (I420 needs even ones). MJPEG's
+/// full-range YCbCr is mapped to the video range the encoder expects; YUYV and NV12 from
+/// V4L2 cameras are video range already. MJPEG carries its own size and layout.
 pub fn to_i420(
     format: PixelFormat,
     width: u32,
     height: u32,
+    stride: usize,
     data: &[u8],
 ) -> Result<I420Frame, CameraFrameError> {
     match format {
-        PixelFormat::Yuyv => yuyv_to_i420(width, height, data),
-        PixelFormat::Nv12 => nv12_to_i420(width, height, data),
+        PixelFormat::Yuyv => {
+            let stride = if stride == 0 {
+                width as usize * 2
+            } else {
+                stride
+            };
+            yuyv_to_i420(width, height, stride.max(width as usize * 2), data)
+        }
+        PixelFormat::Nv12 => {
+            let stride = if stride == 0 { width as usize } else { stride };
+            nv12_to_i420(width, height, stride.max(width as usize), data)
+        }
         PixelFormat::Mjpeg => mjpeg_to_i420(data),
     }
 }
@@ -142,13 +155,19 @@ fn check_len(
     Ok(())
 }
 
-fn yuyv_to_i420(width: u32, height: u32, data: &[u8]) -> Result<I420Frame, CameraFrameError> {
+fn yuyv_to_i420(
+    width: u32,
+    height: u32,
+    stride: usize,
+    data: &[u8],
+) -> Result<I420Frame, CameraFrameError> {
     let (w, h) = (width as usize, height as usize);
-    check_len(PixelFormat::Yuyv, width, height, w * h * 2, data.len())?;
+    // The last row needs only its pixels, not its padding.
+    let needed = stride * h.saturating_sub(1) + w * 2;
+    check_len(PixelFormat::Yuyv, width, height, needed, data.len())?;
     let mut frame = I420Frame::black(even(width), even(height))?;
     let (ow, oh) = (even(width) as usize, even(height) as usize);
     let (y_plane, u_plane, v_plane) = frame.planes_mut();
-    let stride = w * 2;
     for row in (0..oh).step_by(2) {
         let top = &data[row * stride..row * stride + ow * 2];
         let bottom = &data[(row + 1) * stride..(row + 1) * stride + ow * 2];
@@ -170,25 +189,24 @@ fn yuyv_to_i420(width: u32, height: u32, data: &[u8]) -> Result<I420Frame, Camer
     Ok(frame)
 }
 
-fn nv12_to_i420(width: u32, height: u32, data: &[u8]) -> Result<I420Frame, CameraFrameError> {
+fn nv12_to_i420(
+    width: u32,
+    height: u32,
+    stride: usize,
+    data: &[u8],
+) -> Result<I420Frame, CameraFrameError> {
     let (w, h) = (width as usize, height as usize);
-    // The chroma plane of an odd size rounds up.
-    let chroma_len = w.div_ceil(2) * 2 * h.div_ceil(2);
-    check_len(
-        PixelFormat::Nv12,
-        width,
-        height,
-        w * h + chroma_len,
-        data.len(),
-    )?;
+    // Both planes share the stride; the chroma plane of an odd size rounds up.
+    let c_stride = stride.max(w.div_ceil(2) * 2);
+    let needed = stride * h + c_stride * (h.div_ceil(2) - 1) + w.div_ceil(2) * 2;
+    check_len(PixelFormat::Nv12, width, height, needed, data.len())?;
     let mut frame = I420Frame::black(even(width), even(height))?;
     let (ow, oh) = (even(width) as usize, even(height) as usize);
     let (y_plane, u_plane, v_plane) = frame.planes_mut();
     for row in 0..oh {
-        y_plane[row * ow..(row + 1) * ow].copy_from_slice(&data[row * w..row * w + ow]);
+        y_plane[row * ow..(row + 1) * ow].copy_from_slice(&data[row * stride..row * stride + ow]);
     }
-    let chroma = &data[w * h..];
-    let c_stride = w.div_ceil(2) * 2;
+    let chroma = &data[stride * h..];
     for row in 0..oh / 2 {
         let line = &chroma[row * c_stride..row * c_stride + ow];
         let out = row * (ow / 2);

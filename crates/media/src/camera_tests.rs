@@ -152,7 +152,7 @@ fn yuyv_converts_exactly() {
         .chunks_exact(2)
         .flat_map(|p| [p[0], [p[1][0], p[0][1], p[0][2]]])
         .collect();
-    let got = to_i420(PixelFormat::Yuyv, w as u32, h as u32, &yuyv).expect("converts");
+    let got = to_i420(PixelFormat::Yuyv, w as u32, h as u32, 0, &yuyv).expect("converts");
     let want = expected_i420(&shared, w, h, identity);
     // Rounding of the two-row mean differs from the 2x2 mean by at most one step.
     assert_eq!(got.y(), want.y());
@@ -171,7 +171,7 @@ fn nv12_converts_exactly_also_at_odd_sizes() {
                 nv12.extend_from_slice(&[p[1], p[2]]);
             }
         }
-        let got = to_i420(PixelFormat::Nv12, w as u32, h as u32, &nv12).expect("converts");
+        let got = to_i420(PixelFormat::Nv12, w as u32, h as u32, 0, &nv12).expect("converts");
         assert_eq!(
             (got.width() as usize, got.height() as usize),
             (w & !1, h & !1)
@@ -219,7 +219,7 @@ fn mjpeg_as_webcams_send_it_decodes_to_video_range_i420() {
     ] {
         let pic = picture(w, h);
         let data = jpeg(&pic, w, h, sampling);
-        let got = to_i420(PixelFormat::Mjpeg, 0, 0, &data).expect("decodes");
+        let got = to_i420(PixelFormat::Mjpeg, 0, 0, 0, &data).expect("decodes");
         let want = expected_i420(&pic, w, h, to_video_range);
         assert_close(&got, &want, 38.0);
         // Video range: a full-range 30 maps to 42, so nothing may be below 16.
@@ -233,17 +233,58 @@ fn a_broken_jpeg_is_an_error_not_a_panic() {
     let data = jpeg(&pic, 64, 48, SamplingFactor::F_2_1);
     for cut in [0, 2, 20, data.len() / 2] {
         // Half a picture may decode (with grey at the end) or fail; it must not panic.
-        let _ = to_i420(PixelFormat::Mjpeg, 0, 0, &data[..cut]);
+        let _ = to_i420(PixelFormat::Mjpeg, 0, 0, 0, &data[..cut]);
     }
     assert!(matches!(
-        to_i420(PixelFormat::Mjpeg, 0, 0, b"not a jpeg"),
+        to_i420(PixelFormat::Mjpeg, 0, 0, 0, b"not a jpeg"),
         Err(CameraFrameError::Jpeg(_))
     ));
 }
 
 #[test]
 fn a_short_raw_picture_is_an_error() {
-    let err = to_i420(PixelFormat::Yuyv, 64, 48, &[0; 100]).expect_err("too short");
+    let err = to_i420(PixelFormat::Yuyv, 64, 48, 0, &[0; 100]).expect_err("too short");
     assert!(err.to_string().contains("expected 6144"), "{err}");
-    assert!(to_i420(PixelFormat::Nv12, 64, 48, &[0; 64 * 48]).is_err());
+    assert!(to_i420(PixelFormat::Nv12, 64, 48, 0, &[0; 64 * 48]).is_err());
+}
+
+#[test]
+fn rows_padded_by_the_driver_are_read_at_their_stride() {
+    let (w, h) = (30usize, 8usize);
+    let pic = picture(w, h);
+    let packed: Vec<u8> = pic
+        .chunks_exact(2)
+        .flat_map(|p| [p[0][0], p[0][1], p[1][0], p[0][2]])
+        .collect();
+    // 64 bytes per row instead of 60, the padding filled with garbage.
+    let stride = 64;
+    let mut padded = Vec::new();
+    for row in packed.chunks_exact(w * 2) {
+        padded.extend_from_slice(row);
+        padded.extend_from_slice(&[0xEE; 4]);
+    }
+    let tight = to_i420(PixelFormat::Yuyv, w as u32, h as u32, 0, &packed).expect("packed");
+    let loose = to_i420(PixelFormat::Yuyv, w as u32, h as u32, stride, &padded).expect("padded");
+    assert_eq!(tight, loose);
+
+    let mut nv12_tight: Vec<u8> = pic.iter().map(|p| p[0]).collect();
+    let mut nv12_padded = Vec::new();
+    for row in nv12_tight.chunks_exact(w) {
+        nv12_padded.extend_from_slice(row);
+        nv12_padded.extend_from_slice(&[0xEE; 2]);
+    }
+    for row in 0..h / 2 {
+        let mut line = Vec::new();
+        for col in 0..w / 2 {
+            let p = pic[row * 2 * w + col * 2];
+            line.extend_from_slice(&[p[1], p[2]]);
+        }
+        nv12_tight.extend_from_slice(&line);
+        nv12_padded.extend_from_slice(&line);
+        nv12_padded.extend_from_slice(&[0xEE; 2]);
+    }
+    let tight = to_i420(PixelFormat::Nv12, w as u32, h as u32, 0, &nv12_tight).expect("packed");
+    let loose =
+        to_i420(PixelFormat::Nv12, w as u32, h as u32, w + 2, &nv12_padded).expect("padded");
+    assert_eq!(tight, loose);
 }

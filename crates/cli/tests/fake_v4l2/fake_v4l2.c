@@ -1,16 +1,18 @@
 /*
  * A V4L2 camera in user space, for tests on machines without one (no /dev/video*, no kernel
  * modules for v4l2loopback or vivid). Loaded with LD_PRELOAD into `between`, it answers the
- * calls a V4L2 client makes on /dev/video<FAKE_V4L2_INDEX>: open, the capture ioctls (made
- * through syscall(2) by the v4l crate), mmap, poll, close. Everything else goes to libc.
+ * calls a V4L2 client makes on the node FAKE_V4L2_PATH (a file named like /dev/videoN):
+ * open, the capture ioctls (made through syscall(2) by the v4l crate), mmap, poll, close.
+ * Everything else goes to libc.
  *
  * The camera offers YUYV 640x480 at 30 and 15 fps and 1280x720 at 10 fps (what a USB 2
  * webcam offers raw), and streams, in real time, eight colour bars over the top three
  * quarters and a white block moving 8 pixels a picture along the bottom quarter.
  *
- * FAKE_V4L2_INDEX=N      which /dev/videoN it is (required)
+ * FAKE_V4L2_PATH=PATH    the node it answers for (required)
  * FAKE_V4L2_BUSY=1       streaming fails with EBUSY, as when another app uses the camera
  * FAKE_V4L2_UNPLUG=N     after N pictures the camera is unplugged (ENODEV, POLLERR)
+ * FAKE_V4L2_STALL=N      after N pictures the camera goes quiet (polls time out)
  *
  * Test support only: never linked into the app.
  */
@@ -45,15 +47,13 @@ static int streaming;
 static uint32_t buffer_count;
 static uint8_t *mapped[MAX_BUFFERS];
 static int queued[MAX_BUFFERS];
-static uint32_t sequence;
+static uint32_t sequence;      /* pictures in this stream (paces it) */
+static uint32_t total;         /* pictures since the process started (for UNPLUG/STALL) */
 static struct timespec started;
 
 static int is_fake_path(const char *path) {
-    const char *index = getenv("FAKE_V4L2_INDEX");
-    char want[64];
-    if (!index || !path) return 0;
-    snprintf(want, sizeof want, "/dev/video%s", index);
-    return strcmp(path, want) == 0;
+    const char *node = getenv("FAKE_V4L2_PATH");
+    return node && path && strcmp(path, node) == 0;
 }
 
 static int open_fake(void) {
@@ -70,7 +70,7 @@ static int open_fake(void) {
     int name(const char *path, int flags, ...) {                                   \
         static int (*real)(const char *, int, ...);                                 \
         mode_t mode = 0;                                                           \
-        if (flags & (O_CREAT | O_TMPFILE)) {                                       \
+        if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {               \
             va_list ap; va_start(ap, flags); mode = va_arg(ap, mode_t); va_end(ap); \
         }                                                                          \
         if (is_fake_path(path)) return open_fake();                                \
@@ -84,7 +84,7 @@ FORWARD_OPEN(open64)
     int name(int dir, const char *path, int flags, ...) {                          \
         static int (*real)(int, const char *, int, ...);                           \
         mode_t mode = 0;                                                           \
-        if (flags & (O_CREAT | O_TMPFILE)) {                                       \
+        if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {               \
             va_list ap; va_start(ap, flags); mode = va_arg(ap, mode_t); va_end(ap); \
         }                                                                          \
         if (is_fake_path(path)) return open_fake();                                \
@@ -113,15 +113,13 @@ static uint32_t buffer_span(void) {
     return (image_size() + page - 1) / page * page;
 }
 
-static long unplug_after(void) {
-    const char *n = getenv("FAKE_V4L2_UNPLUG");
-    return n ? atol(n) : -1;
+static int past(const char *variable) {
+    const char *n = getenv(variable);
+    return n && total >= (uint32_t)atol(n);
 }
 
-static int unplugged(void) {
-    long after = unplug_after();
-    return after >= 0 && sequence >= (uint32_t)after;
-}
+static int unplugged(void) { return past("FAKE_V4L2_UNPLUG"); }
+static int stalled(void) { return past("FAKE_V4L2_STALL"); }
 
 /* The picture for this sequence number, straight into a mapped buffer. */
 static void draw(uint8_t *out, uint32_t number) {
@@ -282,6 +280,7 @@ static int fake_ioctl(unsigned long request, void *arg) {
         if (request == VIDIOC_DQBUF) {
             if (!streaming) return fail(EINVAL);
             if (unplugged()) return fail(ENODEV);
+            if (stalled()) return fail(EAGAIN);
             struct timespec now, when = due(sequence);
             clock_gettime(CLOCK_MONOTONIC, &now);
             if (now.tv_sec < when.tv_sec || (now.tv_sec == when.tv_sec && now.tv_nsec < when.tv_nsec))
@@ -293,6 +292,7 @@ static int fake_ioctl(unsigned long request, void *arg) {
             draw(mapped[i], sequence);
             b->index = i;
             b->sequence = sequence++;
+            total++;
             b->timestamp.tv_sec = now.tv_sec;
             b->timestamp.tv_usec = now.tv_nsec / 1000;
         } else {
@@ -309,6 +309,7 @@ static int fake_ioctl(unsigned long request, void *arg) {
     case VIDIOC_STREAMON:
         if (unplugged()) return fail(ENODEV);
         streaming = 1;
+        sequence = 0;
         clock_gettime(CLOCK_MONOTONIC, &started);
         return 0;
     case VIDIOC_STREAMOFF:
@@ -400,11 +401,20 @@ int poll(struct pollfd *fds, nfds_t count, int timeout) {
     int ours = count == 1 && fds[0].fd == fake_fd && fake_fd >= 0;
     int live = streaming;
     int gone = unplugged();
+    int quiet = stalled();
     struct timespec when = due(sequence);
     pthread_mutex_unlock(&lock);
     if (!ours) return real(fds, count, timeout);
     if (gone) { fds[0].revents = POLLERR; return 1; }
-    if (!live) { fds[0].revents = 0; return 0; }
+    if (!live || quiet) {
+        /* Nothing will come: wait out the timeout, as a silent camera would. */
+        if (timeout > 0) {
+            struct timespec wait = { timeout / 1000, (long)(timeout % 1000) * 1000000L };
+            while (nanosleep(&wait, &wait) == -1 && errno == EINTR) {}
+        }
+        fds[0].revents = 0;
+        return 0;
+    }
     /* Sleep until the next picture is due: a camera delivers at its own rate. */
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &when, NULL) == EINTR) {}
     fds[0].revents = POLLIN;

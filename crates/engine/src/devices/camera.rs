@@ -1,11 +1,16 @@
 //! Cameras: listing them and capturing from one, as a [`VideoSource`].
 //!
-//! Linux: V4L2 through nokhwa. The mode is chosen by `between_media::camera::choose_mode`
-//! (nokhwa's own "closest" choice compares frame rates at the requested size, not the size
-//! it picked) and pictures are converted by `between_media::camera::to_i420`. Capture runs on
-//! its own thread, which keeps only the newest picture: a call never sends a stale one, and a
-//! slow encoder never makes the camera queue up. macOS and Windows list no cameras yet and
-//! answer opening one with a readable error (see the README's platform table).
+//! Linux: V4L2 with the `v4l` crate (`camera/v4l2.rs` says why not nokhwa). The mode is
+//! chosen by `between_media::camera::choose_mode` and pictures are converted by
+//! `between_media::camera::to_i420`. Capture runs on its own thread, which keeps only the
+//! newest picture: a call never sends a stale one, and a slow encoder never makes the
+//! camera queue up. Every wait has a deadline: a camera that stops sending is reported as
+//! failed. macOS and Windows list no cameras yet and answer opening one with a readable
+//! error (see the README's platform table; nokhwa's AVFoundation and Media Foundation
+//! backends are the candidates there).
+
+// The capture helpers below serve the Linux backend; elsewhere only `Stopped` is used.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use super::{DeviceKind, MediaDeviceInfo};
 use crate::error::BAError;
@@ -29,27 +34,28 @@ pub(crate) const BUSY: &str =
     "The camera is in use by another app. Close it there, or pick another camera.";
 pub(crate) const DENIED: &str = "Between may not use the camera. On Linux, add your user to the \"video\" group (then log in again).";
 
-/// Sorts a camera failure into what the user can do about it. nokhwa reports errors as
-/// text, so the operating system's wording decides.
+/// Sorts a camera failure into what the user can do about it, by the operating system's
+/// error number (`... (os error N)` in an I/O error's text).
 pub(crate) fn classify(detail: &str) -> BAError {
-    let lower = detail.to_ascii_lowercase();
-    let (code, sentence) = if lower.contains("busy") || lower.contains("os error 16") {
-        (ErrorCode::DeviceUnavailable, BUSY)
-    } else if lower.contains("permission denied") || lower.contains("os error 13") {
-        (ErrorCode::PermissionDenied, DENIED)
-    } else if lower.contains("no such file")
-        || lower.contains("no such device")
-        || lower.contains("os error 2")
-        || lower.contains("os error 19")
-    {
-        (ErrorCode::DeviceNotFound, NOT_FOUND)
-    } else {
-        return BAError::new(
-            ErrorCode::DeviceUnavailable,
-            format!(
-                "The camera could not be started ({detail}). Try again, or pick another camera."
-            ),
-        );
+    let errno = detail
+        .rsplit_once("(os error ")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .and_then(|n| n.parse::<i32>().ok());
+    let (code, sentence) = match errno {
+        // EBUSY
+        Some(16) => (ErrorCode::DeviceUnavailable, BUSY),
+        // EACCES, EPERM
+        Some(13 | 1) => (ErrorCode::PermissionDenied, DENIED),
+        // ENOENT, ENXIO, ENODEV
+        Some(2 | 6 | 19) => (ErrorCode::DeviceNotFound, NOT_FOUND),
+        _ => {
+            return BAError::new(
+                ErrorCode::DeviceUnavailable,
+                format!(
+                    "The camera could not be started ({detail}). Try again, or pick another camera."
+                ),
+            );
+        }
     };
     BAError::new(code, format!("{sentence} ({detail})"))
 }
@@ -235,9 +241,17 @@ mod tests {
         assert_eq!(denied.code, ErrorCode::PermissionDenied);
         let gone = classify("No such file or directory (os error 2)");
         assert_eq!(gone.code, ErrorCode::DeviceNotFound);
-        let other = classify("Failed to Fufill");
+        // EINVAL (22) is not "not found" though its number starts with 2.
+        let invalid = classify("Invalid argument (os error 22)");
+        assert_eq!(invalid.code, ErrorCode::DeviceUnavailable);
+        assert!(
+            invalid.message.contains("could not be started"),
+            "{}",
+            invalid.message
+        );
+        let other = classify("something else");
         assert_eq!(other.code, ErrorCode::DeviceUnavailable);
-        assert!(other.message.contains("Failed to Fufill"));
+        assert!(other.message.contains("something else"));
     }
 
     #[test]

@@ -463,6 +463,19 @@ impl LocalParticipant {
         self.set_video_source(Box::new(camera))
     }
 
+    /// Wraps what the camera track sends (e.g. in a tap that also shows it locally), in
+    /// place: for a source the engine put there itself, such as the camera it fell back to.
+    pub fn wrap_video_source(
+        &self,
+        wrap: impl FnOnce(Box<dyn VideoSource>) -> Box<dyn VideoSource>,
+    ) {
+        if let Ok(mut video) = self.shared.video.lock()
+            && let Some(source) = video.take()
+        {
+            *video = Some(wrap(source));
+        }
+    }
+
     /// The camera the call is capturing from, while it delivers (not a file, pattern or a
     /// camera that stopped).
     pub fn video_input(&self) -> Option<String> {

@@ -473,16 +473,24 @@ enum VideoStep {
 /// of FEC the encoder spends.
 async fn reported_loss_of(track: Arc<TrackLocalStaticRTP>, ssrc: u32, expected: Arc<AtomicI32>) {
     // One policy per reporter: the SFU's own reports (our uplink) and the ones it sends for
-    // its subscribers (their worst downlink). The worse of the two decides.
-    let mut policies: std::collections::HashMap<u32, FecPolicy> = Default::default();
+    // its subscribers (their worst downlink). The worse of the two decides; a reporter that
+    // went quiet (the lossy subscriber left) stops counting after a while.
+    const FORGET: Duration = Duration::from_secs(10);
+    let mut policies: std::collections::HashMap<u32, (FecPolicy, Instant)> = Default::default();
     loop {
         match track.poll().await {
             Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => {
+                let now = Instant::now();
                 for (reporter, lost) in rtcp.iter().filter_map(|p| reported_loss(p.as_ref(), ssrc))
                 {
-                    policies.entry(reporter).or_default().report(lost);
+                    let entry = policies
+                        .entry(reporter)
+                        .or_insert_with(|| (FecPolicy::new(), now));
+                    entry.0.report(lost);
+                    entry.1 = now;
                 }
-                let level = policies.values().map(FecPolicy::level).max().unwrap_or(0);
+                policies.retain(|_, (_, at)| now.duration_since(*at) < FORGET);
+                let level = policies.values().map(|(p, _)| p.level()).max().unwrap_or(0);
                 expected.store(level, Ordering::Relaxed);
             }
             Some(_) => {}

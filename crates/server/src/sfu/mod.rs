@@ -61,6 +61,10 @@ struct Published {
     /// Each subscriber's last reported loss of this track (fraction of 256) and when: the
     /// worst recent one goes back to the publisher, whose audio FEC follows it.
     downlink_loss: HashMap<String, (u8, std::time::Instant)>,
+    /// When the worst of them last went to the publisher: once a second at most, as a
+    /// receiver's own reports come (with N subscribers each reporting every second, relaying
+    /// every report would count the same loss N times in the publisher's smoothing).
+    loss_relayed: Option<std::time::Instant>,
 }
 
 struct Subscription {
@@ -478,6 +482,7 @@ impl Sfu {
                         ssrc,
                         codec,
                         downlink_loss: HashMap::new(),
+                        loss_relayed: None,
                     };
                     state.published.insert(kind, p.clone());
                     (p, true)
@@ -818,6 +823,13 @@ impl Sfu {
             published
                 .downlink_loss
                 .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(10));
+            if published
+                .loss_relayed
+                .is_some_and(|at| now.duration_since(at) < Duration::from_millis(900))
+            {
+                return;
+            }
+            published.loss_relayed = Some(now);
             let worst = published
                 .downlink_loss
                 .values()

@@ -1,22 +1,40 @@
-//! Cameras on Linux: V4L2 capture nodes, opened through nokhwa.
+//! Cameras on Linux: V4L2 capture nodes, driven with the `v4l` crate.
+//!
+//! Not through nokhwa (the plan in DESIGN.md), whose V4L2 backend is a thin layer over the
+//! same `v4l` crate: its `frame()` waits for a picture without a deadline (a stalled camera
+//! held its thread and device forever), it keeps open devices in a process-wide table (so a
+//! camera stuck that way could not be opened again: "busy"), it asserts (panics) on
+//! conditions a driver can produce, and its "closest format" compares frame rates at the
+//! requested size rather than the chosen one. Here every wait has a deadline, a stalled
+//! camera is reported as failed, and the mode is chosen by `between_media::camera`.
 
 use super::{Newest, Reader, classify, info};
 use crate::devices::MediaDeviceInfo;
 use crate::error::BAError;
 use between_media::camera::{CameraMode, PixelFormat, choose_mode, to_i420};
 use between_protocol::ErrorCode;
-use nokhwa::utils::{
-    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
-};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use v4l::FourCC;
+use v4l::buffer::Type;
+use v4l::frameinterval::FrameIntervalEnum;
+use v4l::framesize::FrameSizeEnum;
+use v4l::io::mmap::Stream as MmapStream;
+use v4l::io::traits::CaptureStream;
+use v4l::video::Capture;
 
-/// The formats `between_media::camera` converts.
-const FORMATS: [FrameFormat; 3] = [FrameFormat::MJPEG, FrameFormat::YUYV, FrameFormat::NV12];
+/// How long one wait for a picture may take before the capture looks again (at the stop
+/// flag, and whether the camera stalled).
+const PICTURE_WAIT: Duration = Duration::from_millis(500);
+/// A camera that sends nothing for this long has failed (unplugged without telling, a
+/// firmware hang): the device watcher moves the call on.
+const STALLED: Duration = Duration::from_secs(3);
+/// How long opening retries a camera that is busy (our own preview letting go of it).
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
-/// A camera being captured. Dropping it stops the capture (at the camera's next picture).
+/// A camera being captured. Dropping it stops the capture.
 pub struct Camera {
     pub(super) id: String,
     pub(super) reader: Reader,
@@ -26,10 +44,10 @@ pub struct Camera {
     released: std::sync::mpsc::Receiver<()>,
 }
 
-/// How long dropping a camera waits for its device to be released: a picture's time at
-/// 5 fps. Someone opening the same camera right after (the app's preview handing over to
-/// the call, a switch back) then finds it free instead of busy.
-const RELEASE: Duration = Duration::from_millis(250);
+/// How long dropping a camera waits for its device to be released: one wait for a picture
+/// and a little. Someone opening the same camera right after (the app's preview handing
+/// over to the call, a switch back) then finds it free instead of busy.
+const RELEASE: Duration = Duration::from_millis(700);
 
 impl Drop for Camera {
     fn drop(&mut self) {
@@ -109,98 +127,206 @@ fn sysfs_name(path: &Path) -> Option<String> {
     Some(name.trim().to_string())
 }
 
-/// `v4l2:/dev/v4l/by-id/...` or `v4l2:/dev/video3` → 3.
-fn node_index(id: &str) -> Result<u32, BAError> {
+/// `v4l2:/dev/v4l/by-id/...` or `v4l2:/dev/video3` → `/dev/video3` (a `video*` node).
+fn node_path(id: &str) -> Result<PathBuf, BAError> {
     let not_found = || BAError::new(ErrorCode::DeviceNotFound, super::NOT_FOUND);
     let path = id.strip_prefix(super::ID_PREFIX).ok_or_else(not_found)?;
     let real = std::fs::canonicalize(path).map_err(|_| not_found())?;
-    real.file_name()
+    let is_node = real
+        .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix("video"))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(not_found)
+        .is_some_and(|n| n.parse::<u32>().is_ok());
+    if is_node { Ok(real) } else { Err(not_found()) }
 }
 
-fn to_mode(format: &CameraFormat) -> Option<CameraMode> {
-    let pixel = match format.format() {
-        FrameFormat::MJPEG => PixelFormat::Mjpeg,
-        FrameFormat::YUYV => PixelFormat::Yuyv,
-        FrameFormat::NV12 => PixelFormat::Nv12,
-        _ => return None,
-    };
-    Some(CameraMode {
-        width: format.width(),
-        height: format.height(),
-        fps: format.frame_rate(),
-        format: pixel,
+fn pixel_format(fourcc: FourCC) -> Option<PixelFormat> {
+    match &fourcc.repr {
+        b"MJPG" => Some(PixelFormat::Mjpeg),
+        b"YUYV" => Some(PixelFormat::Yuyv),
+        b"NV12" => Some(PixelFormat::Nv12),
+        _ => None,
+    }
+}
+
+fn fourcc(format: PixelFormat) -> FourCC {
+    FourCC::new(match format {
+        PixelFormat::Mjpeg => b"MJPG",
+        PixelFormat::Yuyv => b"YUYV",
+        PixelFormat::Nv12 => b"NV12",
     })
 }
 
-fn to_nokhwa(mode: CameraMode) -> CameraFormat {
-    let format = match mode.format {
-        PixelFormat::Mjpeg => FrameFormat::MJPEG,
-        PixelFormat::Yuyv => FrameFormat::YUYV,
-        PixelFormat::Nv12 => FrameFormat::NV12,
-    };
-    CameraFormat::new_from(mode.width, mode.height, format, mode.fps)
+/// Sizes tried within a stepwise range (cameras that describe sizes as a range).
+const COMMON_SIZES: [(u32, u32); 5] = [
+    (640, 360),
+    (640, 480),
+    (1280, 720),
+    (1920, 1080),
+    (320, 240),
+];
+/// Rates tried within a stepwise range.
+const COMMON_RATES: [u32; 4] = [30, 25, 24, 15];
+
+/// Every mode the camera offers in a format we convert.
+fn modes(device: &v4l::Device) -> Vec<CameraMode> {
+    let mut modes = Vec::new();
+    for description in device.enum_formats().unwrap_or_default() {
+        let Some(format) = pixel_format(description.fourcc) else {
+            continue;
+        };
+        let sizes: Vec<(u32, u32)> = device
+            .enum_framesizes(description.fourcc)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|size| match size.size {
+                FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
+                FrameSizeEnum::Stepwise(s) => COMMON_SIZES
+                    .iter()
+                    .copied()
+                    .filter(|&(w, h)| {
+                        (s.min_width..=s.max_width).contains(&w)
+                            && (s.min_height..=s.max_height).contains(&h)
+                            && (w - s.min_width) % s.step_width.max(1) == 0
+                            && (h - s.min_height) % s.step_height.max(1) == 0
+                    })
+                    .collect(),
+            })
+            .collect();
+        for (width, height) in sizes {
+            let intervals = device
+                .enum_frameintervals(description.fourcc, width, height)
+                .unwrap_or_default();
+            for interval in intervals {
+                let rates: Vec<u32> = match interval.interval {
+                    FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+                        vec![f.denominator / f.numerator]
+                    }
+                    FrameIntervalEnum::Discrete(_) => Vec::new(),
+                    FrameIntervalEnum::Stepwise(s) => {
+                        // Intervals are seconds per picture: the shortest is the fastest.
+                        let fastest =
+                            f64::from(s.min.denominator) / f64::from(s.min.numerator.max(1));
+                        let slowest =
+                            f64::from(s.max.denominator) / f64::from(s.max.numerator.max(1));
+                        COMMON_RATES
+                            .iter()
+                            .copied()
+                            .filter(|&r| (slowest..=fastest).contains(&f64::from(r)))
+                            .collect()
+                    }
+                };
+                modes.extend(
+                    rates
+                        .into_iter()
+                        .filter(|&fps| fps > 0)
+                        .map(|fps| CameraMode {
+                            width,
+                            height,
+                            fps,
+                            format,
+                        }),
+                );
+            }
+        }
+    }
+    modes
 }
 
-/// Opens the device, picks its mode and starts streaming.
-fn start(index: u32) -> Result<(nokhwa::Camera, CameraMode), BAError> {
-    let fail = |e: nokhwa::NokhwaError| classify(&e.to_string());
-    // Opened in whatever mode it can do first; the real choice needs its list of modes,
-    // which nokhwa only gives for an opened camera.
-    let mut camera = nokhwa::Camera::with_backend(
-        CameraIndex::Index(index),
-        RequestedFormat::with_formats(RequestedFormatType::None, &FORMATS),
-        ApiBackend::Video4Linux,
-    )
-    .map_err(fail)?;
-    let modes: Vec<CameraMode> = camera
-        .compatible_camera_formats()
-        .map_err(fail)?
-        .iter()
-        .filter_map(to_mode)
-        .collect();
-    let mode = choose_mode(&modes).ok_or_else(|| {
+/// Opens the device and sets it to the chosen mode. Returns the mode the driver agreed to
+/// and the bytes per row it lays pictures out with.
+fn start(path: &Path) -> Result<(v4l::Device, CameraMode, usize), BAError> {
+    let fail = |e: std::io::Error| classify(&e.to_string());
+    let device = v4l::Device::with_path(path).map_err(fail)?;
+    let mode = choose_mode(&modes(&device)).ok_or_else(|| {
         BAError::new(
             ErrorCode::DeviceUnavailable,
             "This camera offers no picture format Between can use (MJPEG, YUYV or NV12). Pick another camera.",
         )
     })?;
-    camera
-        .set_camera_requset(RequestedFormat::with_formats(
-            RequestedFormatType::Exact(to_nokhwa(mode)),
-            &FORMATS,
+    let set = device
+        .set_format(&v4l::Format::new(
+            mode.width,
+            mode.height,
+            fourcc(mode.format),
         ))
         .map_err(fail)?;
-    camera.open_stream().map_err(fail)?;
-    Ok((camera, mode))
+    let format = pixel_format(set.fourcc).ok_or_else(|| {
+        BAError::new(
+            ErrorCode::DeviceUnavailable,
+            "The camera refused every picture format Between can use. Pick another camera.",
+        )
+    })?;
+    // A driver may round the size; what it says is what it sends.
+    let mut agreed = CameraMode {
+        width: set.width,
+        height: set.height,
+        fps: mode.fps,
+        format,
+    };
+    match device.set_params(&v4l::video::capture::Parameters::with_fps(mode.fps)) {
+        Ok(params) if params.interval.numerator > 0 => {
+            agreed.fps = (params.interval.denominator / params.interval.numerator).max(1);
+        }
+        Ok(_) => {}
+        // Some cameras have a fixed rate; they still stream.
+        Err(e) => tracing::debug!(error = %e, "camera frame rate not set"),
+    }
+    Ok((device, agreed, set.stride as usize))
+}
+
+/// `start`, retried while the camera is busy for a moment (our own preview or the call
+/// we just switched away from releasing it).
+fn start_when_free(path: &Path) -> Result<(v4l::Device, CameraMode, usize), BAError> {
+    let deadline = Instant::now() + BUSY_RETRY;
+    loop {
+        match start(path) {
+            Err(e) if e.message.starts_with(super::BUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Camera {
     pub(super) fn open(id: &str, first_picture: Duration) -> Result<Self, BAError> {
-        let index = node_index(id)?;
+        let path = node_path(id)?;
         let newest = Arc::new(Newest::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let (released_tx, released) = std::sync::mpsc::sync_channel::<()>(0);
         let thread_newest = newest.clone();
         let thread_stop = stop.clone();
+        let name = path.display().to_string();
         std::thread::Builder::new()
-            .name(format!("camera {index}"))
+            .name(format!("camera {name}"))
             .spawn(move || {
-                capture(index, thread_newest, thread_stop, started_tx);
+                // A driver surprise must not take the call down: the camera fails instead.
+                let failed = thread_newest.clone();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    capture(&path, thread_newest, thread_stop, started_tx)
+                }));
+                if run.is_err() {
+                    failed.fail("the camera driver failed".into());
+                }
                 drop(released_tx);
             })
             .map_err(|e| BAError::new(ErrorCode::Internal, e.to_string()))?;
-        let mode = match started_rx.recv_timeout(first_picture) {
-            Ok(started) => started?,
+        let started = started_rx.recv_timeout(first_picture);
+        let mode = match started {
+            Ok(Ok(mode)) => mode,
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
                 stop.store(true, Ordering::Relaxed);
+                let why = newest
+                    .failure()
+                    .unwrap_or_else(|| format!("no answer in {} s", first_picture.as_secs()));
                 return Err(BAError::new(
                     ErrorCode::DeviceUnavailable,
-                    "The camera did not start. Unplug it and plug it in again, or pick another camera.",
+                    format!(
+                        "The camera did not start ({why}). Unplug it and plug it in again, or pick another camera."
+                    ),
                 ));
             }
         };
@@ -208,7 +334,7 @@ impl Camera {
             stop.store(true, Ordering::Relaxed);
             let why = newest
                 .failure()
-                .unwrap_or_else(|| "no picture in 5 s".into());
+                .unwrap_or_else(|| format!("no picture in {} s", first_picture.as_secs()));
             return Err(BAError::new(
                 ErrorCode::DeviceUnavailable,
                 format!(
@@ -237,32 +363,72 @@ impl Camera {
     }
 }
 
+fn new_stream(device: &v4l::Device) -> std::io::Result<MmapStream<'static>> {
+    let mut stream = MmapStream::with_buffers(device, Type::VideoCapture, 4)?;
+    stream.set_timeout(PICTURE_WAIT);
+    Ok(stream)
+}
+
 fn capture(
-    index: u32,
+    path: &Path,
     newest: Arc<Newest>,
     stop: Arc<AtomicBool>,
     started: std::sync::mpsc::SyncSender<Result<CameraMode, BAError>>,
 ) {
-    let (mut camera, mode) = match start(index) {
-        Ok(started_ok) => started_ok,
+    let opened = start_when_free(path).and_then(|(device, mode, stride)| {
+        let stream = new_stream(&device).map_err(|e| classify(&e.to_string()))?;
+        Ok((device, mode, stride, stream))
+    });
+    let (device, mode, stride, mut stream) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
             let _ = started.send(Err(e));
             return;
         }
     };
     let _ = started.send(Ok(mode));
+    let name = path.display().to_string();
+    let mut last_picture = Instant::now();
     let mut bad_pictures = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let raw = match camera.frame_raw() {
-            Ok(raw) => raw,
+        let converted = match stream.next() {
+            Ok((data, meta)) => {
+                last_picture = Instant::now();
+                // The buffer is as large as the biggest picture; the driver says how much
+                // of it this one filled.
+                let used = match meta.bytesused as usize {
+                    0 => data.len(),
+                    n => n.min(data.len()),
+                };
+                to_i420(mode.format, mode.width, mode.height, stride, &data[..used])
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                if last_picture.elapsed() >= STALLED {
+                    tracing::warn!(camera = %name, "camera stalled");
+                    newest.fail(format!("no picture for {} s", STALLED.as_secs()));
+                    return;
+                }
+                // The stream cannot go on after a wait that timed out (its buffer is still
+                // queued): start it again.
+                drop(stream);
+                match new_stream(&device) {
+                    Ok(again) => stream = again,
+                    Err(e) => {
+                        newest.fail(e.to_string());
+                        return;
+                    }
+                }
+                continue;
+            }
             Err(e) => {
-                // Unplugged, or the driver gave up: the device watcher moves the call on.
-                tracing::warn!(index, error = %e, "camera stopped");
+                // Unplugged (ENODEV), or the driver gave up: the device watcher moves the
+                // call on.
+                tracing::warn!(camera = %name, error = %e, "camera stopped");
                 newest.fail(e.to_string());
                 return;
             }
         };
-        match to_i420(mode.format, mode.width, mode.height, &raw) {
+        match converted {
             Ok(picture) => {
                 bad_pictures = 0;
                 newest.put(picture);
@@ -271,12 +437,9 @@ fn capture(
             Err(e) => {
                 bad_pictures += 1;
                 if bad_pictures == 1 || bad_pictures % 100 == 0 {
-                    tracing::debug!(index, error = %e, bad_pictures, "camera picture dropped");
+                    tracing::debug!(camera = %name, error = %e, bad_pictures, "camera picture dropped");
                 }
             }
         }
-    }
-    if let Err(e) = camera.stop_stream() {
-        tracing::debug!(index, error = %e, "camera stop");
     }
 }
