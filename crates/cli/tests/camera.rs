@@ -1,4 +1,4 @@
-//! Cameras, end to end: V4L2 capture through nokhwa, the mode choice, YUYV conversion,
+//! Cameras, end to end: V4L2 capture, the mode choice, YUYV conversion,
 //! encoding, the SFU and a participant's decoder. This machine and CI have no camera and
 //! cannot load kernel modules (no vivid, no v4l2loopback), so the camera is made in user
 //! space: `tests/fake_v4l2/fake_v4l2.c`, compiled here and loaded into `between` with

@@ -326,9 +326,8 @@ fn permission_state_comes_from_trying_the_microphone() {
 }
 
 /// This machine has no camera (no /dev/video*): everything camera-shaped must say so in
-/// words and leave the rest of the call working. Capture itself needs a V4L2 device, which
-/// neither this machine nor CI can create (no kernel modules, no v4l2loopback); the mode
-/// choice and picture conversion it relies on are tested in between-media's camera tests.
+/// words and leave the rest of the call working. Capture itself is tested with a user-space
+/// camera in `camera.rs`.
 #[test]
 fn without_a_camera_everything_says_so_and_audio_still_works() {
     let pulse = Pulse::start(&[

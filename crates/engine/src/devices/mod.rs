@@ -4,7 +4,7 @@
 //! Audio comes from cpal ([`audio`]); on Linux its PulseAudio host is preferred, so the list
 //! shows the sinks and sources a person sees in their sound settings (PipeWire desktops serve
 //! the same protocol), with ALSA as the fallback when no sound server runs. Cameras come
-//! from [`camera`] (V4L2 through nokhwa on Linux).
+//! from [`camera`] (V4L2 on Linux).
 
 mod audio;
 pub mod camera;
