@@ -161,7 +161,12 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let server = Server::start_on(host.host_ip.into(), None);
     let url = server.url.clone();
     let host_ip = host.host_ip.to_string();
+    // The publisher's log says which FEC level the loss reports led to.
+    let publisher_log =
+        std::env::temp_dir().join(format!("between-loss-{}.log", std::process::id()));
     let mut publisher = Command::new(BIN)
+        .env("BETWEEN_LOG", "between_engine::media::publish=debug")
+        .stderr(std::fs::File::create(&publisher_log).unwrap())
         .args([
             "join",
             "lossy",
@@ -210,6 +215,22 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _ = publisher.kill();
     let _ = publisher.wait();
     drop(server);
+    // The receiver's 10 % downlink loss reached the publisher (through the SFU's relayed
+    // receiver reports) and turned its audio FEC up.
+    let log = std::fs::read_to_string(&publisher_log).unwrap_or_default();
+    let _ = std::fs::remove_file(&publisher_log);
+    let fec_levels: Vec<u32> = strip_ansi(&log)
+        .lines()
+        .filter(|l| l.contains("audio FEC for the reported loss"))
+        .filter_map(|l| {
+            l.rsplit_once("percent=")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
+        .collect();
+    assert!(
+        fec_levels.iter().any(|&p| p >= 10),
+        "the publisher's FEC did not follow the subscriber's loss: {fec_levels:?}"
+    );
     let wav_path = recorded_wav(&dir, &out, &server_metrics);
     let wav = between_media::wav::read(std::fs::File::open(&wav_path).unwrap()).unwrap();
     assert!(
@@ -296,4 +317,23 @@ fn with_udp_blocked_the_call_connects_over_ice_tcp() {
         .unwrap_or(0);
     assert!(tcp_paths >= 1, "no ICE-TCP path was opened:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Log lines without their colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
