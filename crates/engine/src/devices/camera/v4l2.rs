@@ -65,21 +65,8 @@ pub fn list() -> Vec<MediaDeviceInfo> {
     let by_id = by_id_names();
     let mut cameras = Vec::new();
     for (_, path) in nodes {
-        let label = match v4l::Device::with_path(&path).and_then(|d| d.query_caps()) {
-            Ok(caps)
-                if caps
-                    .capabilities
-                    .contains(v4l::capability::Flags::VIDEO_CAPTURE) =>
-            {
-                caps.card
-            }
-            Ok(_) => continue,
-            // Listed anyway (by its sysfs name): opening it will say why it cannot be used
-            // (most often: the user is not in the "video" group).
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "camera not queryable");
-                sysfs_name(&path).unwrap_or_else(|| path.display().to_string())
-            }
+        let Some(label) = describe(&path) else {
+            continue;
         };
         let stable = by_id
             .iter()
@@ -94,6 +81,47 @@ pub fn list() -> Vec<MediaDeviceInfo> {
         ));
     }
     cameras
+}
+
+/// What a node is: `Some(label)` for a camera, `None` for another kind of node. Asked once
+/// per node (the device watcher lists every 500 ms, and opening a USB camera each time would
+/// keep it from suspending): a node that is re-created (re-plugged) is asked again.
+fn describe(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    type Known = std::collections::HashMap<PathBuf, ((u64, u64, i64, i64), Option<String>)>;
+    static KNOWN: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+    let stamp = std::fs::metadata(path)
+        .map(|m| (m.ino(), m.rdev(), m.ctime(), m.ctime_nsec()))
+        .ok()?;
+    if let Ok(known) = KNOWN.lock()
+        && let Some((seen, label)) = known.as_ref().and_then(|k| k.get(path))
+        && *seen == stamp
+    {
+        return label.clone();
+    }
+    let label = match v4l::Device::with_path(path).and_then(|d| d.query_caps()) {
+        Ok(caps)
+            if caps
+                .capabilities
+                .contains(v4l::capability::Flags::VIDEO_CAPTURE) =>
+        {
+            Some(caps.card)
+        }
+        Ok(_) => None,
+        // Listed anyway (by its sysfs name): opening it will say why it cannot be used
+        // (most often: the user is not in the "video" group). Not remembered: the user may
+        // be let in.
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "camera not queryable");
+            return Some(sysfs_name(path).unwrap_or_else(|| path.display().to_string()));
+        }
+    };
+    if let Ok(mut known) = KNOWN.lock() {
+        known
+            .get_or_insert_with(Default::default)
+            .insert(path.to_path_buf(), (stamp, label.clone()));
+    }
+    label
 }
 
 fn video_nodes() -> Vec<(u32, PathBuf)> {
