@@ -138,7 +138,9 @@ impl Inner {
             let camera = media.video.lock().ok().and_then(|mut s| s.take());
             let microphone = media.audio.lock().ok().and_then(|mut s| s.take());
             let speaker = media.playback.lock().ok().and_then(|mut s| s.take());
-            // Closed outside the locks: a device may take a moment to let go.
+            // Closed here, outside the locks, before the call counts as left: a camera's
+            // light and a microphone's indicator go off as the user leaves (a camera may
+            // take a moment to let go).
             drop((screen, camera, microphone, speaker));
         }
     }
@@ -284,7 +286,7 @@ impl Conference {
             .map(|mut p| p.replace(Box::new(speaker) as Box<dyn crate::AudioSink>))
             .ok()
             .flatten();
-        drop(old);
+        crate::devices::close_later(old);
         Ok(())
     }
 

@@ -121,6 +121,18 @@ pub fn permission_state(mic: Option<&str>, camera: CameraCheck) -> PermissionSta
     }
 }
 
+/// Closes a device without holding up an async worker: a camera waits for its capture
+/// thread to let go (up to most of a second when the camera is stuck). Inline when there is
+/// no runtime to hand it to.
+pub(crate) fn close_later<T: Send + 'static>(device: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(device));
+        }
+        Err(_) => drop(device),
+    }
+}
+
 /// Opens a device off the async runtime (cpal blocks while it talks to the sound server).
 pub async fn open_blocking<T: Send + 'static>(
     open: impl FnOnce() -> Result<T, crate::error::BAError> + Send + 'static,

@@ -494,8 +494,8 @@ impl LocalParticipant {
             .map(|mut a| a.replace(source))
             .ok()
             .flatten();
-        // The old device closes here, outside the lock.
-        drop(old);
+        // The old device closes outside the lock, off the async workers.
+        crate::devices::close_later(old);
     }
 
     /// Replaces what the camera track sends, from the next frame on (same track, no
@@ -512,7 +512,7 @@ impl LocalParticipant {
             .map(|mut v| v.replace(source))
             .ok()
             .flatten();
-        drop(old);
+        crate::devices::close_later(old);
         Ok(())
     }
 
