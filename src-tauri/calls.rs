@@ -343,7 +343,17 @@ pub async fn conference_get_permission_state(
     state: State<'_, AppState>,
     id: u32,
 ) -> Result<between_engine::devices::PermissionState, BAError> {
-    Ok(state.call(id)?.conference.get_permission_state().await)
+    // A camera the join screen is previewing works (and is busy to a second opener).
+    let previewing = lock(&state.videos).values().any(|feed| {
+        feed.previewed_camera()
+            .is_some_and(|c| c != cameras::TEST_PATTERN)
+    });
+    let camera = previewing.then_some(between_engine::devices::CameraCheck::Skip);
+    Ok(state
+        .call(id)?
+        .conference
+        .get_permission_state_with(camera)
+        .await)
 }
 
 #[tauri::command]

@@ -96,13 +96,22 @@ pub struct VideoFeed {
     /// Set by `video_close`: a pull waiting at that moment ends with an error at once.
     closed: watch::Sender<bool>,
     /// A preview's own camera thread, stopped with the feed.
-    _camera: Option<CameraThread>,
+    camera: Option<CameraThread>,
+}
+
+impl VideoFeed {
+    /// The camera this feed previews (on the join screen), if it is one.
+    pub fn previewed_camera(&self) -> Option<&str> {
+        self.camera.as_ref().map(|c| c.device_id.as_str())
+    }
 }
 
 /// Reads a camera at its frame rate on a thread of its own (for the join screen's preview,
 /// where no call pulls it).
 struct CameraThread {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Which camera it reads.
+    device_id: String,
 }
 
 impl Drop for CameraThread {
@@ -111,7 +120,10 @@ impl Drop for CameraThread {
     }
 }
 
-fn start_camera(mut source: Box<dyn VideoSource>) -> (CameraThread, FrameSource) {
+fn start_camera(
+    mut source: Box<dyn VideoSource>,
+    device_id: String,
+) -> (CameraThread, FrameSource) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, rx) = watch::channel(None);
     let flag = stop.clone();
@@ -131,7 +143,7 @@ fn start_camera(mut source: Box<dyn VideoSource>) -> (CameraThread, FrameSource)
             std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
         }
     });
-    (CameraThread { stop }, FrameSource::Local(rx))
+    (CameraThread { stop, device_id }, FrameSource::Local(rx))
 }
 
 fn feed(
@@ -144,7 +156,7 @@ fn feed(
         size: std::sync::Mutex::new((width, height)),
         source: tokio::sync::Mutex::new(source),
         closed: watch::channel(false).0,
-        _camera: camera,
+        camera,
     })
 }
 
@@ -209,8 +221,9 @@ pub async fn preview_open(
 ) -> Result<Opened, BAError> {
     check_size(width, height)?;
     // A real camera takes up to seconds to deliver its first picture: not on the main thread.
-    let camera = between_engine::devices::open_blocking(move || cameras::open(&device_id)).await?;
-    let (thread, source) = start_camera(camera);
+    let id = device_id.clone();
+    let camera = between_engine::devices::open_blocking(move || cameras::open(&id)).await?;
+    let (thread, source) = start_camera(camera, device_id);
     let video = state.next_id();
     lock(&state.videos).insert(video, feed(source, width, height, Some(thread)));
     Ok(Opened { video })

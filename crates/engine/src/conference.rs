@@ -295,6 +295,16 @@ impl Conference {
     /// from is not opened twice (V4L2 would answer "busy"): it is asked whether it still
     /// delivers.
     pub async fn get_permission_state(&self) -> crate::devices::PermissionState {
+        self.get_permission_state_with(None).await
+    }
+
+    /// `get_permission_state`, with the camera check chosen by the caller (`None`: as
+    /// above). An app showing a camera's preview knows it works, and opening it a second
+    /// time would find it busy.
+    pub async fn get_permission_state_with(
+        &self,
+        camera: Option<crate::devices::CameraCheck>,
+    ) -> crate::devices::PermissionState {
         use crate::devices::CameraCheck;
         let media = self.inner.lock().media.clone();
         let chosen = media.as_ref().and_then(|m| {
@@ -303,17 +313,20 @@ impl Conference {
                 .ok()
                 .and_then(|a| a.as_ref().and_then(|a| a.device_id().map(str::to_string)))
         });
-        let camera = match &media {
-            None => CameraCheck::Default,
-            Some(m) if !m.has_video => CameraCheck::Skip,
-            Some(m) => match m.video.lock().ok().and_then(|v| {
-                v.as_ref()
-                    .and_then(|v| v.device_id().map(|id| (id.to_string(), v.device_failed())))
-            }) {
-                // Capturing and delivering: nothing to try.
-                Some((_, false)) | None => CameraCheck::Skip,
-                // It stopped: trying it again gives the reason.
-                Some((id, true)) => CameraCheck::Chosen(id),
+        let camera = match (camera, &media) {
+            (Some(chosen), _) => chosen,
+            (None, media) => match media {
+                None => CameraCheck::Default,
+                Some(m) if !m.has_video => CameraCheck::Skip,
+                Some(m) => match m.video.lock().ok().and_then(|v| {
+                    v.as_ref()
+                        .and_then(|v| v.device_id().map(|id| (id.to_string(), v.device_failed())))
+                }) {
+                    // Capturing and delivering: nothing to try.
+                    Some((_, false)) | None => CameraCheck::Skip,
+                    // It stopped: trying it again gives the reason.
+                    Some((id, true)) => CameraCheck::Chosen(id),
+                },
             },
         };
         tokio::task::spawn_blocking(move || {
