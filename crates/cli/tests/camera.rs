@@ -342,3 +342,58 @@ fn permission_state_tries_the_camera() {
         "{raw}"
     );
 }
+
+/// Plugging a camera in and out while a call runs: `devicesUpdated` lists it (by its
+/// driver's name) and then drops it. The bot runs in a mount namespace whose /dev is a
+/// folder of this test (`fake_v4l2/with_dev.sh`: every real node is still there), so the
+/// test can make `/dev/video77` appear and go; the user-space camera answers for it. Needs
+/// root for the mount namespace, as CI is (like the loss tests' network namespaces).
+#[test]
+fn a_camera_plugged_in_and_out_shows_in_devices_updated() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("camera-hotplug");
+    let _ = std::fs::remove_dir_all(&base);
+    let (dev, saved) = (base.join("dev"), base.join("saved-dev"));
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::create_dir_all(&saved).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_v4l2/with_dev.sh");
+    let server = Server::start();
+    let mut bot = Bot::spawn_with(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh"])
+            .arg(&script)
+            .args([&dev, &saved])
+            .arg(BIN)
+            .args(join_args(&server.url, "hotplug"))
+            .args(["--receive", "--watch-devices"])
+            .env("LD_PRELOAD", shim())
+            .env("FAKE_V4L2_PATH", "/dev/video77")
+            .env_remove("PULSE_SERVER"),
+    );
+    bot.expect_within("joined", Duration::from_secs(10), |_| true);
+    let is_camera = |d: &Value| d["deviceId"] == "v4l2:/dev/video77";
+    let first = bot.expect_within("devicesUpdated", Duration::from_secs(5), |_| true);
+    assert!(
+        !first["devices"].as_array().unwrap().iter().any(is_camera),
+        "{first}"
+    );
+
+    std::fs::write(dev.join("video77"), b"").unwrap();
+    let plugged = bot.expect_within("devicesUpdated", Duration::from_secs(2), |e| {
+        e["devices"].as_array().unwrap().iter().any(is_camera)
+    });
+    let camera = plugged["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| is_camera(d))
+        .unwrap();
+    assert_eq!(camera["kind"], "videoinput", "{camera}");
+    assert_eq!(camera["label"], "Between Test Camera", "{camera}");
+    assert_eq!(camera["isDefault"], true, "{camera}");
+
+    std::fs::remove_file(dev.join("video77")).unwrap();
+    bot.expect_within("devicesUpdated", Duration::from_secs(2), |e| {
+        !e["devices"].as_array().unwrap().iter().any(is_camera)
+    });
+    let _ = bot.terminate();
+}
