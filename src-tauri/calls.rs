@@ -150,9 +150,13 @@ pub async fn conference_new(
                 // the local tile keeps showing what is sent.
                 ConferenceEvent::DeviceFallback {
                     kind: between_engine::devices::DeviceKind::VideoInput,
+                    to,
                     ..
                 } => {
-                    if let (Some(local), Some(frames)) = (&local, lock(&taps).clone()) {
+                    // Unless a switch the user asked for came first (and tapped its camera).
+                    if let (Some(local), Some(frames)) = (&local, lock(&taps).clone())
+                        && local.video_input().as_deref() == Some(to.as_str())
+                    {
                         local.wrap_video_source(|camera| {
                             Box::new(PreviewTap::new(camera, Some(frames)).0)
                         });
@@ -343,17 +347,18 @@ pub async fn conference_get_permission_state(
     state: State<'_, AppState>,
     id: u32,
 ) -> Result<between_engine::devices::PermissionState, BAError> {
-    // A camera the join screen is previewing works (and is busy to a second opener).
-    let previewing = lock(&state.videos).values().any(|feed| {
-        feed.previewed_camera()
-            .is_some_and(|c| c != cameras::TEST_PATTERN)
-    });
-    let camera = previewing.then_some(between_engine::devices::CameraCheck::Skip);
-    Ok(state
-        .call(id)?
-        .conference
-        .get_permission_state_with(camera)
-        .await)
+    // Before a call the engine tries the default camera: if the join screen is previewing
+    // that one, it works (and would be busy to a second opener).
+    let call = state.call(id)?;
+    let default = cameras::default_id();
+    let previewed = !call.conference.is_in_call()
+        && default.as_deref().is_some_and(|default| {
+            lock(&state.videos)
+                .values()
+                .any(|feed| feed.previewed_camera() == Some(default))
+        });
+    let camera = previewed.then_some(between_engine::devices::CameraCheck::Skip);
+    Ok(call.conference.get_permission_state_with(camera).await)
 }
 
 #[tauri::command]

@@ -115,6 +115,9 @@ pub fn to_i420(
     stride: usize,
     data: &[u8],
 ) -> Result<I420Frame, CameraFrameError> {
+    if format != PixelFormat::Mjpeg && (width < 2 || height < 2) {
+        return Err(FrameError::BadSize { width, height }.into());
+    }
     match format {
         PixelFormat::Yuyv => {
             let stride = if stride == 0 {

@@ -13,6 +13,8 @@
  * FAKE_V4L2_BUSY=1       streaming fails with EBUSY, as when another app uses the camera
  * FAKE_V4L2_UNPLUG=N     after N pictures the camera is unplugged (ENODEV, POLLERR)
  * FAKE_V4L2_STALL=N      after N pictures the camera goes quiet (polls time out)
+ * FAKE_V4L2_WARMUP_MS=N  each stream's first picture comes N ms after it starts, as USB
+ *                        cameras take 0.5-1.5 s
  *
  * Test support only: never linked into the app.
  */
@@ -149,7 +151,9 @@ static void draw(uint8_t *out, uint32_t number) {
 
 static struct timespec due(uint32_t number) {
     struct timespec t = started;
-    uint64_t ns = (uint64_t)number * 1000000000ull / fps;
+    const char *warmup = getenv("FAKE_V4L2_WARMUP_MS");
+    uint64_t ns = (uint64_t)number * 1000000000ull / fps
+                  + (warmup ? (uint64_t)atol(warmup) * 1000000ull : 0);
     t.tv_sec += (time_t)(ns / 1000000000ull);
     t.tv_nsec += (long)(ns % 1000000000ull);
     if (t.tv_nsec >= 1000000000L) { t.tv_sec += 1; t.tv_nsec -= 1000000000L; }

@@ -5,6 +5,11 @@
 # as usual, and a file the test creates in DIR from outside (video77) appears in /dev inside:
 # a camera plugged in, as far as a listing of /dev can tell. Test support only.
 set -eu
+# Never on the machine's own /dev: only inside a mount namespace of its own.
+if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
+  echo "with_dev.sh: run me under unshare --mount --propagation private" >&2
+  exit 2
+fi
 dir=$1
 saved=$2
 shift 2

@@ -99,7 +99,12 @@ fn describe(path: &Path) -> Option<String> {
     {
         return label.clone();
     }
-    let label = match v4l::Device::with_path(path).and_then(|d| d.query_caps()) {
+    // The v4l crate unwraps the driver's name as UTF-8 (a USB product name cut at 32 bytes
+    // may not be): a panic here must not end the device watcher.
+    let queried =
+        std::panic::catch_unwind(|| v4l::Device::with_path(path).and_then(|d| d.query_caps()))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the driver's name is not UTF-8")));
+    let label = match queried {
         Ok(caps)
             if caps
                 .capabilities
@@ -303,12 +308,18 @@ fn start(path: &Path) -> Result<(v4l::Device, CameraMode, usize), BAError> {
     Ok((device, agreed, set.stride as usize))
 }
 
-/// `start`, retried while the camera is busy for a moment (our own preview or the call
-/// we just switched away from releasing it).
-fn start_when_free(path: &Path) -> Result<(v4l::Device, CameraMode, usize), BAError> {
+/// `start` and the stream's buffers, retried while the camera is busy for a moment (our own
+/// preview or the call we just switched away from releasing it).
+fn start_when_free(
+    path: &Path,
+) -> Result<(v4l::Device, CameraMode, usize, MmapStream<'static>), BAError> {
     let deadline = Instant::now() + BUSY_RETRY;
     loop {
-        match start(path) {
+        let started = start(path).and_then(|(device, mode, stride)| {
+            let stream = new_stream(&device).map_err(|e| classify(&e.to_string()))?;
+            Ok((device, mode, stride, stream))
+        });
+        match started {
             Err(e) if e.message.starts_with(super::BUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -393,8 +404,41 @@ impl Camera {
 
 fn new_stream(device: &v4l::Device) -> std::io::Result<MmapStream<'static>> {
     let mut stream = MmapStream::with_buffers(device, Type::VideoCapture, 4)?;
-    stream.set_timeout(PICTURE_WAIT);
+    // The first picture may take a while (USB cameras start in 0.5-1.5 s); later waits
+    // are polled here first, so the stream's own wait never runs out (after which the v4l
+    // crate cannot go on: it would queue a buffer that is still queued).
+    stream.set_timeout(FIRST_PICTURE_WAIT);
     Ok(stream)
+}
+
+/// Ends a stream without letting the v4l crate panic (its drop panics when STREAMOFF or
+/// freeing the buffers fails, and a second panic while unwinding would abort the app): a
+/// stream that will not stop is leaked instead.
+fn close_stream(mut stream: MmapStream<'static>) {
+    use v4l::io::traits::Stream as _;
+    match stream.stop() {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(19) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "camera stream would not stop; left as it is");
+            std::mem::forget(stream);
+            return;
+        }
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream)));
+}
+
+/// How long a new stream may take to deliver its first picture.
+const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(5);
+
+/// What one turn of the capture loop got.
+enum Turn {
+    Picture,
+    /// Nothing yet (a wait ran out, or a signal interrupted it).
+    Nothing,
+    /// The stream's own wait ran out: it has to be started again.
+    Restart,
+    Failed(String),
 }
 
 fn capture(
@@ -403,11 +447,10 @@ fn capture(
     stop: Arc<AtomicBool>,
     started: std::sync::mpsc::SyncSender<Result<CameraMode, BAError>>,
 ) {
-    let opened = start_when_free(path).and_then(|(device, mode, stride)| {
-        let stream = new_stream(&device).map_err(|e| classify(&e.to_string()))?;
-        Ok((device, mode, stride, stream))
-    });
-    let (device, mode, stride, mut stream) = match opened {
+    // Busy is retried as a whole: the buffers (REQBUFS) are where a camera another stream
+    // still holds says so.
+    let opened = start_when_free(path);
+    let (device, mode, stride, stream) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             let _ = started.send(Err(e));
@@ -416,58 +459,110 @@ fn capture(
     };
     let _ = started.send(Ok(mode));
     let name = path.display().to_string();
-    let mut last_picture = Instant::now();
+    let mut stream = Some(stream);
+    // Whether the stream has delivered since it started (before that, its own long wait
+    // applies; after, each wait is polled first).
+    let mut delivering = false;
+    let mut last_good = Instant::now();
     let mut bad_pictures = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let converted = match stream.next() {
-            Ok((data, meta)) => {
-                last_picture = Instant::now();
-                // The buffer is as large as the biggest picture; the driver says how much
-                // of it this one filled.
-                let used = match meta.bytesused as usize {
-                    0 => data.len(),
-                    n => n.min(data.len()),
-                };
-                to_i420(mode.format, mode.width, mode.height, stride, &data[..used])
+    let failure = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        let Some(live) = stream.as_mut() else {
+            break Some("the camera stream could not be started again".to_string());
+        };
+        let turn = if delivering {
+            match live.handle().poll(POLL_IN, PICTURE_WAIT.as_millis() as i32) {
+                Ok(0) => Turn::Nothing,
+                Ok(_) => read_picture(live, mode, stride, &newest, &mut bad_pictures),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Turn::Nothing,
+                Err(e) => Turn::Failed(e.to_string()),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                if last_picture.elapsed() >= STALLED {
-                    tracing::warn!(camera = %name, "camera stalled");
-                    newest.fail(format!("no picture for {} s", STALLED.as_secs()));
-                    return;
+        } else {
+            read_picture(live, mode, stride, &newest, &mut bad_pictures)
+        };
+        match turn {
+            Turn::Picture => {
+                delivering = true;
+                if bad_pictures == 0 {
+                    last_good = Instant::now();
                 }
-                // The stream cannot go on after a wait that timed out (its buffer is still
-                // queued): start it again.
-                drop(stream);
-                match new_stream(&device) {
-                    Ok(again) => stream = again,
-                    Err(e) => {
-                        newest.fail(e.to_string());
-                        return;
-                    }
+            }
+            Turn::Nothing => {}
+            Turn::Restart if !delivering => {
+                break Some(format!("no picture in {} s", FIRST_PICTURE_WAIT.as_secs()));
+            }
+            Turn::Restart => {
+                if let Some(old) = stream.take() {
+                    close_stream(old);
                 }
+                stream = new_stream(&device).ok();
+                delivering = false;
                 continue;
             }
-            Err(e) => {
-                // Unplugged (ENODEV), or the driver gave up: the device watcher moves the
-                // call on.
-                tracing::warn!(camera = %name, error = %e, "camera stopped");
-                newest.fail(e.to_string());
-                return;
-            }
-        };
-        match converted {
-            Ok(picture) => {
-                bad_pictures = 0;
-                newest.put(picture);
-            }
-            // A corrupt MJPEG picture now and then is normal on a busy USB bus.
-            Err(e) => {
-                bad_pictures += 1;
-                if bad_pictures == 1 || bad_pictures % 100 == 0 {
-                    tracing::debug!(camera = %name, error = %e, bad_pictures, "camera picture dropped");
-                }
+            Turn::Failed(why) => break Some(why),
+        }
+        // Silent, or nothing but pictures that cannot be decoded, for too long.
+        if last_good.elapsed() >= STALLED {
+            break Some(format!("no usable picture for {} s", STALLED.as_secs()));
+        }
+    };
+    if let Some(why) = failure {
+        // Unplugged (ENODEV), stalled, or the driver gave up: the device watcher moves the
+        // call on.
+        tracing::warn!(camera = %name, error = %why, "camera stopped");
+        newest.fail(why);
+    }
+    if let Some(stream) = stream {
+        close_stream(stream);
+    }
+}
+
+/// `POLLIN` (poll(2)): a picture is ready to be taken.
+const POLL_IN: i16 = 0x001;
+
+/// Takes the next picture from the stream and hands it to the call.
+fn read_picture(
+    stream: &mut MmapStream<'static>,
+    mode: CameraMode,
+    stride: usize,
+    newest: &Newest,
+    bad_pictures: &mut u32,
+) -> Turn {
+    let converted = match stream.next() {
+        Ok((data, meta)) => {
+            // The buffer is as large as the biggest picture; the driver says how much of it
+            // this one filled.
+            let used = match meta.bytesused as usize {
+                0 => data.len(),
+                n => n.min(data.len()),
+            };
+            to_i420(mode.format, mode.width, mode.height, stride, &data[..used])
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Turn::Restart,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            return Turn::Nothing;
+        }
+        Err(e) => return Turn::Failed(e.to_string()),
+    };
+    match converted {
+        Ok(picture) => {
+            *bad_pictures = 0;
+            newest.put(picture);
+        }
+        // A corrupt MJPEG picture now and then is normal on a busy USB bus.
+        Err(e) => {
+            *bad_pictures += 1;
+            if *bad_pictures == 1 || *bad_pictures % 100 == 0 {
+                tracing::debug!(error = %e, bad_pictures = *bad_pictures, "camera picture dropped");
             }
         }
     }
+    Turn::Picture
 }
