@@ -25,5 +25,5 @@ done
 # The desktop app (release .deb through tauri-cli, then the app under Xvfb + WebDriver).
 command -v cargo-tauri >/dev/null 2>&1 || cargo install tauri-cli --version '^2' --locked
 cargo tauri build --bundles deb
-"$bin/between" bench app --starts 5 --bots 3 --seconds 10 \
+"$bin/between" bench app --starts 5 --bots 3 --seconds 10 --bot-nice 19 \
   --deb "$CARGO_TARGET_DIR/release/bundle/deb/Between_0.1.0_amd64.deb"

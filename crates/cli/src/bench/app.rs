@@ -29,6 +29,10 @@ pub struct AppBench {
     /// Seconds of the call to measure.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Run the bots at this niceness (they stand in for the other participants' machines;
+    /// 19 lets them use only what the app leaves of this machine's cores).
+    #[arg(long, default_value_t = 0)]
+    bot_nice: i32,
     /// A .deb whose installed size to report.
     #[arg(long)]
     deb: Option<PathBuf>,
@@ -182,7 +186,9 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     let mut bots = Bots(Vec::new());
     for n in 0..args.bots {
         bots.0.push(
-            Command::new(&cli)
+            Command::new("nice")
+                .arg(format!("-n{}", args.bot_nice))
+                .arg(&cli)
                 .args(["join", "bench-app", "--server", url, "--api-key", key])
                 .args([
                     "--data",
