@@ -12,7 +12,6 @@
 mod common;
 
 use between_media::video::I420Frame;
-use between_media::y4m::Y4mReader;
 use common::pulse::Pulse;
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
@@ -75,25 +74,11 @@ impl FakeCamera {
     }
 }
 
-fn recorded(path: &Path) -> Vec<I420Frame> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(mut reader) = Y4mReader::new(std::io::Cursor::new(bytes)) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Ok(Some(frame)) = reader.next_frame() {
-        out.push(frame);
-    }
-    out
-}
-
 /// Waits (deadline 30 s) until `count` pictures were recorded.
 fn wait_for_frames(path: &Path, count: usize) -> Vec<I420Frame> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let frames = recorded(path);
+        let frames = common::recorded_frames(path);
         if frames.len() >= count {
             return frames;
         }

@@ -17,7 +17,6 @@ mod x11_picture;
 
 use between_media::analysis::frame_psnr;
 use between_media::video::I420Frame;
-use between_media::y4m::Y4mReader;
 use common::{BIN, Bot, Server, join_args};
 use portal_desktop::{DesktopPicture, PortalDesktop};
 use serde_json::Value;
@@ -71,13 +70,7 @@ fn expected_picture() -> I420Frame {
 
 /// The newest complete frame of a Y4M being written.
 fn last_frame(path: &Path) -> Option<I420Frame> {
-    let bytes = std::fs::read(path).ok()?;
-    let mut reader = Y4mReader::new(std::io::Cursor::new(bytes)).ok()?;
-    let mut last = None;
-    while let Ok(Some(frame)) = reader.next_frame() {
-        last = Some(frame);
-    }
-    last
+    common::recorded_frames(path).pop()
 }
 
 #[test]

@@ -12,7 +12,6 @@ mod xvfb;
 
 use between_media::analysis::frame_psnr;
 use between_media::video::I420Frame;
-use between_media::y4m::Y4mReader;
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -64,17 +63,7 @@ fn sharer(server: &Server, call: &str, display: Option<&str>, name: &str) -> (Bo
 
 /// The frames of a Y4M file being written: all complete ones so far.
 fn frames(path: &Path) -> Vec<I420Frame> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(mut reader) = Y4mReader::new(std::io::Cursor::new(bytes)) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Ok(Some(frame)) = reader.next_frame() {
-        out.push(frame);
-    }
-    out
+    common::recorded_frames(path)
 }
 
 /// Waits (deadline 20 s) until the newest recorded frame matches `expected` by at least

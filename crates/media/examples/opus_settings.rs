@@ -1,32 +1,15 @@
 //! What the Opus encoder's settings cost per 20 ms frame of speech-like audio (the signal
-//! `between bench audio` uses), to choose them by measurement. Prints the median and p99
-//! encode time and the bytes sent per second for each setting.
+//! `between bench audio` uses, `between_media::tone::speechlike`), to choose them by
+//! measurement. Prints the median and p99 encode time and the bytes sent per second for
+//! each setting.
 //!
 //! `cargo run --release -p between-media --example opus_settings`
 
+use between_media::tone::speechlike;
 use std::time::Instant;
 
 const RATE: u32 = 48_000;
-const FRAME: usize = 960;
 const FRAMES: u64 = 3000;
-
-fn speechlike(frame: u64, voice: f64) -> Vec<f32> {
-    let mut noise = frame.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..FRAME)
-        .map(|i| {
-            let t = (frame as f64 * FRAME as f64 + i as f64) / f64::from(RATE);
-            let envelope = (0.5 + 0.5 * (std::f64::consts::TAU * 4.0 * t).sin()).powi(2);
-            let v = (std::f64::consts::TAU * voice * t).sin()
-                + 0.5 * (std::f64::consts::TAU * 2.0 * voice * t).sin()
-                + 0.25 * (std::f64::consts::TAU * 3.0 * voice * t).sin();
-            noise ^= noise << 13;
-            noise ^= noise >> 7;
-            noise ^= noise << 17;
-            let n = (noise as f64 / u64::MAX as f64 - 0.5) * 0.01;
-            (0.15 * envelope * v + n) as f32
-        })
-        .collect()
-}
 
 struct Setting {
     name: &'static str,
@@ -38,7 +21,7 @@ struct Setting {
 }
 
 fn main() {
-    let audio: Vec<Vec<f32>> = (0..FRAMES).map(|f| speechlike(f, 180.0)).collect();
+    let audio: Vec<Vec<f32>> = (0..FRAMES).map(|f| speechlike(f, 180.0, true)).collect();
     let settings = [
         Setting {
             name: "now: c10 loss 15",

@@ -29,3 +29,25 @@ impl ToneSource {
         AudioFrame { pts, samples }
     }
 }
+
+/// Frame number `frame` (20 ms at 48 kHz) of a speech-like signal for benchmarks: a voice at
+/// `voice` Hz with two harmonics under a 4 Hz syllable envelope, plus a little noise. Not
+/// `talking`: the noise alone (a quiet room, which an encoder sends as DTX).
+pub fn speechlike(frame: u64, voice: f64, talking: bool) -> Vec<f32> {
+    let voice_gain = if talking { 0.15 } else { 0.0 };
+    let mut noise = frame.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..FRAME_SAMPLES)
+        .map(|i| {
+            let t = (frame as f64 * FRAME_SAMPLES as f64 + i as f64) / f64::from(SAMPLE_RATE);
+            let envelope = (0.5 + 0.5 * (std::f64::consts::TAU * 4.0 * t).sin()).powi(2);
+            let v = (std::f64::consts::TAU * voice * t).sin()
+                + 0.5 * (std::f64::consts::TAU * 2.0 * voice * t).sin()
+                + 0.25 * (std::f64::consts::TAU * 3.0 * voice * t).sin();
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            let n = (noise as f64 / u64::MAX as f64 - 0.5) * 0.01;
+            (voice_gain * envelope * v + n) as f32
+        })
+        .collect()
+}

@@ -12,6 +12,7 @@ use between_media::apm::{ApmSettings, AudioProcessor};
 use between_media::jitter::{JitterBuffer, JitterConfig, Playout};
 use between_media::mixer;
 use between_media::opus_codec::{OpusDecoder, OpusEncoder};
+use between_media::tone::speechlike;
 use clap::Args;
 use serde_json::json;
 use std::time::Instant;
@@ -40,26 +41,6 @@ pub struct AudioBench {
 /// Whether participant `who` (0 = this one) talks during `frame`.
 fn talking(turns: bool, participants: usize, who: usize, frame: u64) -> bool {
     !turns || (frame / 100) as usize % participants == who
-}
-
-fn speechlike(frame: u64, voice: f64, talking: bool) -> Vec<f32> {
-    let voice_gain = if talking { 0.15 } else { 0.0 };
-    let mut noise = frame.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..FRAME_SAMPLES)
-        .map(|i| {
-            let t = (frame as f64 * FRAME_SAMPLES as f64 + i as f64) / 48_000.0;
-            // Syllables at 4 Hz, a voice at `voice` Hz with two harmonics, a little noise.
-            let envelope = (0.5 + 0.5 * (std::f64::consts::TAU * 4.0 * t).sin()).powi(2);
-            let v = (std::f64::consts::TAU * voice * t).sin()
-                + 0.5 * (std::f64::consts::TAU * 2.0 * voice * t).sin()
-                + 0.25 * (std::f64::consts::TAU * 3.0 * voice * t).sin();
-            noise ^= noise << 13;
-            noise ^= noise >> 7;
-            noise ^= noise << 17;
-            let n = (noise as f64 / u64::MAX as f64 - 0.5) * 0.01;
-            (voice_gain * envelope * v + n) as f32
-        })
-        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

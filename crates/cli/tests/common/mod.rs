@@ -220,3 +220,18 @@ impl Server {
 pub fn join_args<'a>(url: &'a str, call: &'a str) -> Vec<&'a str> {
     vec!["join", call, "--server", url, "--api-key", DEV_API_KEY]
 }
+
+/// The frames of a Y4M file a bot is still writing (`--record`): all complete ones so far.
+pub fn recorded_frames(path: &std::path::Path) -> Vec<between_media::video::I420Frame> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(mut reader) = between_media::y4m::Y4mReader::new(std::io::Cursor::new(bytes)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(frame)) = reader.next_frame() {
+        out.push(frame);
+    }
+    out
+}
