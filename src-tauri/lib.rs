@@ -72,8 +72,11 @@ fn init_logging() {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     // The WebRTC crates warn about normal set-up steps, and the PulseAudio client logs an
-    // error each time a device poll closes its connection: keep those out by default.
-    const DEFAULT: &str = "warn,between_app=info,between_engine=info,rtc=error,rtc_dtls=error,rtc_ice=error,webrtc=error,pulseaudio=off";
+    // error each time a device poll closes its connection: keep those out by default. Tauri
+    // takes an AppImage to be FUSE-mounted under $TMPDIR/.mount_*; ours unpacks into the
+    // user's cache (crates/appimage), and Tauri would warn at every start that APPIMAGE being
+    // set "might be a security issue".
+    const DEFAULT: &str = "warn,between_app=info,between_engine=info,rtc=error,rtc_dtls=error,rtc_ice=error,webrtc=error,pulseaudio=off,tauri_utils=error";
     let wanted = std::env::var("BETWEEN_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty());

@@ -80,3 +80,17 @@ pub fn between_cli() -> PathBuf {
     );
     bin
 }
+
+/// The AppImage packer and runtime (crates/appimage), built beside this test by
+/// `cargo test --workspace`.
+pub fn between_appimage() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("between-appimage");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh)",
+        bin.display()
+    );
+    bin
+}

@@ -36,6 +36,14 @@ pub struct AppBench {
     /// A .deb whose installed size to report.
     #[arg(long)]
     deb: Option<PathBuf>,
+    /// An AppImage (scripts/package.sh) to time: its first start (it unpacks itself) and the
+    /// later ones, and its size.
+    #[arg(long)]
+    appimage: Option<PathBuf>,
+    /// A Tauri window with a blank page (`cargo build --release --example blank_window
+    /// --features baseline`) whose memory to report as the floor under the app's.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -278,6 +286,18 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let appimage = match &args.appimage {
+        Some(path) => Some(appimage_starts(
+            path,
+            &pulse.server_env(),
+            args.starts.max(2),
+        )?),
+        None => None,
+    };
+    let baseline = match &args.baseline {
+        Some(path) => Some(baseline_memory(path)?),
+        None => None,
+    };
     let min_fps = fps.iter().copied().fold(f64::INFINITY, f64::min);
     let report = json!({
         "startMs": median(&mut starts),
@@ -295,6 +315,8 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "renderers": a.iter().map(|t| t["renderer"].clone()).collect::<Vec<_>>(),
         "installedMiB": installed.map(|(i, _)| i as f64 / 1048576.0),
         "debMiB": installed.map(|(_, d)| d as f64 / 1048576.0),
+        "appimage": appimage,
+        "baseline": baseline,
     });
     if args.json {
         println!("{report}");
@@ -348,5 +370,88 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
             d as f64 / 1048576.0
         );
     }
+    if let Some(b) = &report["baseline"].as_object() {
+        println!(
+            "floor: a Tauri window with a blank page {:.0} MiB",
+            b["MiB"].as_f64().unwrap_or(0.0)
+        );
+        for p in b["perProcess"].as_array().into_iter().flatten() {
+            println!(
+                "  floor {:<17} {:>6.0} MiB",
+                p["process"].as_str().unwrap_or(""),
+                p["MiB"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    if let Some(a) = &report["appimage"].as_object() {
+        println!(
+            "AppImage: {:.1} MiB file, {:.1} MiB unpacked; first start to the join screen (unpacks) {:.0} ms, later starts median {:.0} ms",
+            a["fileMiB"].as_f64().unwrap_or(0.0),
+            a["unpackedMiB"].as_f64().unwrap_or(0.0),
+            a["firstStartMs"].as_f64().unwrap_or(f64::NAN),
+            a["laterStartMs"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     Ok(())
+}
+
+/// Starts the AppImage `starts` times on a desktop of its own (an empty cache, so the first
+/// start unpacks it as on a user's first start).
+fn appimage_starts(path: &std::path::Path, pulse: &str, starts: usize) -> anyhow::Result<Value> {
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("no AppImage at {}", path.display()))?;
+    let desktop = wd(Desktop::start(&path, &[("PULSE_SERVER", pulse)]))?;
+    let mut times = Vec::new();
+    for _ in 0..starts {
+        let t0 = Instant::now();
+        let driver = wd(desktop.open_app())?;
+        wd(driver.wait_until("the join screen", 60, join_screen_ready))?;
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        driver.quit();
+    }
+    let unpacked = dir_bytes(&desktop.home.join("cache/between/appimage"));
+    let first = times.remove(0);
+    Ok(json!({
+        "fileMiB": std::fs::metadata(&path)?.len() as f64 / 1048576.0,
+        "unpackedMiB": unpacked as f64 / 1048576.0,
+        "firstStartMs": first,
+        "laterStartMs": median(&mut times),
+    }))
+}
+
+/// The memory of a blank Tauri window, measured as the app's idle memory is (settled 3 s
+/// after its page loaded).
+fn baseline_memory(path: &std::path::Path) -> anyhow::Result<Value> {
+    let desktop = wd(Desktop::start(path, &[]))?;
+    let driver = wd(desktop.open_app())?;
+    wd(driver.wait_until("the blank page", 60, |d| {
+        d.exec("return document.readyState", json!([])).ok() == Some(json!("complete"))
+    }))?;
+    std::thread::sleep(Duration::from_secs(3));
+    let pids = desktop.app_processes();
+    let report = json!({
+        "MiB": memory_of(&pids) as f64 / 1048576.0,
+        "perProcess": pids.iter().map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            json!({"process": name.trim(), "MiB": memory_of(&[*pid]) as f64 / 1048576.0})
+        }).collect::<Vec<_>>(),
+    });
+    driver.quit();
+    Ok(report)
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }

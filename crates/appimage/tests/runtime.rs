@@ -1,0 +1,278 @@
+//! The packer and the runtime together, on an AppDir whose AppRun reports what it was given:
+//! the image is standard SquashFS behind a marked ELF, the app gets its arguments and the
+//! AppImage environment, starts after the first reuse the unpacked copy, a new version
+//! replaces the old copy, and damaged files or AppDirs get sentences, not crashes.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PACKER: &str = env!("CARGO_BIN_EXE_between-appimage");
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("between-appimage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An AppDir whose AppRun prints its environment and arguments, then exits with 7.
+fn appdir(at: &Path, payload: &[u8]) -> PathBuf {
+    let dir = at.join("Test.AppDir");
+    std::fs::create_dir_all(dir.join("usr/share/data")).unwrap();
+    std::fs::write(
+        dir.join("AppRun"),
+        "#!/bin/sh\necho \"APPDIR=$APPDIR\"\necho \"APPIMAGE=$APPIMAGE\"\necho \"ARGV0=$ARGV0\"\n\
+         echo \"OWD=$OWD\"\nfor a in \"$@\"; do echo \"ARG=$a\"; done\n\
+         cat \"$APPDIR/usr/share/data/payload\" | wc -c\nexit 7\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join("AppRun"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join("test.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Test\nExec=test\nIcon=test\nCategories=Utility;\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("test.png"), b"\x89PNG not really").unwrap();
+    std::os::unix::fs::symlink("test.png", dir.join(".DirIcon")).unwrap();
+    std::fs::write(dir.join("usr/share/data/payload"), payload).unwrap();
+    dir
+}
+
+fn pack(appdir: &Path, out: &Path) -> Output {
+    Command::new(PACKER)
+        .arg("pack")
+        .arg(appdir)
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+fn run(appimage: &Path, cache: &Path, args: &[&str]) -> Output {
+    Command::new(appimage)
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .current_dir(cache.parent().unwrap())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Bytes that do not compress, so the image is several SquashFS blocks long.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn an_appimage_starts_its_app_with_the_arguments_and_the_appimage_environment() {
+    let s = Scratch::new("run");
+    let dir = appdir(&s.0, &noise(600_000, 1));
+    let image = s.0.join("Test.AppImage");
+    let packed = pack(&dir, &image);
+    assert!(packed.status.success(), "{}", text(&packed));
+    assert!(
+        text(&packed).contains("Test (4 files)"),
+        "{}",
+        text(&packed)
+    );
+
+    // A marked ELF; the image starts where the ELF ends and is SquashFS.
+    let bytes = std::fs::read(&image).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    assert_eq!(&bytes[8..11], b"AI\x02");
+    let cache = s.0.join("cache");
+    let offset = run(&image, &cache, &["--appimage-offset"]);
+    let offset: usize = String::from_utf8_lossy(&offset.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(&bytes[offset..offset + 4], b"hsqs");
+    assert_eq!(offset as u64, std::fs::metadata(PACKER).unwrap().len());
+
+    let out = run(&image, &cache, &["two words", "--appimage-offset", ""]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let t = text(&out);
+    let appdir_line = t.lines().find_map(|l| l.strip_prefix("APPDIR=")).unwrap();
+    assert!(
+        appdir_line.starts_with(&cache.join("between/appimage").display().to_string()),
+        "{t}"
+    );
+    assert!(t.contains(&format!("APPIMAGE={}", image.display())), "{t}");
+    assert!(t.contains(&format!("ARGV0={}", image.display())), "{t}");
+    assert!(t.contains(&format!("OWD={}", s.0.display())), "{t}");
+    // Arguments arrive as given, empty ones and runtime-looking ones after the first too.
+    assert!(
+        t.contains("ARG=two words\nARG=--appimage-offset\nARG=\n"),
+        "{t}"
+    );
+    assert!(t.contains("600000\n"), "the app's files are all there: {t}");
+
+    // The next start uses the same unpacked copy (not unpacked again).
+    let marker = Path::new(appdir_line).join("AppRun");
+    let before = std::fs::metadata(&marker).unwrap().ino();
+    let again = run(&image, &cache, &[]);
+    assert_eq!(again.status.code(), Some(7));
+    assert!(text(&again).contains(&format!("APPDIR={appdir_line}\n")));
+    assert_eq!(std::fs::metadata(&marker).unwrap().ino(), before);
+
+    // A new version gets a copy of its own, and the old copy goes.
+    let dir2 = s.0.join("v2");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let image2 = s.0.join("Test2.AppImage");
+    assert!(
+        pack(&appdir(&dir2, &noise(300_000, 2)), &image2)
+            .status
+            .success()
+    );
+    let newer = run(&image2, &cache, &[]);
+    let t2 = text(&newer);
+    assert!(t2.contains("300000\n"), "{t2}");
+    let appdir2 = t2.lines().find_map(|l| l.strip_prefix("APPDIR=")).unwrap();
+    assert_ne!(appdir2, appdir_line);
+    assert!(!Path::new(appdir_line).exists(), "the old copy is removed");
+}
+
+#[test]
+fn an_appimage_unpacks_itself_on_request() {
+    let s = Scratch::new("extract");
+    let dir = appdir(&s.0, b"hello");
+    let image = s.0.join("Test.AppImage");
+    assert!(pack(&dir, &image).status.success());
+    let work = s.0.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = run(&image, &work.join("cache"), &["--appimage-extract"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let root = work.join("squashfs-root");
+    assert_eq!(
+        std::fs::read(root.join("usr/share/data/payload")).unwrap(),
+        b"hello"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("AppRun"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read_link(root.join(".DirIcon")).unwrap(),
+        Path::new("test.png")
+    );
+
+    // Only a part.
+    std::fs::remove_dir_all(&root).unwrap();
+    let out = run(
+        &image,
+        &work.join("cache"),
+        &["--appimage-extract", "usr/share"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(root.join("usr/share/data/payload").exists());
+    assert!(!root.join("AppRun").exists());
+
+    let help = run(&image, &work.join("cache"), &["--appimage-help"]);
+    assert!(text(&help).contains("--appimage-extract"));
+    let unknown = run(&image, &work.join("cache"), &["--appimage-mount"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown).contains("--appimage-mount is not an option"),
+        "{}",
+        text(&unknown)
+    );
+}
+
+#[test]
+fn a_damaged_appimage_says_so_and_leaves_nothing_behind() {
+    let s = Scratch::new("damaged");
+    let dir = appdir(&s.0, &noise(400_000, 3));
+    let image = s.0.join("Test.AppImage");
+    assert!(pack(&dir, &image).status.success());
+    let bytes = std::fs::read(&image).unwrap();
+    let offset = std::fs::metadata(PACKER).unwrap().len() as usize;
+    let cache = s.0.join("cache");
+
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "cut",
+            bytes[..bytes.len() - 150_000].to_vec(),
+            "download it again",
+        ),
+        (
+            "no image",
+            bytes[..offset].to_vec(),
+            "its app image is missing",
+        ),
+        (
+            "not squashfs",
+            {
+                let mut b = bytes.clone();
+                b[offset..offset + 4].copy_from_slice(b"XXXX");
+                b
+            },
+            "no SquashFS image follows its runtime",
+        ),
+    ];
+    for (what, content, says) in cases {
+        let broken = s.0.join(format!("{}.AppImage", what.replace(' ', "-")));
+        std::fs::write(&broken, content).unwrap();
+        std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = run(&broken, &cache, &[]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert!(text(&out).contains(says), "{what}: {}", text(&out));
+        let left: Vec<_> = std::fs::read_dir(cache.join("between/appimage"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{what}: left {left:?}");
+    }
+}
+
+#[test]
+fn the_packer_says_what_an_appdir_lacks() {
+    let s = Scratch::new("appdir");
+    let dir = appdir(&s.0, b"x");
+    let out_file = s.0.join("Out.AppImage");
+    let expect = |says: &str| {
+        let out = pack(&dir, &out_file);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(says), "{says}: {}", text(&out));
+        assert!(!out_file.exists());
+    };
+    std::fs::remove_file(dir.join("test.png")).unwrap();
+    expect("the icon test.png (or .svg) is not at its top");
+    std::fs::write(dir.join("test.png"), b"x").unwrap();
+    std::fs::set_permissions(dir.join("AppRun"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    expect("AppRun is not an executable file");
+    std::fs::remove_file(dir.join("AppRun")).unwrap();
+    expect("it has no AppRun");
+    let usage = Command::new(PACKER).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(text(&usage).contains("usage: between-appimage pack APPDIR OUT"));
+}
