@@ -28,7 +28,7 @@ need_apt() {
 
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
-    echo "Rust is not installed. Install it from https://rustup.rs (stable, 1.85 or newer)." >&2
+    echo "Rust is not installed. Install it from https://rustup.rs (stable, 1.88 or newer)." >&2
     return 1
   fi
   for component in rustfmt clippy; do

@@ -35,6 +35,12 @@ const COMMANDS: &[&str] = &[
 ];
 
 fn main() {
+    // The AppImage carries Opus in usr/lib beside usr/bin (scripts/appimage.sh). A run path,
+    // unlike LD_LIBRARY_PATH, is not inherited by what the app starts (WebKit's processes, a
+    // browser for a link); in the .deb it names /usr/lib, where the loader looks anyway.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bin=between-app=-Wl,-rpath,$ORIGIN/../lib");
+    }
     let manifest = tauri_build::AppManifest::new().commands(COMMANDS);
     if let Err(e) = tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)) {
         println!("cargo::error=tauri build step failed: {e:#}");

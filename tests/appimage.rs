@@ -89,7 +89,14 @@ fn the_appimage_unpacks_itself_and_starts_the_app() {
     );
     let appdir = vars.iter().find_map(|v| v.strip_prefix("APPDIR=")).unwrap();
     assert!(Path::new(appdir).starts_with(&cache), "{appdir}");
-    // Opus comes from the AppImage, not from the system.
+    // Opus comes from the AppImage (through the app's run path), not from the system; and the
+    // app does not hand the AppImage's library folder to what it starts.
+    assert!(
+        !vars
+            .iter()
+            .any(|v| v.starts_with("LD_LIBRARY_PATH=") && v.contains(appdir)),
+        "{vars:?}"
+    );
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", apps[0])).unwrap();
     assert!(
         maps.contains(&format!("{appdir}/usr/lib/libopus.so.0")),
@@ -112,9 +119,11 @@ fn a_system_without_a_library_the_app_needs_is_told_which() {
     assert!(unpacked.status.success());
     let appdir = scratch.0.join("squashfs-root");
 
-    // Stand in for the app a program that needs a library this system does not have: link
-    // it against one made for the purpose, then take that away.
-    let lib = scratch.0.join("libbetween-gone.so");
+    // Stand in for the app a program that needs a library this system does not have (and
+    // then one that is too old): link it against a library made for the purpose, with symbol
+    // version GONE_2.0, found through the app's run path as Opus is.
+    let dir = scratch.0.join("lib");
+    std::fs::create_dir_all(&dir).unwrap();
     let cc = |args: &[&str], input: &str| {
         let mut child = Command::new("cc")
             .args(args)
@@ -124,18 +133,26 @@ fn a_system_without_a_library_the_app_needs_is_told_which() {
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
         assert!(child.wait().unwrap().success(), "cc {args:?}");
     };
-    cc(
-        &[
-            "-shared",
-            "-fPIC",
-            "-x",
-            "c",
-            "-",
-            "-o",
-            lib.to_str().unwrap(),
-        ],
-        "int gone(void) { return 1; }",
-    );
+    let library = |version: &str| {
+        let map = dir.join(format!("{version}.map"));
+        std::fs::write(&map, format!("{version} {{ global: gone; local: *; }};")).unwrap();
+        let lib = dir.join("libbetween-gone.so");
+        cc(
+            &[
+                "-shared",
+                "-fPIC",
+                &format!("-Wl,--version-script={}", map.display()),
+                "-x",
+                "c",
+                "-",
+                "-o",
+                lib.to_str().unwrap(),
+            ],
+            "int gone(void) { return 1; }",
+        );
+        lib
+    };
+    let lib = library("GONE_2.0");
     let app = appdir.join("usr/bin/between-app");
     std::fs::remove_file(&app).unwrap();
     cc(
@@ -146,23 +163,45 @@ fn a_system_without_a_library_the_app_needs_is_told_which() {
             "-o",
             app.to_str().unwrap(),
             "-L",
-            scratch.0.to_str().unwrap(),
+            dir.to_str().unwrap(),
             "-lbetween-gone",
+            "-Wl,-rpath,$ORIGIN/../lib",
         ],
         "int gone(void); int main(void) { return gone(); }",
     );
     std::fs::remove_file(&lib).unwrap();
+    let start = || {
+        let out = Command::new(appdir.join("AppRun"))
+            .env("APPDIR", &appdir)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
 
-    let out = Command::new(appdir.join("AppRun"))
-        .env("APPDIR", &appdir)
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(127), "{said}");
+    let (code, said) = start();
+    assert_eq!(code, Some(127), "{said}");
     assert!(
         said.contains("Between cannot start: this system lacks libbetween-gone.so.")
             && said.contains("sudo apt install libwebkit2gtk-4.1-0"),
+        "{said}"
+    );
+
+    // The library is there, but older than the one the program was built against.
+    std::fs::copy(
+        library("GONE_1.0"),
+        appdir.join("usr/lib/libbetween-gone.so"),
+    )
+    .unwrap();
+    let (code, said) = start();
+    assert_eq!(code, Some(127), "{said}");
+    assert!(
+        said.contains(
+            "this system has a libbetween-gone.so older than the app needs (no GONE_2.0)"
+        ),
         "{said}"
     );
 }

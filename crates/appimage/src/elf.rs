@@ -8,11 +8,16 @@ pub const MAGIC: [u8; 3] = *b"AI\x02";
 const MAGIC_AT: usize = 8;
 
 /// Why a header is not what an AppImage runtime can be.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    #[error("too short for an ELF header")]
     TooShort,
+    #[error("not an ELF file")]
     NotElf,
+    #[error("not a 64-bit little-endian ELF file")]
     Not64BitLittleEndian,
+    #[error("its header places data beyond any possible file")]
+    OutOfRange,
 }
 
 /// The offset of the first byte after the ELF executable: the end of its section header
@@ -27,12 +32,14 @@ pub fn end_of_elf(header: &[u8], program_headers: &[u8]) -> Result<u64, HeaderEr
         v.copy_from_slice(&b[o..o + 8]);
         u64::from_le_bytes(v)
     };
-    let sh_end = u64_at(header, 0x28) + u16_at(0x3A) * u16_at(0x3C);
+    let sh_end = u64_at(header, 0x28)
+        .checked_add(u16_at(0x3A) * u16_at(0x3C))
+        .ok_or(HeaderError::OutOfRange)?;
     let ph_size = u16_at(0x36) as usize;
     let segments_end = if ph_size >= 56 {
         program_headers
             .chunks_exact(ph_size)
-            .map(|ph| u64_at(ph, 0x08) + u64_at(ph, 0x20))
+            .map(|ph| u64_at(ph, 0x08).saturating_add(u64_at(ph, 0x20)))
             .max()
             .unwrap_or(0)
     } else {

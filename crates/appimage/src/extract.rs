@@ -1,57 +1,68 @@
-//! Unpacking an AppImage's image into a folder, keeping modes and symbolic links.
+//! Unpacking an AppImage's image into a folder, keeping modes and symbolic links, and never
+//! writing outside that folder (through `..`, or through a symbolic link already there).
 
 use crate::{Error, Result};
 use backhand::{FilesystemReader, InnerNode};
+use std::collections::HashSet;
+use std::fs::File;
 use std::io::BufReader;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-/// Unpacks the image that starts at `offset` in `appimage` into `dest` (made if missing).
-/// Only paths under `only` (relative to the image's top) when given. Returns the number of
-/// files written.
-pub fn extract(appimage: &Path, offset: u64, dest: &Path, only: Option<&Path>) -> Result<usize> {
-    let file = std::fs::File::open(appimage).map_err(Error::io(appimage))?;
+/// Unpacks the image that starts at `offset` in `image` into `dest` (made if missing). With
+/// `only`, just what matches it: a path in the image and what is under it, or a pattern with
+/// `*` and `?` (as `'*.desktop'`). With `durable`, files are on disk when this returns.
+/// Returns the number of files written.
+pub fn extract(
+    image: &File,
+    offset: u64,
+    dest: &Path,
+    only: Option<&str>,
+    durable: bool,
+) -> Result<usize> {
     let damaged = |e: backhand::BackhandError| Error::Damaged {
-        path: appimage.to_path_buf(),
-        why: format!("its app image cannot be read ({e}); download it again"),
+        path: dest.to_path_buf(),
+        why: format!("the AppImage's image cannot be read ({e}); download it again"),
     };
-    let fs =
-        FilesystemReader::from_reader_with_offset(BufReader::new(file), offset).map_err(damaged)?;
-    std::fs::create_dir_all(dest).map_err(Error::io(dest))?;
+    let reader = BufReader::new(image.try_clone().map_err(Error::io(dest))?);
+    let fs = FilesystemReader::from_reader_with_offset(reader, offset).map_err(damaged)?;
+    make_folder(dest)?;
     let mut written = 0;
+    let mut seen = HashSet::new();
     // Folders get their own modes last: a read-only folder must first be filled.
     let mut folders = Vec::new();
     for node in fs.files() {
         let Some(rel) = relative(&node.fullpath) else {
             return Err(Error::Damaged {
-                path: appimage.to_path_buf(),
+                path: dest.to_path_buf(),
                 why: format!(
-                    "its image names a path outside itself: {}",
+                    "the AppImage's image names a path outside itself: {}",
                     node.fullpath.display()
                 ),
             });
         };
-        if let Some(only) = only
-            && !(rel.starts_with(only) || only.starts_with(&rel))
-        {
+        if !seen.insert(rel.clone()) {
+            return Err(Error::Damaged {
+                path: dest.to_path_buf(),
+                why: format!("the AppImage's image holds {} twice", rel.display()),
+            });
+        }
+        if rel.as_os_str().is_empty() || !only.is_none_or(|o| selected(o, &rel)) {
             continue;
         }
-        let target = dest.join(&rel);
+        let target = safe_parents(dest, &rel)?;
         let mode = u32::from(node.header.permissions);
         match &node.inner {
             InnerNode::Dir(_) => {
-                std::fs::create_dir_all(&target).map_err(Error::io(&target))?;
+                make_folder(&target)?;
                 folders.push((target, mode));
             }
             InnerNode::File(f) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-                }
-                let _ = std::fs::remove_file(&target);
-                let mut out = std::fs::File::create(&target).map_err(Error::io(&target))?;
+                remove_file(&target)?;
+                let mut out = File::create(&target).map_err(Error::io(&target))?;
                 let mut reader = fs.file(f).reader_checked().map_err(damaged)?;
                 std::io::copy(&mut reader, &mut out).map_err(|e| Error::Damaged {
-                    path: appimage.to_path_buf(),
+                    path: dest.to_path_buf(),
                     why: format!(
                         "{} cannot be unpacked ({e}); download it again",
                         rel.display()
@@ -59,13 +70,13 @@ pub fn extract(appimage: &Path, offset: u64, dest: &Path, only: Option<&Path>) -
                 })?;
                 out.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(Error::io(&target))?;
+                if durable {
+                    out.sync_all().map_err(Error::io(&target))?;
+                }
                 written += 1;
             }
             InnerNode::Symlink(link) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-                }
-                let _ = std::fs::remove_file(&target);
+                remove_file(&target)?;
                 std::os::unix::fs::symlink(&link.link, &target).map_err(Error::io(&target))?;
             }
             // Devices, pipes and sockets have no place in an app's folder; the packer never
@@ -78,6 +89,84 @@ pub fn extract(appimage: &Path, offset: u64, dest: &Path, only: Option<&Path>) -
             .map_err(Error::io(&folder))?;
     }
     Ok(written)
+}
+
+/// Whether `rel` is chosen by `only`.
+fn selected(only: &str, rel: &Path) -> bool {
+    if only.contains(['*', '?']) {
+        wildcard(only.as_bytes(), rel.to_string_lossy().as_bytes())
+    } else {
+        rel.starts_with(only.trim_start_matches('/'))
+    }
+}
+
+/// `*` any run of characters (`/` too, as fnmatch without FNM_PATHNAME), `?` one.
+fn wildcard(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// `dest/rel`, after making sure every folder on the way is a real folder inside `dest` (made
+/// if missing), never a symbolic link that would lead elsewhere.
+fn safe_parents(dest: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut at = dest.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for part in parent.components() {
+            at.push(part);
+            make_folder(&at)?;
+        }
+    }
+    Ok(dest.join(rel))
+}
+
+/// Makes a folder, or accepts one that is there, refusing a symbolic link in its place.
+fn make_folder(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(
+                "is in the way (a file or symbolic link where a folder goes); move it and try again",
+            ),
+        }),
+        Err(_) => std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(path)
+            .map_err(Error::io(path)),
+    }
+}
+
+/// Removes what is at `path` so a file or link can take its place; a folder there is refused.
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("is a folder where a file goes; move it and try again"),
+        }),
+        Ok(_) => std::fs::remove_file(path).map_err(Error::io(path)),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The image path below its top, refusing anything that climbs out (`..`).
@@ -95,8 +184,7 @@ fn relative(path: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::relative;
-    use std::path::{Path, PathBuf};
+    use super::*;
 
     #[test]
     fn paths_stay_inside_the_destination() {
@@ -106,5 +194,19 @@ mod tests {
         );
         assert_eq!(relative(Path::new("/")), Some(PathBuf::new()));
         assert_eq!(relative(Path::new("/usr/../../etc/passwd")), None);
+    }
+
+    #[test]
+    fn parts_are_chosen_by_path_or_pattern() {
+        let rel = Path::new("usr/share/applications/between-app.desktop");
+        assert!(selected("usr/share", rel));
+        assert!(selected("/usr/share", rel));
+        assert!(!selected("usr/sha", rel));
+        assert!(selected("*.desktop", rel));
+        assert!(selected("usr/*/app?ications/*", rel));
+        assert!(!selected("*.png", rel));
+        assert!(wildcard(b"a*b*c", b"axxbyyc"));
+        assert!(!wildcard(b"a*b*c", b"axxbyy"));
+        assert!(wildcard(b"*", b""));
     }
 }

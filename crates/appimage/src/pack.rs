@@ -54,7 +54,10 @@ pub fn pack(appdir: &Path, runtime: &Path, out: &Path) -> Result<Packed> {
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, out).map_err(Error::io(out))?;
+    if let Err(e) = std::fs::rename(&tmp, out) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(out)(e));
+    }
     Ok(Packed {
         appdir: checked,
         runtime_bytes: front.len() as u64,
@@ -72,8 +75,8 @@ fn runtime_end(bytes: &[u8]) -> Option<u64> {
     (end <= bytes.len() as u64).then_some(end)
 }
 
-/// Adds the folder `dir` (at `at` in the image) and everything under it, in name order so the
-/// same AppDir gives the same image. Owners become root, as on an installed system.
+/// Adds the folder `dir` (at `at` in the image) and everything under it, in name order.
+/// Owners become root, as on an installed system.
 fn add_tree(fs: &mut FilesystemWriter, dir: &Path, at: &Path, files: &mut usize) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(Error::io(dir))?
@@ -112,11 +115,12 @@ fn add_tree(fs: &mut FilesystemWriter, dir: &Path, at: &Path, files: &mut usize)
     Ok(())
 }
 
-/// Where the image of the AppImage at `path` starts, if it has one: `None` for a plain
-/// executable (this one before packing), an error for a file that claims to be an AppImage
-/// but is cut short.
-pub fn image_offset(path: &Path) -> Result<Option<u64>> {
-    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+/// Where the image of the AppImage `file` (named `path` in messages) starts, if it has one:
+/// `None` for a plain executable (this one before packing), an error for a file that claims
+/// to be an AppImage but is cut short.
+pub fn image_offset(file: &mut std::fs::File, path: &Path) -> Result<Option<u64>> {
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(Error::io(path))?;
     let len = file.metadata().map_err(Error::io(path))?.len();
     let mut header = [0u8; elf::HEADER_LEN];
     file.read_exact(&mut header)

@@ -3,6 +3,7 @@
 
 use crate::{Error, Result, cache, extract};
 use std::ffi::OsString;
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -53,9 +54,16 @@ It unpacks itself once into $XDG_CACHE_HOME/between/appimage (~/.cache/between/a
 and starts from there; FUSE is not needed. Any other arguments go to the app.
 ";
 
-/// Carries out `action` for the AppImage `appimage` whose image starts at `offset`. A start
-/// of the app does not return unless it fails.
-pub fn carry_out(appimage: &Path, offset: u64, action: Action, argv0: OsString) -> Result<String> {
+/// Carries out `action` for the AppImage at `appimage` (as the user named it), whose bytes
+/// `image` are (the running file itself, even if `appimage` was replaced meanwhile) and whose
+/// image starts at `offset`. A start of the app does not return unless it fails.
+pub fn carry_out(
+    appimage: &Path,
+    image: &mut File,
+    offset: u64,
+    action: Action,
+    argv0: OsString,
+) -> Result<String> {
     match action {
         Action::Help => Ok(HELP.to_string()),
         Action::Version => Ok(format!("between-appimage {}\n", env!("CARGO_PKG_VERSION"))),
@@ -65,28 +73,66 @@ pub fn carry_out(appimage: &Path, offset: u64, action: Action, argv0: OsString) 
         ))),
         Action::Extract(only) => {
             let dest = Path::new("squashfs-root");
-            let n = extract::extract(appimage, offset, dest, only.as_deref())?;
-            Ok(format!("unpacked {n} files into {}/\n", dest.display()))
+            let only = only.as_deref().map(Path::to_string_lossy);
+            let n = extract::extract(image, offset, dest, only.as_deref(), false)?;
+            match only {
+                Some(o) if n == 0 => Err(Error::Usage(format!(
+                    "nothing in this AppImage matches {o}"
+                ))),
+                _ => Ok(format!("unpacked {n} files into {}/\n", dest.display())),
+            }
         }
         Action::Run(args) => {
-            let (dir, _) = cache::unpacked(appimage, offset, &cache::cache_root())?;
-            let app_run = dir.join("AppRun");
-            let mut cmd = std::process::Command::new(&app_run);
-            cmd.args(args)
-                .env("APPIMAGE", appimage)
-                .env("APPDIR", &dir)
-                .env("ARGV0", &argv0);
-            if let Ok(owd) = std::env::current_dir() {
-                cmd.env("OWD", owd);
+            let root = cache::cache_root();
+            let copy = cache::unpacked(image, offset, &root)?;
+            let e = start(&copy, appimage, &args, &argv0);
+            // A cached copy that cannot start (damaged on disk since) is unpacked once more.
+            let broken = matches!(e.kind(), std::io::ErrorKind::NotFound)
+                || e.raw_os_error() == Some(ENOEXEC);
+            let (e, copy) = if broken && !copy.fresh {
+                let copy = cache::unpack_again(image, offset, &root, copy)?;
+                (start(&copy, appimage, &args, &argv0), copy)
+            } else {
+                (e, copy)
+            };
+            let app_run = copy.dir.join("AppRun");
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return Err(Error::Io {
+                    path: app_run,
+                    source: std::io::Error::other(format!(
+                        "{e}: the cache folder may be on a file system that forbids running \
+                         programs; set XDG_CACHE_HOME to another folder, or run the AppImage \
+                         with --appimage-extract and start squashfs-root/AppRun"
+                    )),
+                });
             }
-            // Only returns if the start failed.
-            let e = cmd.exec();
             Err(Error::Io {
                 path: app_run,
                 source: e,
             })
         }
     }
+}
+
+/// "Exec format error": a file that is not (or no longer) a program.
+const ENOEXEC: i32 = 8;
+
+/// Replaces this process with the copy's AppRun; returns only if that failed.
+fn start(
+    copy: &cache::Copy,
+    appimage: &Path,
+    args: &[OsString],
+    argv0: &OsString,
+) -> std::io::Error {
+    let mut cmd = std::process::Command::new(copy.dir.join("AppRun"));
+    cmd.args(args)
+        .env("APPIMAGE", appimage)
+        .env("APPDIR", &copy.dir)
+        .env("ARGV0", argv0);
+    if let Ok(owd) = std::env::current_dir() {
+        cmd.env("OWD", owd);
+    }
+    cmd.exec()
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ fn appdir(at: &Path, payload: &[u8]) -> PathBuf {
         dir.join("AppRun"),
         "#!/bin/sh\necho \"APPDIR=$APPDIR\"\necho \"APPIMAGE=$APPIMAGE\"\necho \"ARGV0=$ARGV0\"\n\
          echo \"OWD=$OWD\"\nfor a in \"$@\"; do echo \"ARG=$a\"; done\n\
-         cat \"$APPDIR/usr/share/data/payload\" | wc -c\nexit 7\n",
+         cat \"$APPDIR/usr/share/data/payload\" | wc -c\n\
+         if [ -n \"$HOLD\" ]; then echo held; read line; fi\nexit 7\n",
     )
     .unwrap();
     std::fs::set_permissions(dir.join("AppRun"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -142,7 +143,8 @@ fn an_appimage_starts_its_app_with_the_arguments_and_the_appimage_environment() 
     assert!(text(&again).contains(&format!("APPDIR={appdir_line}\n")));
     assert_eq!(std::fs::metadata(&marker).unwrap().ino(), before);
 
-    // A new version gets a copy of its own, and the old copy goes.
+    // A new version gets a copy of its own; the old one stays while it may still be wanted
+    // (switching back and forth does not unpack each time).
     let dir2 = s.0.join("v2");
     std::fs::create_dir_all(&dir2).unwrap();
     let image2 = s.0.join("Test2.AppImage");
@@ -156,7 +158,164 @@ fn an_appimage_starts_its_app_with_the_arguments_and_the_appimage_environment() 
     assert!(t2.contains("300000\n"), "{t2}");
     let appdir2 = t2.lines().find_map(|l| l.strip_prefix("APPDIR=")).unwrap();
     assert_ne!(appdir2, appdir_line);
+    assert!(Path::new(appdir_line).exists());
+
+    // Unused for more than a day, it goes at the next start.
+    age(Path::new(appdir_line));
+    assert_eq!(run(&image2, &cache, &[]).status.code(), Some(7));
     assert!(!Path::new(appdir_line).exists(), "the old copy is removed");
+}
+
+/// Makes a copy look unused for two days.
+fn age(copy: &Path) {
+    let marker = std::fs::File::options()
+        .write(true)
+        .open(copy.join(".between-appimage-complete"))
+        .unwrap();
+    marker
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400))
+        .unwrap();
+}
+
+/// The lines of a running start, read as they come.
+fn lines_of(
+    child: &mut std::process::Child,
+) -> std::io::Lines<std::io::BufReader<std::process::ChildStdout>> {
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap()).lines()
+}
+
+#[test]
+fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
+    let s = Scratch::new("inuse");
+    let cache = s.0.join("cache");
+    let old = s.0.join("Old.AppImage");
+    assert!(pack(&appdir(&s.0, b"old"), &old).status.success());
+    // The old version runs (its AppRun waits for a line) ...
+    let mut running = Command::new(&old)
+        .env("XDG_CACHE_HOME", &cache)
+        .env("HOLD", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = lines_of(&mut running);
+    let mut old_dir = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(d) = line.strip_prefix("APPDIR=") {
+            old_dir = d.to_string();
+        }
+        if line == "held" {
+            break;
+        }
+    }
+    // ... while a new version starts, with the old copy looking unused for days.
+    age(Path::new(&old_dir));
+    let v2 = s.0.join("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let new = s.0.join("New.AppImage");
+    assert!(pack(&appdir(&v2, b"new"), &new).status.success());
+    // Leftovers of starts that died while unpacking: one without its lock held (gone after
+    // the next start) and one whose lock a live start holds (kept).
+    let root = cache.join("between/appimage");
+    let dead = root.join(".0123456789abcdef.partial-1");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join(".between-appimage-lock"), b"").unwrap();
+    let live = root.join(".0123456789abcdef.partial-2");
+    std::fs::create_dir_all(&live).unwrap();
+    let held = std::fs::File::create(live.join(".between-appimage-lock")).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+
+    assert_eq!(run(&new, &cache, &[]).status.code(), Some(7));
+    assert!(
+        Path::new(&old_dir).join("usr/share/data/payload").exists(),
+        "a running copy stays"
+    );
+    assert!(!dead.exists(), "abandoned unpacking is removed");
+    assert!(live.exists(), "unpacking in progress is left alone");
+
+    // Once the old version has ended, its copy goes at the next start.
+    use std::io::Write;
+    running.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(running.wait().unwrap().code(), Some(7));
+    assert_eq!(run(&new, &cache, &[]).status.code(), Some(7));
+    assert!(!Path::new(&old_dir).exists());
+}
+
+#[test]
+fn starts_at_the_same_moment_share_one_copy() {
+    let s = Scratch::new("together");
+    let image = s.0.join("Test.AppImage");
+    assert!(
+        pack(&appdir(&s.0, &noise(2_000_000, 4)), &image)
+            .status
+            .success()
+    );
+    let cache = s.0.join("cache");
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(&image)
+                .env("XDG_CACHE_HOME", &cache)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let dirs: Vec<String> = starts
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+            assert!(text(&out).contains("2000000\n"), "{}", text(&out));
+            text(&out)
+                .lines()
+                .find_map(|l| l.strip_prefix("APPDIR="))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(dirs.iter().all(|d| d == &dirs[0]), "{dirs:?}");
+    let left: Vec<_> = std::fs::read_dir(cache.join("between/appimage"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "one copy and nothing else: {left:?}");
+}
+
+#[test]
+fn the_cache_folder_must_be_the_users_own() {
+    let s = Scratch::new("where");
+    let image = s.0.join("Test.AppImage");
+    assert!(pack(&appdir(&s.0, b"x"), &image).status.success());
+    // A relative XDG_CACHE_HOME is ignored, as the XDG spec says: the home's .cache is used.
+    let home = s.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(&image)
+        .env("XDG_CACHE_HOME", "relative/cache")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let expected = format!("APPDIR={}", home.join(".cache/between/appimage").display());
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+    // A cache folder others can write to is refused.
+    let open = s.0.join("open");
+    std::fs::create_dir_all(open.join("between/appimage")).unwrap();
+    std::fs::set_permissions(
+        open.join("between/appimage"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let out = run(&image, &open, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("can be written by other users"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -197,6 +356,39 @@ fn an_appimage_unpacks_itself_on_request() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(root.join("usr/share/data/payload").exists());
     assert!(!root.join("AppRun").exists());
+
+    // By pattern, as the standard runtime takes them; a pattern matching nothing is an error.
+    std::fs::remove_dir_all(&root).unwrap();
+    let out = run(
+        &image,
+        &work.join("cache"),
+        &["--appimage-extract", "*.desktop"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(root.join("test.desktop").exists());
+    assert!(!root.join("test.png").exists());
+    let out = run(
+        &image,
+        &work.join("cache"),
+        &["--appimage-extract", "*.svg"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("nothing in this AppImage matches *.svg"),
+        "{}",
+        text(&out)
+    );
+
+    // A symbolic link already in squashfs-root is never written through.
+    std::fs::remove_dir_all(&root).unwrap();
+    let outside = work.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("usr")).unwrap();
+    let out = run(&image, &work.join("cache"), &["--appimage-extract"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is in the way"), "{}", text(&out));
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 
     let help = run(&image, &work.join("cache"), &["--appimage-help"]);
     assert!(text(&help).contains("--appimage-extract"));
