@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "video_close",
     "app_devices",
     "app_server",
+    "app_graphics",
     "app_settings_get",
     "app_settings_set",
     "app_mic_test_start",

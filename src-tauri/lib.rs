@@ -7,6 +7,7 @@
 mod calls;
 mod cameras;
 mod frame;
+mod graphics;
 mod mic_test;
 mod server;
 mod settings;
@@ -53,6 +54,7 @@ pub fn run() {
             video::video_close,
             cameras::app_devices,
             server::app_server,
+            graphics::app_graphics,
             settings::app_settings_get,
             settings::app_settings_set,
             mic_test::app_mic_test_start,

@@ -16,8 +16,6 @@
 mod pulse;
 mod support;
 
-use between_media::pattern::read_counter;
-use between_media::video::I420Frame;
 use pulse::{Monitor, Pulse};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -68,66 +66,13 @@ fn bot(pulse: &Pulse, server: &Value, call: &str, name: &str, extra: &[&str]) ->
     )
 }
 
-/// The tile's canvas as luma (BT.601, as the pattern was drawn) and the frames drawn so far.
-fn canvas_luma(driver: &Driver, peer: &str) -> Option<(I420Frame, u64)> {
-    let v = driver
-        .exec(
-            "const c = document.querySelector(`[data-peer-id=\"${arguments[0]}\"] canvas`);
-         if (!c || c.width < 80 || c.height < 16) return null;
-         const w = c.width & ~1, h = c.height & ~1;
-         const copy = document.createElement('canvas');
-         copy.width = w; copy.height = h;
-         const g = copy.getContext('2d');
-         g.drawImage(c, 0, 0);
-         const px = g.getImageData(0, 0, w, h).data;
-         const luma = new Array(w * h);
-         for (let i = 0; i < w * h; i++) {
-           luma[i] = Math.round(16 + 0.257 * px[4*i] + 0.504 * px[4*i+1] + 0.098 * px[4*i+2]);
-         }
-         return {w, h, luma, frames: Number(c.dataset.frames || 0)};",
-            json!([peer]),
-        )
-        .ok()?;
-    if v.is_null() {
-        return None;
-    }
-    let (w, h) = (v["w"].as_u64()? as u32, v["h"].as_u64()? as u32);
-    let mut bytes: Vec<u8> = v["luma"]
-        .as_array()?
-        .iter()
-        .map(|x| x.as_u64().unwrap_or(0).min(255) as u8)
-        .collect();
-    bytes.resize(between_media::video::i420_len(w, h), 128);
-    Some((
-        I420Frame::from_bytes(w, h, bytes).ok()?,
-        v["frames"].as_u64()?,
-    ))
-}
-
 /// Waits until the peer's tile draws the test pattern: a legible frame counter that moves.
 fn wait_for_pattern(driver: &Driver, peer: &str) {
-    let mut first: Option<u16> = None;
-    driver
-        .wait_until(
-            &format!("the test pattern of {peer} drawn and moving"),
-            20,
-            |d| {
-                let Some((frame, drawn)) = canvas_luma(d, peer) else {
-                    return false;
-                };
-                let Some(counter) = read_counter(&frame) else {
-                    return false;
-                };
-                match first {
-                    None => {
-                        first = Some(counter);
-                        false
-                    }
-                    Some(c) => drawn > 5 && counter != c,
-                }
-            },
-        )
-        .unwrap();
+    support::canvas::wait_for_pattern(
+        driver,
+        &format!("[data-peer-id=\"{peer}\"] canvas"),
+        &format!("the test pattern of {peer} drawn and moving"),
+    );
 }
 
 /// Picks `value` in a device menu as a person would (the option must be listed), firing the
@@ -235,6 +180,15 @@ fn a_person_joins_sees_and_chats_with_bots_and_the_app_remembers_their_settings(
         )
         .unwrap();
     wait_for_pattern(&driver, &bob_id);
+    // Under software GL (Xvfb, LIBGL_ALWAYS_SOFTWARE) the app has the page draw in 2D, which
+    // is cheaper there than WebGL (tests/appimage.rs covers the WebGL path).
+    let renderer = driver
+        .exec(
+            "return document.querySelector(`[data-peer-id=\"${arguments[0]}\"] canvas`).dataset.renderer",
+            json!([bob_id]),
+        )
+        .unwrap();
+    assert_eq!(renderer, json!("2d"));
 
     // Chat, both ways: Bob's message waits behind an unread count until the panel opens.
     driver

@@ -61,7 +61,9 @@ fn the_appimage_unpacks_itself_and_starts_the_app() {
     std::fs::create_dir_all(&scratch.0).unwrap();
     let appimage = make_appimage(&scratch.0);
 
-    let desktop = Desktop::start(&appimage, &[]).unwrap();
+    // The page draws with WebGL here as on a desktop with a GPU (the app would pick 2D under
+    // this machine's software GL): this start also covers the WebGL path.
+    let desktop = Desktop::start(&appimage, &[("BETWEEN_VIDEO_RENDERER", "webgl")]).unwrap();
     let driver = desktop.open_app().unwrap();
     driver
         .wait_until("the join screen", 60, |d| {
@@ -102,6 +104,31 @@ fn the_appimage_unpacks_itself_and_starts_the_app() {
         maps.contains(&format!("{appdir}/usr/lib/libopus.so.0")),
         "libopus not from {appdir}"
     );
+
+    // The camera preview of the synthetic camera is drawn, with WebGL.
+    driver
+        .wait_for("#camera-select option[value=\"between:test-pattern\"]", 10)
+        .unwrap();
+    driver
+        .exec(
+            "const s = document.querySelector('#camera-select');
+             s.value = 'between:test-pattern';
+             s.dispatchEvent(new Event('change', {bubbles: true}));",
+            serde_json::json!([]),
+        )
+        .unwrap();
+    support::canvas::wait_for_pattern(
+        &driver,
+        "#preview-video canvas",
+        "the preview drawing the test pattern",
+    );
+    let renderer = driver
+        .exec(
+            "return document.querySelector('#preview-video canvas').dataset.renderer",
+            serde_json::json!([]),
+        )
+        .unwrap();
+    assert_eq!(renderer, serde_json::json!("webgl"));
     driver.quit();
 }
 

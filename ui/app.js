@@ -15,6 +15,7 @@ import { Grid, nameFromExtraData, initials, hueFor } from "./grid.js";
 import { Chat } from "./chat.js";
 import { ShareArea } from "./share.js";
 import { pickShareTarget } from "./share_picker.js";
+import { setWebGL } from "./video.js";
 
 const SETTING_OF = { mic: "audioInput", speaker: "audioOutput", camera: "videoInput" };
 // The engine's speaking detector (crates/media level.rs), mirrored for our own tile: the
@@ -613,6 +614,8 @@ async function main() {
     onError: (message) => status.flash(`Settings not saved: ${message}`, "error", 6000),
   });
   fetchServer().then(showServerSummary);
+  // Before any video element draws: WebGL only where a GPU does the work.
+  await invoke("app_graphics").then((g) => setWebGL(g.webgl), () => {});
   await refreshDevices();
   setScreen("join");
   startJoinMedia();

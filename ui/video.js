@@ -203,6 +203,15 @@ const RESIZE_DELAY_MS = 150;
 // elements draw in 2D.
 const MAX_WEBGL_CONTEXTS = 12;
 let webglContexts = 0;
+let webglWanted = true;
+
+/**
+ * Whether new video elements draw with WebGL (the default) or 2D. The app says which
+ * (`app_graphics`): under a software rasteriser, WebGL costs more CPU and memory than 2D.
+ */
+export function setWebGL(wanted) {
+  webglWanted = Boolean(wanted);
+}
 
 const even = (x) => Math.max(2, Math.round(x / 2) * 2);
 const ignore = () => {};
@@ -447,7 +456,7 @@ function defineVideoElement() {
     }
 
     #makeRenderer() {
-      const webgl = this.#useWebGL && webglContexts < MAX_WEBGL_CONTEXTS;
+      const webgl = webglWanted && this.#useWebGL && webglContexts < MAX_WEBGL_CONTEXTS;
       try {
         const renderer = createRenderer(this.#canvas, { webgl });
         this.#canvas.dataset.renderer = renderer.kind;
