@@ -22,8 +22,11 @@ done
 "$bin/between" bench devices --clicks 20
 # Screen sharing at 1080p on Xvfb: capture and encode cost, bitrate, capture-to-display.
 "$bin/between" bench screen --seconds 10
-# The desktop app (release .deb through tauri-cli, then the app under Xvfb + WebDriver).
-command -v cargo-tauri >/dev/null 2>&1 || cargo install tauri-cli --version '^2' --locked
-cargo tauri build --bundles deb
-"$bin/between" bench app --starts 5 --bots 3 --seconds 10 --bot-nice 19 \
-  --deb "$CARGO_TARGET_DIR/release/bundle/deb/Between_0.1.0_amd64.deb"
+# The desktop app: the .deb and the AppImage, the blank-window floor, then the app under
+# Xvfb + WebDriver.
+./scripts/package.sh
+cargo build --release --locked --example blank_window --features baseline
+"$bin/between" bench app --starts 3 --bots 3 --seconds 10 --bot-nice 19 \
+  --deb "$CARGO_TARGET_DIR/release/bundle/deb/Between_0.1.0_amd64.deb" \
+  --appimage "$CARGO_TARGET_DIR/release/bundle/appimage/Between_0.1.0_amd64.AppImage" \
+  --baseline "$CARGO_TARGET_DIR/release/examples/blank_window"
