@@ -118,7 +118,7 @@ mod tests {
         let mut h = header(1000, 64, 2);
         assert!(!is_marked(&h));
         let before = h.clone();
-        mark(&mut h).unwrap();
+        assert_eq!(mark(&mut h), Ok(()));
         assert!(is_marked(&h));
         assert_eq!(&h[..8], &before[..8]);
         assert_eq!(&h[11..], &before[11..]);

@@ -121,7 +121,11 @@ pub(crate) fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let h: u32 = h
         .parse()
         .map_err(|_| format!("{text:?} is not a size like 640x360"))?;
-    if w % 2 != 0 || h % 2 != 0 || !(80..=3840).contains(&w) || !(16..=2160).contains(&h) {
+    if !w.is_multiple_of(2)
+        || !h.is_multiple_of(2)
+        || !(80..=3840).contains(&w)
+        || !(16..=2160).contains(&h)
+    {
         return Err(format!(
             "{text}: width and height must be even, 80x16 to 3840x2160"
         ));
@@ -273,13 +277,13 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
     }
 
     let mut say = args.say.map(|text| json!({ "text": text }));
-    if !conference.peers().is_empty() {
-        if let Some(data) = say.take() {
-            conference
-                .data_handler()
-                .send(data, None)
-                .context("--say")?;
-        }
+    if !conference.peers().is_empty()
+        && let Some(data) = say.take()
+    {
+        conference
+            .data_handler()
+            .send(data, None)
+            .context("--say")?;
     }
 
     let stop = async {

@@ -109,11 +109,10 @@ pub async fn record_video(
                 if video.has_ended() {
                     break;
                 }
-                if let Some(latest) = video.latest() {
-                    if writer.write(&latest.frame).is_err() {
+                if let Some(latest) = video.latest()
+                    && writer.write(&latest.frame).is_err() {
                         break;
                     }
-                }
             }
             _ = stop.changed() => break,
             _ = closed.changed() => break,

@@ -254,10 +254,10 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let (mut good, mut total) = (0, 0);
     while let Some(frame) = y4m.next_frame().unwrap() {
         total += 1;
-        if let Some(c) = read_counter(&frame) {
-            if frame_psnr(&frame, &pattern.frame(c as u32)) >= 28.0 {
-                good += 1;
-            }
+        if let Some(c) = read_counter(&frame)
+            && frame_psnr(&frame, &pattern.frame(c as u32)) >= 28.0
+        {
+            good += 1;
         }
     }
     eprintln!("video: {good} of {total} frames at PSNR >= 28 dB");

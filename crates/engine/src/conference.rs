@@ -147,13 +147,13 @@ impl Inner {
 
     pub fn send_data(&self, data: Value, to: Option<&str>) -> Result<(), BAError> {
         let mut state = self.lock();
-        if let Some(to) = to {
-            if state.roster.get(to).is_none() {
-                return Err(BAError::new(
-                    ErrorCode::PeerNotFound,
-                    format!("No participant with ID {to:?} is in this call."),
-                ));
-            }
+        if let Some(to) = to
+            && state.roster.get(to).is_none()
+        {
+            return Err(BAError::new(
+                ErrorCode::PeerNotFound,
+                format!("No participant with ID {to:?} is in this call."),
+            ));
         }
         let to = to.map(str::to_string);
         match state.phase {
@@ -543,13 +543,12 @@ impl Conference {
                 let _ = tokio::time::timeout(Duration::from_secs(2), said_goodbye).await;
             }
         }
-        if let Some(mut task) = task {
-            if tokio::time::timeout(Duration::from_secs(1), &mut task)
+        if let Some(mut task) = task
+            && tokio::time::timeout(Duration::from_secs(1), &mut task)
                 .await
                 .is_err()
-            {
-                task.abort();
-            }
+        {
+            task.abort();
         }
         {
             let mut state = self.inner.lock();

@@ -531,10 +531,10 @@ async fn flush_pending(inner: &Inner, ws: &mut Ws, seqs: &mut Sequencing) -> boo
         };
         // A peer that left during the outage cannot receive its message; drop it quietly
         // rather than get an error from the server for each.
-        if let Some(id) = &to {
-            if inner.lock().roster.get(id).is_none() {
-                continue;
-            }
+        if let Some(id) = &to
+            && inner.lock().roster.get(id).is_none()
+        {
+            continue;
         }
         if !write_data(inner, ws, seqs, data, to).await {
             return false;

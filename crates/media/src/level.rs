@@ -110,10 +110,10 @@ mod tests {
         let mut changes = Vec::new();
         let mut feed = |m: &mut LevelMeter, amplitude: f32, reports: usize| {
             for _ in 0..reports * 5 {
-                if let Some(r) = m.push(&frame(amplitude)) {
-                    if let Some(c) = r.speaking_changed {
-                        changes.push(c);
-                    }
+                if let Some(r) = m.push(&frame(amplitude))
+                    && let Some(c) = r.speaking_changed
+                {
+                    changes.push(c);
                 }
             }
         };

@@ -38,8 +38,8 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 fn check_size(width: u32, height: u32) -> Result<(), FrameError> {
     let ok = width >= 2
         && height >= 2
-        && width % 2 == 0
-        && height % 2 == 0
+        && width.is_multiple_of(2)
+        && height.is_multiple_of(2)
         && width <= 7680
         && height <= 4320;
     if ok {

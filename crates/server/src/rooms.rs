@@ -132,10 +132,10 @@ impl Registry {
             tenant: req.tenant,
             call_id: req.call_id.to_string(),
         };
-        if let Some(resume) = req.resume {
-            if let Some(outcome) = self.try_resume(&key, resume, req.conn) {
-                return outcome;
-            }
+        if let Some(resume) = req.resume
+            && let Some(outcome) = self.try_resume(&key, resume, req.conn)
+        {
+            return outcome;
         }
         let peer_id = req.fresh_peer_id;
         let me = PeerInfo {
@@ -200,10 +200,10 @@ impl Registry {
             return None;
         }
         let mut out = Vec::new();
-        if let Some(old) = slot.conn.replace(conn) {
-            if old != conn {
-                out.push(Output::Close { conn: old });
-            }
+        if let Some(old) = slot.conn.replace(conn)
+            && old != conn
+        {
+            out.push(Output::Close { conn: old });
         }
         slot.detached_at = None;
         let replay: Vec<ServerMessage> = slot
@@ -267,10 +267,10 @@ impl Registry {
         let Some(slot) = self.slots.get_mut(from) else {
             return Err(not_in_call());
         };
-        if let Some(seq) = seq {
-            if seq <= slot.in_seq {
-                return Ok(Vec::new());
-            }
+        if let Some(seq) = seq
+            && seq <= slot.in_seq
+        {
+            return Ok(Vec::new());
         }
         let room = slot.room.clone();
         let recipients: Vec<String> = match to {
@@ -350,17 +350,17 @@ impl Registry {
     /// Tells a (re)joining connection which of the others are muted.
     fn media_states_to(&self, conn: ConnId, others: &[String], out: &mut Vec<Output>) {
         for id in others {
-            if let Some(s) = self.slots.get(id) {
-                if s.audio_muted || s.video_muted {
-                    out.push(Output::Send {
-                        to: vec![conn],
-                        msg: ServerMessage::PeerMedia {
-                            peer_id: id.clone(),
-                            audio_muted: s.audio_muted,
-                            video_muted: s.video_muted,
-                        },
-                    });
-                }
+            if let Some(s) = self.slots.get(id)
+                && (s.audio_muted || s.video_muted)
+            {
+                out.push(Output::Send {
+                    to: vec![conn],
+                    msg: ServerMessage::PeerMedia {
+                        peer_id: id.clone(),
+                        audio_muted: s.audio_muted,
+                        video_muted: s.video_muted,
+                    },
+                });
             }
         }
     }

@@ -73,10 +73,10 @@ impl Onsets {
         for (i, s) in samples.iter().enumerate() {
             let t = at - Duration::from_secs_f64((samples.len() - 1 - i) as f64 / 48_000.0);
             if s.abs() > 0.1 {
-                if let Some(q) = self.quiet_since.take() {
-                    if t.duration_since(q) >= Duration::from_millis(300) {
-                        self.found.push(t);
-                    }
+                if let Some(q) = self.quiet_since.take()
+                    && t.duration_since(q) >= Duration::from_millis(300)
+                {
+                    self.found.push(t);
                 }
             } else if self.quiet_since.is_none() {
                 self.quiet_since = Some(t);
@@ -128,7 +128,7 @@ async fn measure(args: DevicesBench) -> anyhow::Result<()> {
         let due = (start.elapsed().as_millis() / 20) as u64 + 1;
         while frames_written < due {
             let n = frames_written;
-            let click = n >= 100 && n % 50 == 0;
+            let click = n >= 100 && n.is_multiple_of(50);
             let frame: Vec<f32> = (0..960)
                 .map(|i| {
                     let t = (n * 960 + i) as f64 / 48_000.0;

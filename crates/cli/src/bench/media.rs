@@ -63,7 +63,7 @@ impl AudioSource for ClickSource {
     fn read_frame(&mut self) -> Option<Vec<f32>> {
         self.frame += 1;
         let tone = self.tone.next_frame().samples;
-        if self.frame % 50 == 0 {
+        if self.frame.is_multiple_of(50) {
             if let Ok(mut c) = self.clicks.lock() {
                 c.push(Instant::now());
             }
@@ -116,10 +116,11 @@ impl PeerAudioTap for OnsetTap {
             self.heard.notify_waiters();
         }
         if let Ok(mut was) = self.loud.lock() {
-            if loud && !*was {
-                if let Ok(mut o) = self.onsets.lock() {
-                    o.push(now);
-                }
+            if loud
+                && !*was
+                && let Ok(mut o) = self.onsets.lock()
+            {
+                o.push(now);
             }
             *was = loud;
         }
@@ -181,10 +182,10 @@ pub async fn run(args: MediaBench) -> anyhow::Result<()> {
         let Ok(Some(f)) = tokio::time::timeout(Duration::from_secs(2), video.next()).await else {
             anyhow::bail!("video stopped");
         };
-        if let Some(counter) = read_counter(&f.frame) {
-            if let Some(t) = sent.lock().ok().and_then(|s| s.get(&counter).copied()) {
-                video_ms.push(f.at.duration_since(t).as_secs_f64() * 1000.0);
-            }
+        if let Some(counter) = read_counter(&f.frame)
+            && let Some(t) = sent.lock().ok().and_then(|s| s.get(&counter).copied())
+        {
+            video_ms.push(f.at.duration_since(t).as_secs_f64() * 1000.0);
         }
     }
     // Pair each click with the first onset after it.

@@ -248,7 +248,7 @@ impl AudioSource for Microphone {
         if buf.len() < FRAME_SAMPLES {
             self.starved += 1;
             // Once a second while it lasts: a microphone that stopped delivering.
-            if self.starved % 50 == 0 {
+            if self.starved.is_multiple_of(50) {
                 tracing::warn!(device = %self.device_id, seconds = self.starved / 50, "the microphone delivers no sound");
             }
             return Some(vec![0.0; FRAME_SAMPLES]);

@@ -520,10 +520,9 @@ impl Sfu {
             .get_mut(peer)
             .and_then(|p| p.published.get_mut(&kind))
             .filter(|p| p.ssrc == ssrc)
+            && let Some(old) = p.reader.replace(reader.abort_handle())
         {
-            if let Some(old) = p.reader.replace(reader.abort_handle()) {
-                old.abort();
-            }
+            old.abort();
         }
         if fresh {
             for other in others {
@@ -853,10 +852,10 @@ impl Sfu {
             .get(publisher)
             .and_then(|p| p.published.get(&kind))
             .map(|p| (p.remote.clone(), p.ssrc));
-        if let Some((remote, ssrc)) = target {
-            if let Err(e) = remote.write_rtcp(vec![picture_loss_indication(ssrc)]).await {
-                tracing::debug!(error = %e, "cannot send PLI");
-            }
+        if let Some((remote, ssrc)) = target
+            && let Err(e) = remote.write_rtcp(vec![picture_loss_indication(ssrc)]).await
+        {
+            tracing::debug!(error = %e, "cannot send PLI");
         }
     }
 }
@@ -899,17 +898,15 @@ async fn forward(
             },
             event = local.poll(), if tokio::time::Instant::now() >= feedback_ready => match event {
                 Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => {
-                    if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                        if let Some(sfu) = sfu.upgrade() {
+                    if rtcp.iter().any(|p| is_keyframe_request(p.as_ref()))
+                        && let Some(sfu) = sfu.upgrade() {
                             sfu.request_keyframe(&publisher, kind).await;
                         }
-                    }
                     let lost = rtcp.iter().filter_map(|p| reported_loss(p.as_ref(), local_ssrc)).map(|(_, l)| l).max();
-                    if let (Some(lost), TrackKind::Audio) = (lost, kind) {
-                        if let Some(sfu) = sfu.upgrade() {
+                    if let (Some(lost), TrackKind::Audio) = (lost, kind)
+                        && let Some(sfu) = sfu.upgrade() {
                             sfu.relay_loss(&publisher, &subscriber, lost).await;
                         }
-                    }
                 }
                 Some(_) => {}
                 None => feedback_ready = tokio::time::Instant::now() + Duration::from_millis(100),

@@ -559,7 +559,7 @@ fn read_picture(
         // A corrupt MJPEG picture now and then is normal on a busy USB bus.
         Err(e) => {
             *bad_pictures += 1;
-            if *bad_pictures == 1 || *bad_pictures % 100 == 0 {
+            if *bad_pictures == 1 || (*bad_pictures).is_multiple_of(100) {
                 tracing::debug!(error = %e, bad_pictures = *bad_pictures, "camera picture dropped");
             }
         }
