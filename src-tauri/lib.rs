@@ -27,6 +27,9 @@ pub fn run() {
             let settings = settings::Settings::load(app.handle());
             let server = tauri::async_runtime::block_on(server::ServerChoice::start(&settings));
             app.manage(AppState::new(settings, server));
+            if let Some(window) = app.get_webview_window("main") {
+                graphics::fit_window(&window);
+            }
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![

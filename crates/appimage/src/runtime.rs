@@ -83,18 +83,8 @@ pub fn carry_out(
             }
         }
         Action::Run(args) => {
-            let root = cache::cache_root();
-            let copy = cache::unpacked(image, offset, &root)?;
+            let copy = cache::unpacked(image, offset, &cache::cache_root())?;
             let e = start(&copy, appimage, &args, &argv0);
-            // A cached copy that cannot start (damaged on disk since) is unpacked once more.
-            let broken = matches!(e.kind(), std::io::ErrorKind::NotFound)
-                || e.raw_os_error() == Some(ENOEXEC);
-            let (e, copy) = if broken && !copy.fresh {
-                let copy = cache::unpack_again(image, offset, &root, copy)?;
-                (start(&copy, appimage, &args, &argv0), copy)
-            } else {
-                (e, copy)
-            };
             let app_run = copy.dir.join("AppRun");
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 return Err(Error::Io {
@@ -113,9 +103,6 @@ pub fn carry_out(
         }
     }
 }
-
-/// "Exec format error": a file that is not (or no longer) a program.
-const ENOEXEC: i32 = 8;
 
 /// Replaces this process with the copy's AppRun; returns only if that failed.
 fn start(

@@ -226,6 +226,13 @@ fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
     std::fs::create_dir_all(&live).unwrap();
     let held = std::fs::File::create(live.join(".between-appimage-lock")).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    // Both older than any unpacking takes (a fresh one may be a start about to lock it).
+    for dir in [&dead, &live] {
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
 
     assert_eq!(run(&new, &cache, &[]).status.code(), Some(7));
     assert!(
@@ -241,6 +248,68 @@ fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
     assert_eq!(running.wait().unwrap().code(), Some(7));
     assert_eq!(run(&new, &cache, &[]).status.code(), Some(7));
     assert!(!Path::new(&old_dir).exists());
+}
+
+#[test]
+fn a_damaged_copy_is_unpacked_again() {
+    let s = Scratch::new("repair");
+    let image = s.0.join("Test.AppImage");
+    assert!(
+        pack(&appdir(&s.0, &noise(500_000, 5)), &image)
+            .status
+            .success()
+    );
+    let cache = s.0.join("cache");
+    let first = run(&image, &cache, &[]);
+    let copy = PathBuf::from(
+        text(&first)
+            .lines()
+            .find_map(|l| l.strip_prefix("APPDIR="))
+            .unwrap(),
+    );
+    let payload = copy.join("usr/share/data/payload");
+
+    // A file cut short (a crash before the disk caught up, a cleaner): unpacked again.
+    std::fs::write(&payload, b"").unwrap();
+    let out = run(&image, &cache, &[]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(text(&out).contains("500000\n"), "{}", text(&out));
+
+    // The completion mark gone, or the lock file: the same.
+    std::fs::remove_file(copy.join(".between-appimage-complete")).unwrap();
+    let out = run(&image, &cache, &[]);
+    assert!(text(&out).contains("500000\n"), "{}", text(&out));
+    std::fs::remove_file(copy.join(".between-appimage-lock")).unwrap();
+    let out = run(&image, &cache, &[]);
+    assert!(text(&out).contains("500000\n"), "{}", text(&out));
+    assert_eq!(std::fs::read(&payload).unwrap().len(), 500_000);
+
+    // Damaged while another start runs from it: said, and left alone.
+    let mut running = Command::new(&image)
+        .env("XDG_CACHE_HOME", &cache)
+        .env("HOLD", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for line in lines_of(&mut running) {
+        if line.unwrap() == "held" {
+            break;
+        }
+    }
+    std::fs::write(&payload, b"x").unwrap();
+    let out = run(&image, &cache, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("damaged and another start of it is still running"),
+        "{}",
+        text(&out)
+    );
+    use std::io::Write;
+    running.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(running.wait().unwrap().code(), Some(7));
+    let out = run(&image, &cache, &[]);
+    assert!(text(&out).contains("500000\n"), "{}", text(&out));
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub struct AppBench {
     /// 19 lets them use only what the app leaves of this machine's cores).
     #[arg(long, default_value_t = 0)]
     bot_nice: i32,
+    /// Extra environment for the app, KEY=VALUE, repeatable (e.g. BETWEEN_VIDEO_RENDERER=webgl,
+    /// WEBKIT_DISABLE_COMPOSITING_MODE=0).
+    #[arg(long = "app-env", value_name = "KEY=VALUE")]
+    app_env: Vec<String>,
     /// A .deb whose installed size to report.
     #[arg(long)]
     deb: Option<PathBuf>,
@@ -130,10 +134,20 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "module-remap-source master=room.monitor source_name=mic",
     ])
     .map_err(anyhow::Error::msg)?;
-    let desktop = wd(Desktop::start(
-        &app,
-        &[("PULSE_SERVER", &pulse.server_env())],
-    ))?;
+    let pulse_env = pulse.server_env();
+    // What users get: WebKit's default compositing (the tests turn it off for the whole
+    // process; the app itself turns it off where GL is software, src-tauri/graphics.rs).
+    let mut env: Vec<(&str, &str)> = vec![
+        ("PULSE_SERVER", &pulse_env),
+        ("WEBKIT_DISABLE_COMPOSITING_MODE", "0"),
+    ];
+    for kv in &args.app_env {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--app-env {kv}: KEY=VALUE expected"))?;
+        env.push((k, v));
+    }
+    let desktop = wd(Desktop::start(&app, &env))?;
 
     // Start-up: process start to a join screen with its device menus filled.
     let mut starts = Vec::new();
@@ -401,7 +415,13 @@ fn appimage_starts(path: &std::path::Path, pulse: &str, starts: usize) -> anyhow
     let path = path
         .canonicalize()
         .with_context(|| format!("no AppImage at {}", path.display()))?;
-    let desktop = wd(Desktop::start(&path, &[("PULSE_SERVER", pulse)]))?;
+    let desktop = wd(Desktop::start(
+        &path,
+        &[
+            ("PULSE_SERVER", pulse),
+            ("WEBKIT_DISABLE_COMPOSITING_MODE", "0"),
+        ],
+    ))?;
     let mut times = Vec::new();
     for _ in 0..starts {
         let t0 = Instant::now();
@@ -423,6 +443,8 @@ fn appimage_starts(path: &std::path::Path, pulse: &str, starts: usize) -> anyhow
 /// The memory of a blank Tauri window, measured as the app's idle memory is (settled 3 s
 /// after its page loaded).
 fn baseline_memory(path: &std::path::Path) -> anyhow::Result<Value> {
+    // Compositing off (the tests' setting), as the app turns it off itself under software GL:
+    // the cheapest way WebKit draws here.
     let desktop = wd(Desktop::start(path, &[]))?;
     let driver = wd(desktop.open_app())?;
     wd(driver.wait_until("the blank page", 60, |d| {

@@ -90,6 +90,9 @@ impl Desktop {
                 "1".to_string(),
             ),
             ("LIBGL_ALWAYS_SOFTWARE".to_string(), "1".to_string()),
+            // The app decides how to draw from the machine (src-tauri/graphics.rs), not from
+            // a developer's shell; a caller may still pass its own.
+            ("BETWEEN_VIDEO_RENDERER".to_string(), String::new()),
             ("NO_AT_BRIDGE".to_string(), "1".to_string()),
         ];
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
