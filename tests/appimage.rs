@@ -16,6 +16,15 @@ use support::desktop::Desktop;
 
 struct Scratch(PathBuf);
 
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("between-appimage-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -56,9 +65,7 @@ fn apps_under(dir: &Path) -> Vec<u32> {
 
 #[test]
 fn the_appimage_unpacks_itself_and_starts_the_app() {
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("between-appimage-app-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0).unwrap();
+    let scratch = Scratch::new("app");
     let appimage = make_appimage(&scratch.0);
 
     // The page draws with WebGL here as on a desktop with a GPU (the app would pick 2D under
@@ -134,9 +141,7 @@ fn the_appimage_unpacks_itself_and_starts_the_app() {
 
 #[test]
 fn a_system_without_a_library_the_app_needs_is_told_which() {
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("between-appimage-lib-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0).unwrap();
+    let scratch = Scratch::new("lib");
     let appimage = make_appimage(&scratch.0);
     let unpacked = Command::new(&appimage)
         .arg("--appimage-extract")

@@ -70,23 +70,19 @@ impl Drop for Bot {
 
 /// The `between` CLI (the bots), built beside this test by `cargo test --workspace`.
 pub fn between_cli() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("between");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh)",
-        bin.display()
-    );
-    bin
+    built_beside("between")
 }
 
-/// The AppImage packer and runtime (crates/appimage), built beside this test by
-/// `cargo test --workspace`.
+/// The AppImage packer and runtime (crates/appimage).
 pub fn between_appimage() -> PathBuf {
+    built_beside("between-appimage")
+}
+
+/// A program of the workspace, built beside this test by `cargo test --workspace`.
+fn built_beside(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("between-appimage");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh)",

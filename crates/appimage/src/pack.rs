@@ -132,30 +132,26 @@ pub fn image_offset(file: &mut std::fs::File, path: &Path) -> Result<Option<u64>
         .and_then(|_| file.read_exact(&mut ph))
         .map_err(|_| Error::NotElf(path.to_path_buf()))?;
     let end = elf::end_of_elf(&header, &ph).map_err(|_| Error::NotElf(path.to_path_buf()))?;
-    let marked = elf::is_marked(&header);
-    if end >= len {
-        return if marked {
+    // Without the mark this is a plain program (the packer itself); with it, a broken AppImage.
+    let no_image = |why: &str| {
+        if elf::is_marked(&header) {
             Err(Error::Damaged {
                 path: path.to_path_buf(),
-                why: "its app image is missing (was the download cut short?)".into(),
+                why: why.into(),
             })
         } else {
             Ok(None)
-        };
+        }
+    };
+    if end >= len {
+        return no_image("its app image is missing (was the download cut short?)");
     }
     let mut magic = [0u8; 4];
     file.seek(std::io::SeekFrom::Start(end))
         .and_then(|_| file.read_exact(&mut magic))
         .map_err(Error::io(path))?;
     if &magic != b"hsqs" {
-        return if marked {
-            Err(Error::Damaged {
-                path: path.to_path_buf(),
-                why: "no SquashFS image follows its runtime".into(),
-            })
-        } else {
-            Ok(None)
-        };
+        return no_image("no SquashFS image follows its runtime");
     }
     Ok(Some(end))
 }

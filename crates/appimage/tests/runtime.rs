@@ -177,12 +177,35 @@ fn age(copy: &Path) {
         .unwrap();
 }
 
-/// The lines of a running start, read as they come.
-fn lines_of(
-    child: &mut std::process::Child,
-) -> std::io::Lines<std::io::BufReader<std::process::ChildStdout>> {
+/// A start whose AppRun waits (for a line on its stdin) after it has started: the child and
+/// its APPDIR.
+fn start_held(image: &Path, cache: &Path) -> (std::process::Child, String) {
     use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take().unwrap()).lines()
+    let mut child = Command::new(image)
+        .env("XDG_CACHE_HOME", cache)
+        .env("HOLD", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut appdir = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(d) = line.strip_prefix("APPDIR=") {
+            appdir = d.to_string();
+        }
+        if line == "held" {
+            break;
+        }
+    }
+    (child, appdir)
+}
+
+/// Lets a held start finish.
+fn release(mut child: std::process::Child) {
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(7));
 }
 
 #[test]
@@ -192,24 +215,7 @@ fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
     let old = s.0.join("Old.AppImage");
     assert!(pack(&appdir(&s.0, b"old"), &old).status.success());
     // The old version runs (its AppRun waits for a line) ...
-    let mut running = Command::new(&old)
-        .env("XDG_CACHE_HOME", &cache)
-        .env("HOLD", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = lines_of(&mut running);
-    let mut old_dir = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(d) = line.strip_prefix("APPDIR=") {
-            old_dir = d.to_string();
-        }
-        if line == "held" {
-            break;
-        }
-    }
+    let (running, old_dir) = start_held(&old, &cache);
     // ... while a new version starts, with the old copy looking unused for days.
     age(Path::new(&old_dir));
     let v2 = s.0.join("v2");
@@ -243,9 +249,7 @@ fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
     assert!(live.exists(), "unpacking in progress is left alone");
 
     // Once the old version has ended, its copy goes at the next start.
-    use std::io::Write;
-    running.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    assert_eq!(running.wait().unwrap().code(), Some(7));
+    release(running);
     assert_eq!(run(&new, &cache, &[]).status.code(), Some(7));
     assert!(!Path::new(&old_dir).exists());
 }
@@ -285,18 +289,7 @@ fn a_damaged_copy_is_unpacked_again() {
     assert_eq!(std::fs::read(&payload).unwrap().len(), 500_000);
 
     // Damaged while another start runs from it: said, and left alone.
-    let mut running = Command::new(&image)
-        .env("XDG_CACHE_HOME", &cache)
-        .env("HOLD", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for line in lines_of(&mut running) {
-        if line.unwrap() == "held" {
-            break;
-        }
-    }
+    let (running, _) = start_held(&image, &cache);
     std::fs::write(&payload, b"x").unwrap();
     let out = run(&image, &cache, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -305,9 +298,7 @@ fn a_damaged_copy_is_unpacked_again() {
         "{}",
         text(&out)
     );
-    use std::io::Write;
-    running.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    assert_eq!(running.wait().unwrap().code(), Some(7));
+    release(running);
     let out = run(&image, &cache, &[]);
     assert!(text(&out).contains("500000\n"), "{}", text(&out));
 }

@@ -78,6 +78,17 @@ pub struct Bot {
     lines: mpsc::Receiver<Value>,
 }
 
+/// A bot the test is done with goes with it (otherwise it would keep trying to reach the
+/// test's server after the test ended).
+impl Drop for Bot {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Bot {
     pub fn spawn(args: &[&str]) -> Self {
         Self::spawn_with(Command::new(BIN).args(args))
