@@ -243,7 +243,12 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let level = between_media::audio::rms(tail);
     let gap = longest_gap_ms(tail, 48_000, level * 0.1);
     eprintln!("audio: RMS {level:.3}, longest gap {gap:.0} ms");
-    assert!(gap <= 60.0, "a {gap:.0} ms gap in the tone");
+    // Each leg drops 10 % on its own (about 19 % end to end). Opus's in-band FEC rebuilds a
+    // lost packet from the next one and concealment covers the rest, fading out: three or
+    // four packets lost in a row (in a few percent of 5 s windows at this rate) read as 60-80
+    // ms below a tenth of the level (55 ms seen in passing runs, 60+ in about one in ten).
+    // 100 ms means five or more in a row, or a stall of the jitter buffer: a real fault.
+    assert!(gap <= 100.0, "a {gap:.0} ms gap in the tone");
 
     let y4m_path = wav_path.with_extension("y4m");
     let mut y4m = between_media::y4m::Y4mReader::new(std::io::BufReader::new(
