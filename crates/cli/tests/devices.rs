@@ -199,6 +199,50 @@ fn hot_plug_updates_the_list_and_losing_the_speaker_falls_back_to_the_default() 
     let _ = feeder.wait();
 }
 
+/// The bot's sound server connections, as the server counts them, and its threads.
+fn connections_and_threads(pulse: &Pulse, bot: &Bot) -> (usize, usize) {
+    let pid = bot.child.id().to_string();
+    let clients = pactl(pulse, &["list", "clients"]);
+    let connections = clients
+        .split("Client #")
+        .filter(|c| c.contains(&format!("application.process.id = \"{pid}\"")))
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    (connections, threads)
+}
+
+#[test]
+fn watching_the_devices_through_a_call_keeps_one_connection_to_the_sound_server() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let pulse = Pulse::start(SPEAKERS_AND_MIC);
+    let server = Server::start();
+    let talker = bot(
+        &pulse,
+        &server,
+        &["--mic", "pulseaudio:virtual_mic", "--speaker", "default"],
+    );
+    talker.expect("localParticipant");
+    let (connections, threads) = connections_and_threads(&pulse, &talker);
+    assert!(
+        connections >= 1,
+        "the bot is not a client of the sound server"
+    );
+    // The watcher lists the devices twice a second. A connection per listing (cpal's
+    // PulseAudio host never closes one it drops) added a connection and a thread each time:
+    // eight of each in these 4 s.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let (c, t) = connections_and_threads(&pulse, &talker);
+        assert!(
+            c <= connections + 1 && t <= threads + 3,
+            "connections {connections} → {c}, threads {threads} → {t}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn a_tone_crosses_the_call_between_virtual_devices_and_follows_the_speaker() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());

@@ -2,10 +2,68 @@
 
 use super::{DeviceKind, MediaDeviceInfo};
 use cpal::traits::{DeviceTrait, HostTrait};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One host for the whole process, made on first use. cpal's PulseAudio host is a client
+/// connection with a thread of its own that does not end when the host is dropped (the
+/// `pulseaudio` crate's reactor sleeps in `poll` until the server next writes, which it does
+/// not), so a host per use leaked a thread, a socket and a 1 MiB buffer each time: twice a
+/// second for a whole call through the device watcher (BENCHMARKS.md).
+static HOST: Mutex<Option<Cached>> = Mutex::new(None);
+
+struct Cached {
+    host: Arc<cpal::Host>,
+    made: Instant,
+}
+
+/// A host without a sound server (ALSA) is asked again this often whether one answers now.
+const RETRY_SOUND_SERVER: Duration = Duration::from_secs(5);
 
 /// The host to use: PulseAudio where a sound server answers (Linux), else the platform
 /// default (ALSA on Linux, CoreAudio on macOS, WASAPI on Windows).
-pub(super) fn host() -> cpal::Host {
+pub(super) fn host() -> Arc<cpal::Host> {
+    let mut cached = HOST.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(c) = cached.as_ref()
+        && !(wants_sound_server(&c.host) && c.made.elapsed() >= RETRY_SOUND_SERVER)
+    {
+        return c.host.clone();
+    }
+    let host = Arc::new(new_host());
+    *cached = Some(Cached {
+        host: host.clone(),
+        made: Instant::now(),
+    });
+    host
+}
+
+/// Drops the shared host after it failed (the sound server went away or restarted): the next
+/// use connects again.
+pub(super) fn forget_host(failed: &cpal::Host) {
+    let mut cached = HOST.lock().unwrap_or_else(PoisonError::into_inner);
+    if cached
+        .as_ref()
+        .is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c.host), failed))
+    {
+        *cached = None;
+    }
+}
+
+/// A fallback host on a system where a sound server may yet start.
+fn wants_sound_server(host: &cpal::Host) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        host.id() != cpal::HostId::PulseAudio
+            && cpal::available_hosts().contains(&cpal::HostId::PulseAudio)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = host;
+        false
+    }
+}
+
+fn new_host() -> cpal::Host {
     #[cfg(target_os = "linux")]
     if cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
         ensure_pulse_cookie();
@@ -89,6 +147,7 @@ pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list audio devices");
+            forget_host(host);
             return Vec::new();
         }
     };
