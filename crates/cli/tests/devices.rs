@@ -213,15 +213,32 @@ fn connections_and_threads(pulse: &Pulse, bot: &Bot) -> (usize, usize) {
     (connections, threads)
 }
 
+/// At most one connection and three threads more than `base` (the first listing's host and
+/// pool threads coming and going).
+fn assert_flat(pulse: &Pulse, bot: &Bot, base: (usize, usize), what: &str) {
+    let (connections, threads) = base;
+    let (c, t) = connections_and_threads(pulse, bot);
+    assert!(
+        c <= connections + 1 && t <= threads + 3,
+        "{what}: connections {connections} → {c}, threads {threads} → {t}"
+    );
+}
+
 #[test]
 fn watching_the_devices_through_a_call_keeps_one_connection_to_the_sound_server() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let pulse = Pulse::start(SPEAKERS_AND_MIC);
     let server = Server::start();
-    let talker = bot(
+    let mut talker = bot(
         &pulse,
         &server,
-        &["--mic", "pulseaudio:virtual_mic", "--speaker", "default"],
+        &[
+            "--mic",
+            "pulseaudio:virtual_mic",
+            "--speaker",
+            "default",
+            "--commands",
+        ],
     );
     talker.expect("localParticipant");
     let (connections, threads) = connections_and_threads(&pulse, &talker);
@@ -234,13 +251,27 @@ fn watching_the_devices_through_a_call_keeps_one_connection_to_the_sound_server(
     // eight of each in these 4 s.
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
-        let (c, t) = connections_and_threads(&pulse, &talker);
-        assert!(
-            c <= connections + 1 && t <= threads + 3,
-            "connections {connections} → {c}, threads {threads} → {t}"
-        );
+        assert_flat(&pulse, &talker, (connections, threads), "watching");
         std::thread::sleep(Duration::from_millis(250));
     }
+    // A speaker's stream has a connection of its own, which ends with it: switching back and
+    // forth leaves none behind.
+    for sink in ["other_speaker", "meeting_speaker", "other_speaker"] {
+        talker.command(&format!(
+            r#"{{"cmd":"setOutputDevice","deviceId":"pulseaudio:{sink}"}}"#
+        ));
+        talker.expect("commandDone");
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    while connections_and_threads(&pulse, &talker).0 > connections + 1 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_flat(
+        &pulse,
+        &talker,
+        (connections, threads),
+        "after three speaker switches",
+    );
 }
 
 #[test]

@@ -20,8 +20,8 @@ struct Cached {
 /// A host without a sound server (ALSA) is asked again this often whether one answers now.
 const RETRY_SOUND_SERVER: Duration = Duration::from_secs(5);
 
-/// The host to use: PulseAudio where a sound server answers (Linux), else the platform
-/// default (ALSA on Linux, CoreAudio on macOS, WASAPI on Windows).
+/// The host for listing devices: PulseAudio where a sound server answers (Linux), else the
+/// platform default (ALSA on Linux, CoreAudio on macOS, WASAPI on Windows).
 pub(super) fn host() -> Arc<cpal::Host> {
     let mut cached = HOST.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(c) = cached.as_ref()
@@ -61,6 +61,15 @@ fn wants_sound_server(host: &cpal::Host) -> bool {
         let _ = host;
         false
     }
+}
+
+/// A host of its own for one stream. Streams cannot share the listing host's connection: the
+/// `pulseaudio` crate gives every stream sync ID 0, and the server refuses ("Invalid") a second
+/// playback stream with the same sync ID on another sink of the same connection, as when the
+/// new speaker opens before the old one closes. A stream's connection ends with it: closing
+/// the stream makes the server answer after the host is gone, which ends its thread.
+pub(super) fn stream_host() -> cpal::Host {
+    new_host()
 }
 
 fn new_host() -> cpal::Host {
