@@ -52,6 +52,15 @@ fn appdir(at: &Path, payload: &[u8]) -> PathBuf {
     dir
 }
 
+/// A scratch folder with `Test.AppImage` packed from a test AppDir carrying `payload`.
+fn packed(name: &str, payload: &[u8]) -> (Scratch, PathBuf) {
+    let s = Scratch::new(name);
+    let image = s.0.join("Test.AppImage");
+    let out = pack(&appdir(&s.0, payload), &image);
+    assert!(out.status.success(), "{}", text(&out));
+    (s, image)
+}
+
 fn pack(appdir: &Path, out: &Path) -> Output {
     Command::new(PACKER)
         .arg("pack")
@@ -68,6 +77,12 @@ fn run(appimage: &Path, cache: &Path, args: &[&str]) -> Output {
         .current_dir(cache.parent().unwrap())
         .output()
         .unwrap()
+}
+
+/// The start failed (exit 1) and said `says`.
+fn fails_saying(out: &Output, says: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    assert!(text(out).contains(says), "{says}: {}", text(out));
 }
 
 fn text(o: &Output) -> String {
@@ -256,13 +271,7 @@ fn a_copy_in_use_is_never_removed_and_abandoned_unpacking_is() {
 
 #[test]
 fn a_damaged_copy_is_unpacked_again() {
-    let s = Scratch::new("repair");
-    let image = s.0.join("Test.AppImage");
-    assert!(
-        pack(&appdir(&s.0, &noise(500_000, 5)), &image)
-            .status
-            .success()
-    );
+    let (s, image) = packed("repair", &noise(500_000, 5));
     let cache = s.0.join("cache");
     let first = run(&image, &cache, &[]);
     let copy = PathBuf::from(
@@ -292,12 +301,7 @@ fn a_damaged_copy_is_unpacked_again() {
     let (running, _) = start_held(&image, &cache);
     std::fs::write(&payload, b"x").unwrap();
     let out = run(&image, &cache, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("damaged and another start of it is still running"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, "damaged and another start of it is still running");
     release(running);
     let out = run(&image, &cache, &[]);
     assert!(text(&out).contains("500000\n"), "{}", text(&out));
@@ -305,13 +309,7 @@ fn a_damaged_copy_is_unpacked_again() {
 
 #[test]
 fn starts_at_the_same_moment_share_one_copy() {
-    let s = Scratch::new("together");
-    let image = s.0.join("Test.AppImage");
-    assert!(
-        pack(&appdir(&s.0, &noise(2_000_000, 4)), &image)
-            .status
-            .success()
-    );
+    let (s, image) = packed("together", &noise(2_000_000, 4));
     let cache = s.0.join("cache");
     let starts: Vec<_> = (0..4)
         .map(|_| {
@@ -347,9 +345,7 @@ fn starts_at_the_same_moment_share_one_copy() {
 
 #[test]
 fn the_cache_folder_must_be_the_users_own() {
-    let s = Scratch::new("where");
-    let image = s.0.join("Test.AppImage");
-    assert!(pack(&appdir(&s.0, b"x"), &image).status.success());
+    let (s, image) = packed("where", b"x");
     // A relative XDG_CACHE_HOME is ignored, as the XDG spec says: the home's .cache is used.
     let home = s.0.join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -370,20 +366,12 @@ fn the_cache_folder_must_be_the_users_own() {
     )
     .unwrap();
     let out = run(&image, &open, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("can be written by other users"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, "can be written by other users");
 }
 
 #[test]
 fn an_appimage_unpacks_itself_on_request() {
-    let s = Scratch::new("extract");
-    let dir = appdir(&s.0, b"hello");
-    let image = s.0.join("Test.AppImage");
-    assert!(pack(&dir, &image).status.success());
+    let (s, image) = packed("extract", b"hello");
     let work = s.0.join("work");
     std::fs::create_dir_all(&work).unwrap();
     let out = run(&image, &work.join("cache"), &["--appimage-extract"]);
@@ -432,12 +420,7 @@ fn an_appimage_unpacks_itself_on_request() {
         &work.join("cache"),
         &["--appimage-extract", "*.svg"],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("nothing in this AppImage matches *.svg"),
-        "{}",
-        text(&out)
-    );
+    fails_saying(&out, "nothing in this AppImage matches *.svg");
 
     // A symbolic link already in squashfs-root is never written through.
     std::fs::remove_dir_all(&root).unwrap();
@@ -446,27 +429,18 @@ fn an_appimage_unpacks_itself_on_request() {
     std::fs::create_dir_all(&root).unwrap();
     std::os::unix::fs::symlink(&outside, root.join("usr")).unwrap();
     let out = run(&image, &work.join("cache"), &["--appimage-extract"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("is in the way"), "{}", text(&out));
+    fails_saying(&out, "is in the way");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 
     let help = run(&image, &work.join("cache"), &["--appimage-help"]);
     assert!(text(&help).contains("--appimage-extract"));
     let unknown = run(&image, &work.join("cache"), &["--appimage-mount"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(
-        text(&unknown).contains("--appimage-mount is not an option"),
-        "{}",
-        text(&unknown)
-    );
+    fails_saying(&unknown, "--appimage-mount is not an option");
 }
 
 #[test]
 fn a_damaged_appimage_says_so_and_leaves_nothing_behind() {
-    let s = Scratch::new("damaged");
-    let dir = appdir(&s.0, &noise(400_000, 3));
-    let image = s.0.join("Test.AppImage");
-    assert!(pack(&dir, &image).status.success());
+    let (s, image) = packed("damaged", &noise(400_000, 3));
     let bytes = std::fs::read(&image).unwrap();
     let offset = std::fs::metadata(PACKER).unwrap().len() as usize;
     let cache = s.0.join("cache");
