@@ -262,15 +262,25 @@ fn watching_the_devices_through_a_call_keeps_one_connection_to_the_sound_server(
         ));
         talker.expect("commandDone");
     }
-    let until = Instant::now() + Duration::from_secs(1);
-    while connections_and_threads(&pulse, &talker).0 > connections + 1 && Instant::now() < until {
+    // Refused switches (a speaker that is not there) make no connection at all.
+    for _ in 0..3 {
+        talker.command(r#"{"cmd":"setOutputDevice","deviceId":"pulseaudio:no_such_sink"}"#);
+        talker.expect("commandFailed");
+    }
+    // Closed connections and finished threads go within a moment.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let (c, t) = connections_and_threads(&pulse, &talker);
+        if c <= connections + 1 && t <= threads + 3 {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_flat(
         &pulse,
         &talker,
         (connections, threads),
-        "after three speaker switches",
+        "after three speaker switches and three refused ones",
     );
 }
 

@@ -37,8 +37,8 @@ pub(super) fn host() -> Arc<cpal::Host> {
     host
 }
 
-/// Drops the shared host after it failed (the sound server went away or restarted): the next
-/// use connects again.
+/// Drops the shared host after it failed (the sound server went away or restarted, or stopped
+/// answering): the next use connects again.
 pub(super) fn forget_host(failed: &cpal::Host) {
     let mut cached = HOST.lock().unwrap_or_else(PoisonError::into_inner);
     if cached
@@ -47,6 +47,12 @@ pub(super) fn forget_host(failed: &cpal::Host) {
     {
         *cached = None;
     }
+}
+
+/// Drops the shared host whatever it is (a listing through it never came back): the next use
+/// connects again.
+pub(super) fn forget_current_host() {
+    *HOST.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 /// A fallback host on a system where a sound server may yet start.
@@ -63,13 +69,20 @@ fn wants_sound_server(host: &cpal::Host) -> bool {
     }
 }
 
-/// A host of its own for one stream. Streams cannot share the listing host's connection: the
-/// `pulseaudio` crate gives every stream sync ID 0, and the server refuses ("Invalid") a second
-/// playback stream with the same sync ID on another sink of the same connection, as when the
-/// new speaker opens before the old one closes. A stream's connection ends with it: closing
-/// the stream makes the server answer after the host is gone, which ends its thread.
-pub(super) fn stream_host() -> cpal::Host {
-    new_host()
+/// A host of its own for one stream, once the listing host has found the device (an unknown
+/// device, or none at all, makes no connection: a connection dropped without a stream on it
+/// never ends, and the watcher retries a failed fallback twice a second). Streams cannot share
+/// the listing host's connection: the `pulseaudio` crate gives every stream sync ID 0, and the
+/// server refuses ("Invalid") a second playback stream with the same sync ID on another sink
+/// of the same connection, as when the new speaker opens before the old one closes. A
+/// stream's connection ends with it: closing the stream makes the server answer after the host
+/// is gone, which ends its thread.
+pub(super) fn stream_host_for(
+    id: Option<&str>,
+    input: bool,
+) -> Result<cpal::Host, crate::error::BAError> {
+    find(&host(), id, input)?;
+    Ok(new_host())
 }
 
 fn new_host() -> cpal::Host {
@@ -79,6 +92,10 @@ fn new_host() -> cpal::Host {
         match cpal::host_from_id(cpal::HostId::PulseAudio) {
             Ok(host) => return host,
             Err(e) => tracing::info!(error = %e, "no PulseAudio server; using ALSA"),
+        }
+        // Not `default_host()`, which would try the sound server a second time.
+        if let Ok(alsa) = cpal::host_from_id(cpal::HostId::Alsa) {
+            return alsa;
         }
     }
     cpal::default_host()
@@ -156,7 +173,13 @@ pub(super) fn list(host: &cpal::Host) -> Vec<MediaDeviceInfo> {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list audio devices");
-            forget_host(host);
+            // Only a connection that is gone is replaced: dropping a live one would leak it.
+            if matches!(
+                e.kind(),
+                cpal::ErrorKind::StreamInvalidated | cpal::ErrorKind::HostUnavailable
+            ) {
+                forget_host(host);
+            }
             return Vec::new();
         }
     };

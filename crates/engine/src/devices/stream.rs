@@ -168,7 +168,7 @@ impl Microphone {
     }
 
     fn open_now(id: Option<&str>) -> Result<Self, BAError> {
-        let host = audio::stream_host();
+        let host = audio::stream_host_for(id, true)?;
         let (device, device_id) = audio::find(&host, id, true)?;
         let (config, format) =
             choose_config(&device, true).map_err(|e| open_error("microphone", &device_id, &e))?;
@@ -284,7 +284,7 @@ pub struct Speaker {
 impl Speaker {
     /// Opens the output with this ID, or the system default with `None`.
     pub fn open(id: Option<&str>) -> Result<Self, BAError> {
-        let host = audio::stream_host();
+        let host = audio::stream_host_for(id, false)?;
         let (device, device_id) = audio::find(&host, id, false)?;
         let (config, format) =
             choose_config(&device, false).map_err(|e| open_error("speaker", &device_id, &e))?;

@@ -4,26 +4,48 @@
 //! camera that goes away is replaced by the first other camera; with none left, the camera
 //! is turned off (the others see `videoPaused`) and an error says why.
 
-use super::{DeviceKind, DeviceSnapshot, Microphone, Speaker, camera, open_blocking, snapshot};
+use super::{
+    DeviceKind, DeviceSnapshot, Microphone, Speaker, audio, camera, open_blocking, snapshot,
+};
 use crate::conference::Inner;
 use crate::error::BAError;
 use crate::events::ConferenceEvent;
 use crate::media::{LocalParticipant, MediaShared};
 use between_protocol::ErrorCode;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Half the 1 s the API allows between a change and its event.
 const POLL: Duration = Duration::from_millis(500);
+
+/// A listing still not back after this (a sound server that keeps the connection open but
+/// stopped answering) is given up: the next one connects anew.
+const LISTING_DEADLINE: Duration = Duration::from_secs(3);
 
 pub(crate) async fn run(inner: Weak<Inner>) {
     let mut last: Option<DeviceSnapshot> = None;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A listing that outlasted a poll is waited for again, never started twice.
+    let mut pending: Option<(tokio::task::JoinHandle<DeviceSnapshot>, Instant)> = None;
     loop {
         tick.tick().await;
-        let Ok(now) = tokio::task::spawn_blocking(snapshot).await else {
-            return;
+        let (mut listing, started) = pending
+            .take()
+            .unwrap_or_else(|| (tokio::task::spawn_blocking(snapshot), Instant::now()));
+        let now = match tokio::time::timeout(POLL, &mut listing).await {
+            Ok(Ok(now)) => now,
+            Ok(Err(_)) => return,
+            Err(_) if started.elapsed() >= LISTING_DEADLINE => {
+                // Its thread stays blocked on the old connection; one, not one per poll.
+                tracing::warn!("the sound server stopped answering; connecting again");
+                audio::forget_current_host();
+                continue;
+            }
+            Err(_) => {
+                pending = Some((listing, started));
+                continue;
+            }
         };
         let Some(inner) = inner.upgrade() else { return };
         if last.as_ref() != Some(&now) {
