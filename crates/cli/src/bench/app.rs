@@ -52,6 +52,11 @@ pub struct AppBench {
     json: bool,
 }
 
+/// How long a screen is left alone before its idle memory is read: not a wait for an event,
+/// the measurement's window (start-up allocations and the first garbage collections are over
+/// by then). The app and the blank-window floor get the same.
+const SETTLE: Duration = Duration::from_secs(3);
+
 pub async fn run(args: AppBench) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || measure(&args)).await?
 }
@@ -160,7 +165,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         starts.push(t0.elapsed().as_secs_f64() * 1000.0);
         if i == 0 {
             // Idle: settled on the join screen (the microphone meter running, as a user sees it).
-            std::thread::sleep(Duration::from_secs(3));
+            std::thread::sleep(SETTLE);
             let pids = desktop.app_processes();
             idle_bytes = memory_of(&pids);
             idle_each = pids
@@ -450,7 +455,7 @@ fn baseline_memory(path: &std::path::Path) -> anyhow::Result<Value> {
     wd(driver.wait_until("the blank page", 60, |d| {
         d.exec("return document.readyState", json!([])).ok() == Some(json!("complete"))
     }))?;
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(SETTLE);
     let pids = desktop.app_processes();
     let report = json!({
         "MiB": memory_of(&pids) as f64 / 1048576.0,
