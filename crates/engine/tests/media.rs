@@ -6,14 +6,12 @@ mod common;
 
 use between_engine::media::sources::{PatternVideo, ToneAudio};
 use between_engine::{ConferenceEvent, MediaOptions, PeerEvent, RemoteVideo};
-use between_media::analysis::{frame_psnr, tone_snr_db};
+use between_media::analysis::tone_snr_db;
 use between_media::h264::VideoEncoderSettings;
-use between_media::pattern::{TestPattern, read_counter};
+use between_media::pattern::read_counter;
 use common::*;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 const W: u32 = 320;
 const H: u32 = 240;
@@ -21,13 +19,6 @@ const H: u32 = 240;
 /// These tests are real-time calls with several encoders and decoders each; on a 2-core
 /// machine, running them side by side starves the playout clocks. One at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Counters and PSNR of every frame a participant decoded, by publisher.
-#[derive(Default)]
-struct VideoLog {
-    by_peer: Mutex<HashMap<String, Vec<(u16, f64)>>>,
-    got: Notify,
-}
 
 fn media(freq: f64, audio: Arc<AudioRecorder>) -> MediaOptions {
     MediaOptions {
@@ -42,25 +33,6 @@ fn media(freq: f64, audio: Arc<AudioRecorder>) -> MediaOptions {
         media_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         ..MediaOptions::default()
     }
-}
-
-fn watch_video(peer: String, mut video: RemoteVideo, log: Arc<VideoLog>) {
-    let pattern = TestPattern::new(W, H).unwrap();
-    tokio::spawn(async move {
-        while let Some(f) = video.next().await {
-            let entry = match read_counter(&f.frame) {
-                Some(c) => (c, frame_psnr(&f.frame, &pattern.frame(c as u32))),
-                None => (u16::MAX, 0.0),
-            };
-            log.by_peer
-                .lock()
-                .unwrap()
-                .entry(peer.clone())
-                .or_default()
-                .push(entry);
-            log.got.notify_waiters();
-        }
-    });
 }
 
 /// Forwards VideoCreated handles to a log until the stream ends.
@@ -82,17 +54,6 @@ fn collect_video(mut p: Participant, log: Arc<VideoLog>) -> tokio::task::JoinHan
         }
         p
     })
-}
-
-async fn until(within: Duration, notify: &Notify, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !done() {
-        let waiting = notify.notified();
-        if tokio::time::timeout_at(deadline, waiting).await.is_err() {
-            assert!(done(), "condition not reached within {within:?}");
-            return;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

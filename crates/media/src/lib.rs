@@ -11,6 +11,7 @@ pub mod apm;
 pub mod audio;
 pub mod camera;
 pub mod drift;
+pub mod encoded_loop;
 pub mod fec_policy;
 pub mod frame_assembly;
 pub mod h264;

@@ -132,6 +132,18 @@ impl TrackKind {
         Self::parse(track_id.split_once('#').map_or(track_id, |(kind, _)| kind))
     }
 
+    /// The kind of a track a publisher sends, from its SDP media section (`audio`: an audio
+    /// section) and its track ID: video is a screen share when its ID names one (`screen`,
+    /// `screen#N`, as the engine sends it) and a camera otherwise, whatever the ID (browsers
+    /// make random ones).
+    pub fn of_media(audio: bool, track_id: &str) -> Self {
+        match (audio, Self::of_published(track_id)) {
+            (true, _) => Self::Audio,
+            (false, Some(Self::Screen)) => Self::Screen,
+            (false, _) => Self::Video,
+        }
+    }
+
     pub fn parse(track_id: &str) -> Option<Self> {
         match track_id {
             "audio" => Some(Self::Audio),
@@ -150,6 +162,29 @@ pub struct TrackInfo {
     pub peer_id: String,
     pub kind: TrackKind,
     pub track_id: String,
+}
+
+impl TrackInfo {
+    /// The ID of `publisher`'s `kind` track on a subscriber's connection: `{publisher}-audio`,
+    /// `{publisher}-video`, `{publisher}-screen#{ssrc}`. A camera or microphone keeps its ID
+    /// when its stream restarts (subscribers see one continuous track); each screen share is
+    /// a track of its own, because WebRTC stacks know remote tracks by ID and would take a new
+    /// share under an old ID for the old, ended one.
+    pub fn subscription_id(publisher: &str, kind: TrackKind, ssrc: u32) -> String {
+        match kind {
+            TrackKind::Screen => format!("{publisher}-screen#{ssrc}"),
+            TrackKind::Audio | TrackKind::Video => format!("{publisher}-{}", kind.as_str()),
+        }
+    }
+
+    /// The publisher and kind a subscription ID names (see [`TrackInfo::subscription_id`]).
+    pub fn parse_subscription_id(track_id: &str) -> Option<(&str, TrackKind)> {
+        let (publisher, kind) = track_id.rsplit_once('-')?;
+        if publisher.is_empty() {
+            return None;
+        }
+        Some((publisher, TrackKind::of_published(kind)?))
+    }
 }
 
 /// Proof that a reconnecting client is the participant it claims to be.

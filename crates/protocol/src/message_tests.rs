@@ -302,3 +302,36 @@ fn track_kinds_parse_from_track_ids() {
     assert_eq!(TrackKind::of_published("video"), Some(TrackKind::Video));
     assert_eq!(TrackKind::of_published("screens#3"), None);
 }
+
+#[test]
+fn a_published_track_is_known_by_its_media_section_whatever_its_id() {
+    assert_eq!(TrackKind::of_media(true, "audio"), TrackKind::Audio);
+    assert_eq!(
+        TrackKind::of_media(true, "3c1f0e4a-9d2b-4f7e-8a11-5b6c7d8e9f00"),
+        TrackKind::Audio
+    );
+    assert_eq!(
+        TrackKind::of_media(false, "{8e1b2c3d-0000-4a5b-9c8d-7e6f5a4b3c2d}"),
+        TrackKind::Video
+    );
+    assert_eq!(TrackKind::of_media(false, "video"), TrackKind::Video);
+    assert_eq!(TrackKind::of_media(false, "screen#4"), TrackKind::Screen);
+    // A video section is never audio, whatever its ID says.
+    assert_eq!(TrackKind::of_media(false, "audio"), TrackKind::Video);
+    assert_eq!(TrackKind::of_media(true, "screen#1"), TrackKind::Audio);
+}
+
+#[test]
+fn subscription_ids_name_their_publisher_and_kind() {
+    for (kind, ssrc, id) in [
+        (TrackKind::Audio, 1, "ab12-audio"),
+        (TrackKind::Video, 2, "ab12-video"),
+        (TrackKind::Screen, 77, "ab12-screen#77"),
+    ] {
+        assert_eq!(TrackInfo::subscription_id("ab12", kind, ssrc), id);
+        assert_eq!(TrackInfo::parse_subscription_id(id), Some(("ab12", kind)));
+    }
+    assert_eq!(TrackInfo::parse_subscription_id("audio"), None);
+    assert_eq!(TrackInfo::parse_subscription_id("-audio"), None);
+    assert_eq!(TrackInfo::parse_subscription_id("ab12-speaker"), None);
+}

@@ -186,11 +186,6 @@ impl Conn {
                             resumed = joined.resumed,
                             "joined"
                         );
-                        if joined.resumed {
-                            self.hub.sfu.resend_offer(&joined.peer_id);
-                        } else {
-                            self.hub.sfu.add_peer(&joined.peer_id, &joined.room);
-                        }
                         self.peer = Some(joined.peer_id);
                         None
                     }
@@ -226,11 +221,11 @@ impl Conn {
                 None
             }
             (ClientMessage::Resubscribe, Some(peer)) => {
-                self.hub.sfu.resubscribe(&peer).await;
+                self.hub.sfu.resubscribe(&peer);
                 None
             }
             (ClientMessage::Unpublish { kind }, Some(peer)) => {
-                self.hub.sfu.stop_publishing(&peer, kind).await;
+                self.hub.sfu.stop_publishing(&peer, kind);
                 None
             }
             (ClientMessage::Publish { sdp }, Some(peer)) => {

@@ -6,12 +6,12 @@ use crate::Timing;
 use crate::keys::ApiKeys;
 use crate::metrics::{Gauges, Metrics};
 use crate::rooms::{ConnId, JoinRequest, Joined, Output, Registry};
-use crate::sfu::Sfu;
+use crate::sfu::{RtpCounters, Sfu};
 use axum::extract::ws::Utf8Bytes;
 use between_protocol::{ErrorCode, ProtocolError, Resume, ServerMessage, encode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::{Notify, mpsc};
 
@@ -34,14 +34,14 @@ pub(crate) struct Hub {
     pub keys: ApiKeys,
     pub timing: Timing,
     pub metrics: Metrics,
-    pub sfu: Arc<Sfu>,
+    pub sfu: Sfu,
     next_conn: AtomicU64,
     /// Signalled whenever a connection unregisters, for shutdown to wait on.
     pub conn_gone: Notify,
 }
 
 impl Hub {
-    pub fn new(keys: ApiKeys, timing: Timing, sfu: Arc<Sfu>) -> Self {
+    pub fn new(keys: ApiKeys, timing: Timing, sfu: Sfu) -> Self {
         Self {
             state: Mutex::new(State {
                 registry: Registry::new(timing.registry_limits()),
@@ -162,18 +162,17 @@ impl Hub {
                 peers: state.registry.peer_count(),
                 connections: state.outboxes.len(),
                 media_connections: self.sfu.connection_count(),
-                rtp_received: self
-                    .sfu
-                    .counters
-                    .received
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                rtp_forwarded: self
-                    .sfu
-                    .counters
-                    .forwarded
-                    .load(std::sync::atomic::Ordering::Relaxed),
+                rtp: {
+                    let c = self.sfu.counters();
+                    crate::metrics::RtpGauges {
+                        received: RtpCounters::get(&c.received),
+                        forwarded: RtpCounters::get(&c.forwarded),
+                        refused: RtpCounters::get(&c.refused),
+                        dropped: RtpCounters::get(&c.dropped),
+                    }
+                },
                 replay_misses: state.registry.replay_misses(),
-                edge: self.sfu.edge.as_ref().map(|edge| {
+                edge: self.sfu.edge().map(|edge| {
                     let (udp_paths, tcp_paths) = edge.paths();
                     let c = edge.counters();
                     crate::metrics::EdgeGauges {
@@ -218,10 +217,10 @@ impl Hub {
                         let _ = tx.try_send(Outgoing::Replaced);
                     }
                 }
-                Output::Removed { peer_id } => {
-                    let sfu = self.sfu.clone();
-                    tokio::spawn(async move { sfu.remove_peer(&peer_id).await });
-                }
+                // The registry is the one owner of membership; the SFU follows it.
+                Output::Joined { peer_id, room } => self.sfu.joined(&peer_id, &room),
+                Output::Resumed { peer_id } => self.sfu.resumed(&peer_id),
+                Output::Removed { peer_id } => self.sfu.left(&peer_id),
             }
         }
     }

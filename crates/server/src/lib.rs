@@ -164,7 +164,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             )
         }
     };
-    let sfu = Arc::new(sfu::Sfu::new(media, edge, signal_tx));
+    let sfu = sfu::Sfu::new(media, edge, signal_tx);
     let hub = Arc::new(Hub::new(config.keys, config.timing, sfu));
     // The SFU's own messages (offers) reach participants through their signaling connection.
     let pump_hub = Arc::downgrade(&hub);
@@ -230,7 +230,7 @@ impl RunningServer {
 
     /// The media port (UDP and ICE-TCP) when the server runs with one.
     pub fn media_port(&self) -> Option<u16> {
-        self.hub.sfu.edge.as_ref().map(|e| e.local_addr().port())
+        self.hub.sfu.edge().map(|e| e.local_addr().port())
     }
 
     /// The URL clients connect to, e.g. `ws://127.0.0.1:7880`.

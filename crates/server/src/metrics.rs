@@ -26,11 +26,19 @@ pub struct Gauges {
     pub peers: usize,
     pub connections: usize,
     pub media_connections: usize,
-    pub rtp_received: u64,
-    pub rtp_forwarded: u64,
+    pub rtp: RtpGauges,
     pub replay_misses: u64,
     /// The one-port edge, when configured.
     pub edge: Option<EdgeGauges>,
+}
+
+/// The SFU's packet counters.
+#[derive(Default)]
+pub struct RtpGauges {
+    pub received: u64,
+    pub forwarded: u64,
+    pub refused: u64,
+    pub dropped: u64,
 }
 
 pub struct EdgeGauges {
@@ -146,11 +154,30 @@ impl Metrics {
             "# HELP between_replay_misses_total Data messages a resuming client missed (outside the replay window).\n# TYPE between_replay_misses_total counter\nbetween_replay_misses_total {}",
             g.replay_misses
         );
-        let _ = writeln!(
-            s,
-            "# HELP between_rtp_received_total RTP packets the SFU received from publishers.\n# TYPE between_rtp_received_total counter\nbetween_rtp_received_total {}\n# HELP between_rtp_forwarded_total RTP packets the SFU sent to subscribers.\n# TYPE between_rtp_forwarded_total counter\nbetween_rtp_forwarded_total {}",
-            g.rtp_received, g.rtp_forwarded
-        );
+        for (name, help, v) in [
+            (
+                "between_rtp_received_total",
+                "RTP packets the SFU received from publishers.",
+                g.rtp.received,
+            ),
+            (
+                "between_rtp_forwarded_total",
+                "RTP packets the SFU wrote to subscribers' connections.",
+                g.rtp.forwarded,
+            ),
+            (
+                "between_rtp_refused_total",
+                "RTP packets a subscriber's connection cannot carry (no matching codec); each such stream is logged once.",
+                g.rtp.refused,
+            ),
+            (
+                "between_rtp_dropped_total",
+                "RTP packets not sent for a passing reason: the subscriber's connection not negotiated yet or closing, the subscriber behind.",
+                g.rtp.dropped,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
         if let Some(e) = &g.edge {
             let _ = writeln!(
                 s,
@@ -186,8 +213,7 @@ mod tests {
             peers: 5,
             connections: 4,
             media_connections: 6,
-            rtp_received: 0,
-            rtp_forwarded: 0,
+            rtp: RtpGauges::default(),
             replay_misses: 0,
             edge: None,
         });

@@ -26,6 +26,11 @@ pub enum Output {
     Send { to: Vec<ConnId>, msg: ServerMessage },
     /// This connection was replaced by a resumed one: close it without detaching anyone.
     Close { conn: ConnId },
+    /// A participant was admitted to `room` (the room's key, unique across tenants): the
+    /// SFU gives it what is published there.
+    Joined { peer_id: String, room: String },
+    /// A participant came back on a new connection: the SFU resends what it may have missed.
+    Resumed { peer_id: String },
     /// The participant is gone for good: release its media.
     Removed { peer_id: String },
 }
@@ -92,8 +97,6 @@ pub struct JoinRequest<'a> {
 pub struct Joined {
     pub peer_id: String,
     pub resumed: bool,
-    /// The room's key, unique across tenants (for the SFU).
-    pub room: String,
 }
 
 #[derive(Default)]
@@ -174,11 +177,14 @@ impl Registry {
         }];
         self.media_states_to(req.conn, &others, &mut out);
         self.send_to_members(&others, ServerMessage::PeerJoined { peer: me }, &mut out);
+        out.push(Output::Joined {
+            peer_id: peer_id.clone(),
+            room: room_name,
+        });
         (
             Joined {
                 peer_id,
                 resumed: false,
-                room: room_name,
             },
             out,
         )
@@ -245,11 +251,13 @@ impl Registry {
             to: vec![conn],
             msg,
         }));
+        out.push(Output::Resumed {
+            peer_id: resume.peer_id.clone(),
+        });
         Some((
             Joined {
                 peer_id: resume.peer_id.clone(),
                 resumed: true,
-                room: key.to_string(),
             },
             out,
         ))

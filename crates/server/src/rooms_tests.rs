@@ -90,6 +90,25 @@ fn newcomer_gets_the_member_list_and_others_get_peer_joined() {
 }
 
 #[test]
+fn the_sfu_hears_of_each_join_with_a_room_key_per_tenant_and_call() {
+    let mut h = Harness::new();
+    let joined_room = |out: &[Output]| -> Vec<(String, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Joined { peer_id, room } => Some((peer_id.clone(), room.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let (a, _, out) = h.join(0, "same", "A");
+    assert_eq!(joined_room(&out), vec![(a, "0/same".to_string())]);
+    let (b, _, out) = h.join(1, "same", "B");
+    assert_eq!(joined_room(&out), vec![(b, "1/same".to_string())]);
+    let (c, _, out) = h.join(0, "other", "C");
+    assert_eq!(joined_room(&out), vec![(c, "0/other".to_string())]);
+}
+
+#[test]
 fn tenants_and_calls_are_isolated() {
     let mut h = Harness::new();
     let (_, c1, _) = h.join(0, "same", "A");
@@ -236,8 +255,12 @@ fn resume_keeps_identity_and_replays_what_the_client_missed() {
         Joined {
             peer_id: a.clone(),
             resumed: true,
-            room: "0/call".into(),
         }
+    );
+    assert_eq!(
+        out.last(),
+        Some(&Output::Resumed { peer_id: a.clone() }),
+        "the SFU hears of the resume, after the replay"
     );
     let msgs = sent_to(&out, 99);
     assert!(

@@ -1,13 +1,15 @@
 //! Building WebRTC peer connections the Between way (only Opus and H.264, the default
-//! interceptors plus keyframe-request delivery, UDP on a chosen address, no STUN) and turning
-//! their callbacks into channel messages. Shared by the engine (client side) and the SFU.
+//! interceptors plus keyframe-request delivery, UDP on a chosen address, no STUN), turning
+//! their callbacks into channel messages, and the offer/answer steps both sides take. Shared
+//! by the engine (client side) and the SFU.
 
 mod runtime;
 
-use between_media::rtp::{interceptors, media_engine};
+use between_media::rtp::{RtpSetupError, interceptors, media_engine};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -19,6 +21,29 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
     RTCPeerConnectionState,
 };
+
+/// What went wrong with a connection, for the engine's and the SFU's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{0}")]
+    Setup(#[from] RtpSetupError),
+    /// A step of the WebRTC stack failed (`what` names it: "the offer", "the answer", ...).
+    #[error("{what} failed: {source}")]
+    WebRtc {
+        what: &'static str,
+        #[source]
+        source: webrtc::error::Error,
+    },
+    #[error("the connection has no local description")]
+    NoLocalDescription,
+}
+
+impl TransportError {
+    /// For `map_err`: the step `what` of the WebRTC stack failed.
+    pub fn webrtc(what: &'static str) -> impl FnOnce(webrtc::error::Error) -> Self {
+        move |source| Self::WebRtc { what, source }
+    }
+}
 
 pub enum PcEvent {
     Track(Arc<dyn TrackRemote>),
@@ -94,10 +119,10 @@ impl MediaAddress {
 }
 
 /// A connection with Between's codecs and interceptors, bound as `address` says.
-pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
+pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, TransportError> {
     let address = address.into();
-    let mut engine = media_engine().map_err(|e| e.to_string())?;
-    let registry = interceptors(&mut engine).map_err(|e| e.to_string())?;
+    let mut engine = media_engine()?;
+    let registry = interceptors(&mut engine)?;
     let (gathered_tx, gathered) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
     // No mDNS: candidates carry plain IPs, and nothing binds port 5353 (which fails where
@@ -130,7 +155,7 @@ pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, String> {
         })
         .build()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TransportError::webrtc("creating the connection"))?;
     Ok(Built {
         pc: Arc::new(pc),
         gathered,
@@ -226,6 +251,84 @@ pub async fn add_tcp_candidates(
             tracing::debug!(error = %e, "remote ICE-TCP candidate not taken");
         }
     }
+}
+
+/// Our offer of the connection as it now is, with its candidates: the SDP to send.
+pub async fn make_offer(
+    pc: &Arc<dyn PeerConnection>,
+    gathered_rx: &mut watch::Receiver<bool>,
+) -> Result<String, TransportError> {
+    let offer = pc
+        .create_offer(None)
+        .await
+        .map_err(TransportError::webrtc("creating the offer"))?;
+    pc.set_local_description(offer)
+        .await
+        .map_err(TransportError::webrtc("applying our offer"))?;
+    local_sdp(pc, gathered_rx).await
+}
+
+/// Applies the other side's offer and makes our answer, with its candidates. `tcp`: dial the
+/// offer's passive ICE-TCP candidates, remembering which (a client's; see
+/// [`split_tcp_candidates`]).
+pub async fn make_answer(
+    pc: &Arc<dyn PeerConnection>,
+    gathered_rx: &mut watch::Receiver<bool>,
+    offer: String,
+    tcp: Option<&mut HashSet<String>>,
+) -> Result<String, TransportError> {
+    let (offer, candidates) = match tcp {
+        Some(_) => split_tcp_candidates(&offer),
+        None => (offer, Vec::new()),
+    };
+    let offer = RTCSessionDescription::offer(offer).map_err(TransportError::webrtc("the offer"))?;
+    pc.set_remote_description(offer)
+        .await
+        .map_err(TransportError::webrtc("applying the offer"))?;
+    if let Some(known) = tcp {
+        add_tcp_candidates(pc, candidates, known).await;
+    }
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(TransportError::webrtc("creating the answer"))?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(TransportError::webrtc("applying our answer"))?;
+    local_sdp(pc, gathered_rx).await
+}
+
+/// Applies the other side's answer to our last offer (`tcp` as for [`make_answer`]).
+pub async fn apply_answer(
+    pc: &Arc<dyn PeerConnection>,
+    answer: String,
+    tcp: Option<&mut HashSet<String>>,
+) -> Result<(), TransportError> {
+    let (answer, candidates) = match tcp {
+        Some(_) => split_tcp_candidates(&answer),
+        None => (answer, Vec::new()),
+    };
+    let answer =
+        RTCSessionDescription::answer(answer).map_err(TransportError::webrtc("the answer"))?;
+    pc.set_remote_description(answer)
+        .await
+        .map_err(TransportError::webrtc("applying the answer"))?;
+    if let Some(known) = tcp {
+        add_tcp_candidates(pc, candidates, known).await;
+    }
+    Ok(())
+}
+
+/// The local description once gathering is done (candidates inside).
+async fn local_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    gathered_rx: &mut watch::Receiver<bool>,
+) -> Result<String, TransportError> {
+    gathered(gathered_rx).await;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or(TransportError::NoLocalDescription)
 }
 
 /// Waits until ICE gathering has finished (candidates are then inside the local SDP), at

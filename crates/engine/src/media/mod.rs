@@ -19,11 +19,8 @@ use crate::error::BAError;
 use between_media::h264::VideoEncoderSettings;
 use between_media::video::I420Frame;
 use between_protocol::{ClientMessage, ErrorCode, TrackInfo};
-use between_transport::{
-    MediaAddress, PcEvent, add_tcp_candidates, build, gathered, split_tcp_candidates,
-};
+use between_transport::{MediaAddress, PcEvent, build, make_answer};
 use publish::Feed;
-use rtc::peer_connection::sdp::RTCSessionDescription;
 pub(crate) use share::ShareCommand;
 use sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
 use std::collections::HashSet;
@@ -50,6 +47,9 @@ pub struct MediaOptions {
     /// Echo cancellation, noise suppression and gain control on the microphone, with the
     /// speaker's mix as the echo reference. For real devices; synthetic sources do not need it.
     pub audio_processing: bool,
+    /// Send the camera's first N encoded pictures again and again instead of encoding every
+    /// picture (`between_media::encoded_loop`): for benchmark stand-ins only.
+    pub video_loop: Option<usize>,
 }
 
 impl Default for MediaOptions {
@@ -62,6 +62,7 @@ impl Default for MediaOptions {
             peer_audio: None,
             media_ip: IpAddr::from([0, 0, 0, 0]),
             audio_processing: false,
+            video_loop: None,
         }
     }
 }
@@ -72,6 +73,7 @@ pub(crate) struct MediaShared {
     pub audio: Mutex<Option<Box<dyn AudioSource>>>,
     pub video: Mutex<Option<Box<dyn VideoSource>>>,
     pub video_encoder: VideoEncoderSettings,
+    pub video_loop: Option<usize>,
     pub playback: Mutex<Option<Box<dyn AudioSink>>>,
     pub peer_audio: Option<Arc<dyn PeerAudioTap>>,
     pub media_ip: IpAddr,
@@ -98,6 +100,7 @@ impl MediaShared {
             audio: Mutex::new(options.audio),
             video: Mutex::new(options.video),
             video_encoder: options.video_encoder,
+            video_loop: options.video_loop,
             playback: Mutex::new(options.playback),
             peer_audio: options.peer_audio,
             media_ip: options.media_ip,
@@ -289,7 +292,7 @@ async fn drive(
                         }
                     }
                     if let Some(sub) = subscriber.as_mut() {
-                        match answer(sub, sdp).await {
+                        match make_answer(&sub.pc, &mut sub.gathered, sdp, Some(&mut sub.tcp_candidates)).await {
                             Ok(answer) => inner.send_signal(ClientMessage::SubscribeAnswer { sdp: answer }),
                             Err(e) => tracing::warn!(error = %e, "cannot answer the subscribe offer"),
                         }
@@ -327,32 +330,6 @@ async fn drive(
             }
         }
     }
-}
-
-async fn answer(sub: &mut Subscriber, sdp: String) -> Result<String, String> {
-    let (sdp, tcp) = split_tcp_candidates(&sdp);
-    let offer = RTCSessionDescription::offer(sdp).map_err(|e| e.to_string())?;
-    sub.pc
-        .set_remote_description(offer)
-        .await
-        .map_err(|e| e.to_string())?;
-    add_tcp_candidates(&sub.pc, tcp, &mut sub.tcp_candidates).await;
-    let answer = sub
-        .pc
-        .create_answer(None)
-        .await
-        .map_err(|e| e.to_string())?;
-    sub.pc
-        .set_local_description(answer)
-        .await
-        .map_err(|e| e.to_string())?;
-    gathered(&mut sub.gathered).await;
-    let local = sub
-        .pc
-        .local_description()
-        .await
-        .ok_or_else(|| "no local description".to_string())?;
-    Ok(local.sdp)
 }
 
 /// Tasks that die with the session.

@@ -3,6 +3,7 @@
 
 use super::{LocalParticipant, MediaShared, Tasks};
 use crate::conference::Inner;
+use between_media::encoded_loop::EncodedLoop;
 use between_media::fec_policy::FecPolicy;
 use between_media::h264::{H264Encoder, VideoEncoderSettings};
 use between_media::opus_codec::OpusEncoder;
@@ -12,9 +13,8 @@ use between_media::rtp::{
 };
 use between_media::screen::ChangeGate;
 use between_media::{FRAME_MS, FRAME_SAMPLES};
-use between_transport::{MediaAddress, add_tcp_candidates, build, gathered, split_tcp_candidates};
+use between_transport::{MediaAddress, TransportError, apply_answer, build, make_offer};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -57,7 +57,7 @@ async fn add_track(
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
     fresh_transceiver: bool,
-) -> Result<LocalTrack, String> {
+) -> Result<LocalTrack, TransportError> {
     let ssrc = random_ssrc();
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "between".to_string(),
@@ -84,16 +84,19 @@ async fn add_track(
                 }),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(TransportError::webrtc("adding a transceiver"))?;
         transceiver
             .sender()
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the new transceiver has no sender")?
+            .map_err(TransportError::webrtc("the new transceiver's sender"))?
+            .ok_or(TransportError::WebRtc {
+                what: "the new transceiver's sender",
+                source: webrtc::error::Error::ErrRTPSenderNotExisted,
+            })?
     } else {
         pc.add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(TransportError::webrtc("adding a track"))?
     };
     Ok(LocalTrack {
         track,
@@ -116,7 +119,7 @@ async fn payload_type(sender: &Arc<dyn RtpSender>, fallback: u8) -> u8 {
 impl Publisher {
     /// Creates the sending connection with a track per local source (none: a connection for
     /// a screen share alone).
-    pub async fn new(shared: &MediaShared) -> Result<Self, String> {
+    pub async fn new(shared: &MediaShared) -> Result<Self, TransportError> {
         let built = build(MediaAddress::client(shared.media_ip)).await?;
         let pc = built.pc.clone();
         let audio = if shared.has_audio {
@@ -138,35 +141,13 @@ impl Publisher {
     }
 
     /// An offer describing the connection's current tracks, with its candidates.
-    pub async fn offer(&mut self) -> Result<String, String> {
-        let offer = self
-            .pc
-            .create_offer(None)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.pc
-            .set_local_description(offer)
-            .await
-            .map_err(|e| e.to_string())?;
-        gathered(&mut self.gathered).await;
-        Ok(self
-            .pc
-            .local_description()
-            .await
-            .ok_or("no local description")?
-            .sdp)
+    pub async fn offer(&mut self) -> Result<String, TransportError> {
+        make_offer(&self.pc, &mut self.gathered).await
     }
 
     /// Applies the server's answer to the latest offer.
-    pub async fn apply_answer(&self, sdp: String) -> Result<(), String> {
-        let (sdp, tcp) = split_tcp_candidates(&sdp);
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
-        self.pc
-            .set_remote_description(answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        add_tcp_candidates(&self.pc, tcp, &mut Default::default()).await;
-        Ok(())
+    pub async fn apply_answer(&self, sdp: String) -> Result<(), TransportError> {
+        apply_answer(&self.pc, sdp, Some(&mut Default::default())).await
     }
 
     /// Starts the camera and microphone pacers (after the first answer).
@@ -205,7 +186,7 @@ impl Publisher {
     /// Adds a screen track (announced with the next offer). Each share gets a transceiver
     /// of its own: one reused from an earlier share would carry the new stream on an old
     /// m-line, where the server's connection does not announce a new track.
-    pub async fn add_screen(&self, number: u64) -> Result<LocalTrack, String> {
+    pub async fn add_screen(&self, number: u64) -> Result<LocalTrack, TransportError> {
         // A track ID of its own too: the server's stack knows remote tracks by ID.
         let id = format!("screen#{number}");
         add_track(&self.pc, &id, RtpCodecKind::Video, h264_codec(), true).await
@@ -367,8 +348,24 @@ async fn send_video(
     let mut tick = interval(Duration::from_secs_f64(1.0 / sample_hz));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_sent: Option<Instant> = None;
+    let mut replay = match feed {
+        Feed::Camera => shared.video_loop.map(EncodedLoop::new),
+        Feed::Screen { .. } => None,
+    };
     loop {
         tick.tick().await;
+        if let Some(replay) = replay.as_mut().filter(|r| !r.recording()) {
+            let force = keyframe.swap(false, Ordering::Relaxed);
+            match replay.next(force) {
+                Some(p) if !shared.video_muted.load(Ordering::Relaxed) => {
+                    for p in packetizer.packetize(Instant::now(), &p.data, ticks) {
+                        let _ = track.write_rtp(p).await;
+                    }
+                }
+                _ => packetizer.skip(ticks),
+            }
+            continue;
+        }
         if screen {
             let since = last_sent.map(|t| t.elapsed());
             let force = keyframe.load(Ordering::Relaxed);
@@ -447,6 +444,9 @@ async fn send_video(
             Ok(Some(encoded)) => {
                 for p in packetizer.packetize(Instant::now(), &encoded.data, ticks) {
                     let _ = track.write_rtp(p).await;
+                }
+                if let Some(replay) = replay.as_mut() {
+                    replay.record(&encoded);
                 }
             }
             Ok(None) => packetizer.skip(ticks),

@@ -97,18 +97,14 @@ pub(super) async fn track(
     let track_id = remote.track_id().await;
     let (peer, kind) = match infos.iter().find(|t| t.track_id == track_id) {
         Some(t) => (t.peer_id.clone(), t.kind),
-        None => {
-            let peer = remote.stream_id().await;
-            let Some(kind) = track_id
-                .rsplit('-')
-                .next()
-                .and_then(TrackKind::of_published)
-            else {
-                tracing::info!(track = %track_id, "ignoring an unknown remote track");
+        // Not in the offer's list (it raced ahead of it): its ID says whose and what.
+        None => match TrackInfo::parse_subscription_id(&track_id) {
+            Some((peer, kind)) => (peer.to_string(), kind),
+            None => {
+                tracing::info!("ignoring an unknown remote track");
                 return;
-            };
-            (peer, kind)
-        }
+            }
+        },
     };
     tracing::info!(peer = %peer, ?kind, "receiving a track");
     match kind {

@@ -282,3 +282,63 @@ impl AudioRecorder {
         }
     }
 }
+
+/// Counters and PSNR of every frame a participant decoded, by publisher.
+#[derive(Default)]
+pub struct VideoLog {
+    pub by_peer: std::sync::Mutex<std::collections::HashMap<String, Vec<(u16, f64)>>>,
+    pub got: tokio::sync::Notify,
+}
+
+/// Reads every frame of `video` into `log`: its test-pattern counter and its PSNR against the
+/// pattern picture with that counter.
+pub fn watch_video(peer: String, mut video: between_engine::RemoteVideo, log: Arc<VideoLog>) {
+    use between_media::analysis::frame_psnr;
+    use between_media::pattern::{TestPattern, read_counter};
+    tokio::spawn(async move {
+        let mut pattern: Option<((u32, u32), TestPattern)> = None;
+        while let Some(f) = video.next().await {
+            let size = (f.frame.width(), f.frame.height());
+            if pattern.as_ref().is_none_or(|(s, _)| *s != size) {
+                pattern = TestPattern::new(size.0, size.1).ok().map(|p| (size, p));
+            }
+            let entry = match (read_counter(&f.frame), &pattern) {
+                (Some(c), Some((_, p))) => (c, frame_psnr(&f.frame, &p.frame(c as u32))),
+                _ => (u16::MAX, 0.0),
+            };
+            log.by_peer
+                .lock()
+                .unwrap()
+                .entry(peer.clone())
+                .or_default()
+                .push(entry);
+            log.got.notify_waiters();
+        }
+    });
+}
+
+/// Waits until `done` holds, re-checking whenever `notify` fires; fails after `within`.
+pub async fn until(within: Duration, notify: &tokio::sync::Notify, done: impl FnMut() -> bool) {
+    until_else(within, notify, done, String::new).await
+}
+
+/// [`until`], saying what `state` says when it fails.
+pub async fn until_else(
+    within: Duration,
+    notify: &tokio::sync::Notify,
+    mut done: impl FnMut() -> bool,
+    state: impl Fn() -> String,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        let waiting = notify.notified();
+        if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+            assert!(
+                done(),
+                "condition not reached within {within:?}: {}",
+                state()
+            );
+            return;
+        }
+    }
+}

@@ -1,0 +1,668 @@
+//! The SFU's decisions, sans IO: which subscriber receives which track, when a receiving
+//! connection is offered again, and which feedback goes back to a publisher. Inputs go in
+//! with the time ([`Core::handle_input`], [`Core::handle_timeout`]), outputs are polled
+//! ([`Core::poll_output`]), and [`Core::poll_timeout`] says when time must next be passed
+//! in. Nothing here touches a socket, a task or a clock, so every path is tested with a fake
+//! clock (`core_tests.rs`); the per-peer drivers (`driver.rs`) carry the outputs out.
+//!
+//! Membership comes only from the room registry's outputs (joined, resumed, removed): the
+//! registry owns it, the core keeps the projection it needs. Routing is [`route::receives`],
+//! asked in one place ([`Core::reconcile`]), which turns "what this subscriber should
+//! receive" into subscribe/unsubscribe outputs and a renegotiation.
+//!
+//! `M` is the data plane's handle of a published track (its fan-out, in the server): the core
+//! only hands it from the publish input to the subscribe outputs.
+
+use super::route::{self, Party};
+use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a subscribe offer waits for its answer before it is made again.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a failed attempt to make an offer the next one is made.
+pub const OFFER_RETRY: Duration = Duration::from_secs(1);
+/// The least time between two loss relays for one track: receivers report about once a
+/// second each, and relaying every report of N subscribers would count one loss N times in
+/// the publisher's smoothing.
+pub const LOSS_RELAY_INTERVAL: Duration = Duration::from_millis(900);
+/// A subscriber's loss report counts for this long.
+pub const LOSS_MEMORY: Duration = Duration::from_secs(10);
+/// The least time between two keyframe requests to one publisher's track: subscribers that
+/// lose packets together would otherwise ask for a keyframe each, and every keyframe costs
+/// the publisher's uplink several frames' worth. A request inside the interval is sent when
+/// it ends, so nobody waits more than this for a picture.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Something that happened, for the core to decide on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<M> {
+    /// The registry admitted `peer` to `room` (a fresh join, not a resume).
+    Joined { peer: String, room: String },
+    /// `peer` came back on a new socket: an offer it may have missed goes again.
+    Resumed { peer: String },
+    /// The registry removed `peer` for good.
+    Left { peer: String },
+    /// `peer`'s publishing connection carries a track (a new one, or a restarted one under
+    /// an ID already published). `track_id` follows [`TrackInfo::subscription_id`].
+    Published {
+        peer: String,
+        kind: TrackKind,
+        track_id: String,
+        media: M,
+    },
+    /// `peer` stopped sending `track_id` (a share ended, or its track ended).
+    Unpublished { peer: String, track_id: String },
+    /// The driver made offer `offer` for `peer`'s receiving connection.
+    OfferReady {
+        peer: String,
+        offer: u64,
+        sdp: String,
+    },
+    /// The driver could not make offer `offer`.
+    OfferFailed { peer: String, offer: u64 },
+    /// The client answered the offer waiting for it.
+    Answered { peer: String, sdp: String },
+    /// The driver applied (or failed to apply) the answer to `offer`.
+    AnswerApplied {
+        peer: String,
+        offer: u64,
+        error: Option<String>,
+    },
+    /// The client asks for its receiving connection to be built again (it never came up).
+    Resubscribe { peer: String },
+    /// `subscriber` reported `fraction_lost` (of 256) on its copy of `publisher`'s track.
+    ReceiverReport {
+        subscriber: String,
+        publisher: String,
+        track_id: String,
+        fraction_lost: u8,
+    },
+    /// A subscriber needs a keyframe of `publisher`'s `track_id` (it asked, or it just
+    /// started receiving it).
+    KeyframeWanted { publisher: String, track_id: String },
+}
+
+/// Something for the drivers (or the signaling layer) to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<M> {
+    /// Add a sender of `track` to `subscriber`'s receiving connection (making that connection
+    /// if it has none); `media` is what the publish input carried.
+    Subscribe {
+        subscriber: String,
+        track: TrackInfo,
+        media: M,
+    },
+    /// Remove the sender of `track_id` from `subscriber`'s receiving connection.
+    Unsubscribe {
+        subscriber: String,
+        track_id: String,
+    },
+    /// Make offer number `offer` of `subscriber`'s receiving connection as it now is, and
+    /// report it with [`Input::OfferReady`] or [`Input::OfferFailed`].
+    MakeOffer { subscriber: String, offer: u64 },
+    /// Apply the client's answer to `offer`, then report [`Input::AnswerApplied`].
+    ApplyAnswer {
+        subscriber: String,
+        offer: u64,
+        sdp: String,
+    },
+    /// Close `subscriber`'s receiving connection and drop its senders; the next
+    /// [`Output::Subscribe`] makes a new connection.
+    ResetSubscriber { subscriber: String },
+    /// A message for a participant's signaling connection.
+    Signal { peer: String, msg: ServerMessage },
+    /// Ask `publisher` for a keyframe of `track_id`.
+    RequestKeyframe { publisher: String, track_id: String },
+    /// Tell `publisher` the worst loss its subscribers report for `track_id`.
+    RelayLoss {
+        publisher: String,
+        track_id: String,
+        fraction_lost: u8,
+    },
+    /// `peer` is gone: close all its connections.
+    Close { peer: String },
+}
+
+/// Where one receiving connection's offer/answer exchange is.
+#[derive(Debug, Clone, PartialEq)]
+enum Negotiation {
+    /// Nothing is waiting.
+    Stable,
+    /// The driver is making offer `offer`, describing `tracks`.
+    Making {
+        offer: u64,
+        tracks: Vec<TrackInfo>,
+        again: bool,
+    },
+    /// Offer `offer` went to the client; its answer is due by `deadline`.
+    Offered {
+        offer: u64,
+        msg: ServerMessage,
+        deadline: Instant,
+        again: bool,
+    },
+    /// The driver is applying the client's answer to `offer`.
+    Applying { offer: u64, again: bool },
+    /// Making an offer failed; the next is made at `at`.
+    Retry { at: Instant },
+}
+
+/// Throttles keyframe requests to one track (see [`KEYFRAME_INTERVAL`]).
+#[derive(Debug, Default)]
+struct KeyframeGate {
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeGate {
+    /// Whether a request may go now; otherwise it is held for [`KeyframeGate::due`].
+    fn ask(&mut self, now: Instant) -> bool {
+        if self.last.is_some_and(|t| now < t + KEYFRAME_INTERVAL) {
+            self.pending = true;
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.pending
+            .then(|| self.last.map(|t| t + KEYFRAME_INTERVAL))
+            .flatten()
+    }
+}
+
+#[derive(Debug)]
+struct Published<M> {
+    kind: TrackKind,
+    media: M,
+    /// Each subscriber's last loss report (fraction of 256) and when.
+    downlink_loss: HashMap<String, (u8, Instant)>,
+    loss_relayed: Option<Instant>,
+    keyframe: KeyframeGate,
+}
+
+#[derive(Debug)]
+struct Member<M> {
+    room: String,
+    /// What this participant publishes, by track ID.
+    published: BTreeMap<String, Published<M>>,
+    /// What it receives, by track ID.
+    subscriptions: BTreeMap<String, TrackInfo>,
+    negotiation: Negotiation,
+    next_offer: u64,
+}
+
+/// The SFU's decision state for every participant of every room.
+#[derive(Debug)]
+pub struct Core<M> {
+    members: HashMap<String, Member<M>>,
+    /// Members of each room, in join order.
+    rooms: HashMap<String, Vec<String>>,
+    out: VecDeque<Output<M>>,
+}
+
+impl<M> Default for Core<M> {
+    fn default() -> Self {
+        Self {
+            members: HashMap::new(),
+            rooms: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+}
+
+fn no_offer() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::InvalidMessage,
+        "No subscribe offer is waiting for an answer.",
+    )
+}
+
+impl<M: Clone> Core<M> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Participants the core knows.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The tracks `peer` receives, for tests and metrics.
+    pub fn subscriptions(&self, peer: &str) -> Vec<TrackInfo> {
+        self.members
+            .get(peer)
+            .map(|m| m.subscriptions.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output<M>> {
+        self.out.pop_front()
+    }
+
+    /// Takes one input. An error is the client's mistake (an answer nobody asked for), for
+    /// the signaling layer to report; nothing changed.
+    pub fn handle_input(&mut self, now: Instant, input: Input<M>) -> Result<(), ProtocolError> {
+        match input {
+            Input::Joined { peer, room } => self.joined(peer, room),
+            Input::Resumed { peer } => {
+                if let Some(Negotiation::Offered { msg, .. }) =
+                    self.members.get(&peer).map(|m| &m.negotiation)
+                {
+                    let msg = msg.clone();
+                    self.out.push_back(Output::Signal { peer, msg });
+                }
+            }
+            Input::Left { peer } => self.left(&peer),
+            Input::Published {
+                peer,
+                kind,
+                track_id,
+                media,
+            } => self.published(now, &peer, kind, track_id, media),
+            Input::Unpublished { peer, track_id } => self.unpublished(&peer, &track_id),
+            Input::OfferReady { peer, offer, sdp } => self.offer_ready(now, &peer, offer, sdp),
+            Input::OfferFailed { peer, offer } => {
+                if let Some(m) = self.members.get_mut(&peer)
+                    && matches!(m.negotiation, Negotiation::Making { offer: o, .. } if o == offer)
+                {
+                    m.negotiation = Negotiation::Retry {
+                        at: now + OFFER_RETRY,
+                    };
+                }
+            }
+            Input::Answered { peer, sdp } => return self.answered(&peer, sdp),
+            Input::AnswerApplied { peer, offer, error } => self.answer_applied(&peer, offer, error),
+            Input::Resubscribe { peer } => self.resubscribe(&peer),
+            Input::ReceiverReport {
+                subscriber,
+                publisher,
+                track_id,
+                fraction_lost,
+            } => self.receiver_report(now, subscriber, &publisher, track_id, fraction_lost),
+            Input::KeyframeWanted {
+                publisher,
+                track_id,
+            } => {
+                if let Some(p) = self
+                    .members
+                    .get_mut(&publisher)
+                    .and_then(|m| m.published.get_mut(&track_id))
+                    && p.kind != TrackKind::Audio
+                    && p.keyframe.ask(now)
+                {
+                    self.out.push_back(Output::RequestKeyframe {
+                        publisher,
+                        track_id,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next time [`Core::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.members
+            .values()
+            .flat_map(|m| {
+                let negotiation = match m.negotiation {
+                    Negotiation::Offered { deadline, .. } => Some(deadline),
+                    Negotiation::Retry { at } => Some(at),
+                    _ => None,
+                };
+                negotiation
+                    .into_iter()
+                    .chain(m.published.values().filter_map(|p| p.keyframe.due()))
+            })
+            .min()
+    }
+
+    /// Does what is due at `now`: offers nobody answered are made again, failed offers
+    /// retried, held keyframe requests sent.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for (id, m) in &mut self.members {
+            let redo = match m.negotiation {
+                Negotiation::Offered { deadline, .. } if deadline <= now => {
+                    tracing::info!(peer = %id, "no answer to a subscribe offer; offering again");
+                    true
+                }
+                Negotiation::Retry { at } if at <= now => true,
+                _ => false,
+            };
+            if redo {
+                m.negotiation = Negotiation::Stable;
+                due.push(id.clone());
+            }
+            for (track_id, p) in &mut m.published {
+                if p.keyframe.due().is_some_and(|t| t <= now) {
+                    p.keyframe.pending = false;
+                    p.keyframe.last = Some(now);
+                    self.out.push_back(Output::RequestKeyframe {
+                        publisher: id.clone(),
+                        track_id: track_id.clone(),
+                    });
+                }
+            }
+        }
+        due.sort();
+        for id in due {
+            self.renegotiate(&id);
+        }
+    }
+
+    fn joined(&mut self, peer: String, room: String) {
+        if self.members.contains_key(&peer) {
+            return;
+        }
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .push(peer.clone());
+        self.members.insert(
+            peer.clone(),
+            Member {
+                room,
+                published: BTreeMap::new(),
+                subscriptions: BTreeMap::new(),
+                negotiation: Negotiation::Stable,
+                next_offer: 1,
+            },
+        );
+        self.reconcile(&peer);
+    }
+
+    fn left(&mut self, peer: &str) {
+        let Some(gone) = self.members.remove(peer) else {
+            return;
+        };
+        self.out.push_back(Output::Close {
+            peer: peer.to_string(),
+        });
+        let members = match self.rooms.get_mut(&gone.room) {
+            Some(members) => {
+                members.retain(|id| id != peer);
+                members.clone()
+            }
+            None => Vec::new(),
+        };
+        if members.is_empty() {
+            self.rooms.remove(&gone.room);
+        }
+        for id in members {
+            self.reconcile(&id);
+        }
+    }
+
+    fn published(&mut self, now: Instant, peer: &str, kind: TrackKind, id: String, media: M) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        if let Some(p) = m.published.get_mut(&id) {
+            // A restarted track under the same ID: its subscribers keep it and need a
+            // picture to start from.
+            if kind != TrackKind::Audio && p.keyframe.ask(now) {
+                self.out.push_back(Output::RequestKeyframe {
+                    publisher: peer.to_string(),
+                    track_id: id,
+                });
+            }
+            return;
+        }
+        // Each share is a track of its own: one still listed (its end never announced) goes,
+        // so nobody keeps a dead share.
+        if kind == TrackKind::Screen {
+            m.published.retain(|_, p| p.kind != TrackKind::Screen);
+        }
+        m.published.insert(
+            id,
+            Published {
+                kind,
+                media,
+                downlink_loss: HashMap::new(),
+                loss_relayed: None,
+                keyframe: KeyframeGate::default(),
+            },
+        );
+        let room = m.room.clone();
+        self.reconcile_room(&room);
+    }
+
+    fn unpublished(&mut self, peer: &str, track_id: &str) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        if m.published.remove(track_id).is_some() {
+            let room = m.room.clone();
+            self.reconcile_room(&room);
+        }
+    }
+
+    fn resubscribe(&mut self, peer: &str) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        tracing::info!(peer = %peer, "receiving connection restarted at the client's request");
+        m.subscriptions.clear();
+        // An offer in the making or waiting belongs to the connection that goes now.
+        m.negotiation = Negotiation::Stable;
+        self.out.push_back(Output::ResetSubscriber {
+            subscriber: peer.to_string(),
+        });
+        self.reconcile(peer);
+    }
+
+    fn offer_ready(&mut self, now: Instant, peer: &str, offer: u64, sdp: String) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        let Negotiation::Making {
+            offer: making,
+            tracks,
+            again,
+        } = &mut m.negotiation
+        else {
+            return;
+        };
+        if *making != offer {
+            return;
+        }
+        let msg = ServerMessage::SubscribeOffer {
+            sdp,
+            tracks: std::mem::take(tracks),
+        };
+        m.negotiation = Negotiation::Offered {
+            offer,
+            msg: msg.clone(),
+            deadline: now + ANSWER_TIMEOUT,
+            again: *again,
+        };
+        self.out.push_back(Output::Signal {
+            peer: peer.to_string(),
+            msg,
+        });
+    }
+
+    fn answered(&mut self, peer: &str, sdp: String) -> Result<(), ProtocolError> {
+        let m = self.members.get_mut(peer).ok_or_else(no_offer)?;
+        let Negotiation::Offered { offer, again, .. } = m.negotiation else {
+            return Err(no_offer());
+        };
+        m.negotiation = Negotiation::Applying { offer, again };
+        self.out.push_back(Output::ApplyAnswer {
+            subscriber: peer.to_string(),
+            offer,
+            sdp,
+        });
+        Ok(())
+    }
+
+    fn answer_applied(&mut self, peer: &str, offer: u64, error: Option<String>) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        let Negotiation::Applying {
+            offer: applying,
+            again,
+        } = m.negotiation
+        else {
+            return;
+        };
+        if applying != offer {
+            return;
+        }
+        m.negotiation = Negotiation::Stable;
+        if let Some(e) = &error {
+            let err = ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                format!("The media answer could not be applied: {e}."),
+            );
+            self.out.push_back(Output::Signal {
+                peer: peer.to_string(),
+                msg: ServerMessage::error(&err, false),
+            });
+        }
+        // A failed answer leaves the connection with the offer unanswered: offer again.
+        if again || error.is_some() {
+            self.renegotiate(peer);
+        }
+    }
+
+    fn receiver_report(
+        &mut self,
+        now: Instant,
+        subscriber: String,
+        publisher: &str,
+        track_id: String,
+        fraction_lost: u8,
+    ) {
+        let Some(p) = self
+            .members
+            .get_mut(publisher)
+            .and_then(|m| m.published.get_mut(&track_id))
+        else {
+            return;
+        };
+        // Audio FEC follows the loss; video has NACK and keyframes.
+        if p.kind != TrackKind::Audio {
+            return;
+        }
+        p.downlink_loss.insert(subscriber, (fraction_lost, now));
+        p.downlink_loss
+            .retain(|_, (_, at)| now.duration_since(*at) < LOSS_MEMORY);
+        if p.loss_relayed
+            .is_some_and(|at| now.duration_since(at) < LOSS_RELAY_INTERVAL)
+        {
+            return;
+        }
+        p.loss_relayed = Some(now);
+        let worst = p.downlink_loss.values().map(|(l, _)| *l).max().unwrap_or(0);
+        self.out.push_back(Output::RelayLoss {
+            publisher: publisher.to_string(),
+            track_id,
+            fraction_lost: worst,
+        });
+    }
+
+    fn reconcile_room(&mut self, room: &str) {
+        let members = self.rooms.get(room).cloned().unwrap_or_default();
+        for id in members {
+            self.reconcile(&id);
+        }
+    }
+
+    /// Brings what `peer` receives in line with the routing rule: subscribes it to what it
+    /// should get and does not, unsubscribes it from what it should no longer get, and
+    /// renegotiates its receiving connection if anything changed.
+    fn reconcile(&mut self, peer: &str) {
+        let Some(me) = self.members.get(peer) else {
+            return;
+        };
+        let subscriber = Party {
+            id: peer,
+            room: &me.room,
+        };
+        let mut wanted: BTreeMap<&str, (TrackInfo, &M)> = BTreeMap::new();
+        for id in self.rooms.get(&me.room).into_iter().flatten() {
+            let Some(other) = self.members.get(id) else {
+                continue;
+            };
+            let publisher = Party {
+                id,
+                room: &other.room,
+            };
+            for (track_id, p) in &other.published {
+                if route::receives(subscriber, publisher, p.kind) {
+                    let info = TrackInfo {
+                        peer_id: id.clone(),
+                        kind: p.kind,
+                        track_id: track_id.clone(),
+                    };
+                    wanted.insert(track_id, (info, &p.media));
+                }
+            }
+        }
+        let gone: Vec<String> = me
+            .subscriptions
+            .keys()
+            .filter(|id| !wanted.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        let new: Vec<(TrackInfo, M)> = wanted
+            .into_iter()
+            .filter(|(id, _)| !me.subscriptions.contains_key(*id))
+            .map(|(_, (info, media))| (info, media.clone()))
+            .collect();
+        if gone.is_empty() && new.is_empty() {
+            return;
+        }
+        let Some(me) = self.members.get_mut(peer) else {
+            return;
+        };
+        for track_id in gone {
+            me.subscriptions.remove(&track_id);
+            self.out.push_back(Output::Unsubscribe {
+                subscriber: peer.to_string(),
+                track_id,
+            });
+        }
+        for (track, media) in new {
+            me.subscriptions
+                .insert(track.track_id.clone(), track.clone());
+            self.out.push_back(Output::Subscribe {
+                subscriber: peer.to_string(),
+                track,
+                media,
+            });
+        }
+        self.renegotiate(peer);
+    }
+
+    /// `peer`'s receiving connection changed: offer it now, or after the exchange under way.
+    fn renegotiate(&mut self, peer: &str) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
+        match &mut m.negotiation {
+            Negotiation::Stable | Negotiation::Retry { .. } => {
+                let offer = m.next_offer;
+                m.next_offer += 1;
+                m.negotiation = Negotiation::Making {
+                    offer,
+                    tracks: m.subscriptions.values().cloned().collect(),
+                    again: false,
+                };
+                self.out.push_back(Output::MakeOffer {
+                    subscriber: peer.to_string(),
+                    offer,
+                });
+            }
+            Negotiation::Making { again, .. }
+            | Negotiation::Offered { again, .. }
+            | Negotiation::Applying { again, .. } => *again = true,
+        }
+    }
+}

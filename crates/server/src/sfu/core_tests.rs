@@ -1,0 +1,510 @@
+//! The SFU core with a fake clock: every decision checked from its inputs and outputs.
+#![allow(clippy::unwrap_used)]
+
+use super::core::*;
+use between_protocol::{ErrorCode, ServerMessage, TrackInfo, TrackKind};
+use std::time::{Duration, Instant};
+
+type Out = Output<u32>;
+
+struct Sim {
+    core: Core<u32>,
+    now: Instant,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self {
+            core: Core::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn input(&mut self, input: Input<u32>) -> Vec<Out> {
+        self.core.handle_input(self.now, input).unwrap();
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Out> {
+        std::iter::from_fn(|| self.core.poll_output()).collect()
+    }
+
+    /// Moves the clock on, running the core's timeouts as a driver would.
+    fn advance(&mut self, by: Duration) -> Vec<Out> {
+        self.now += by;
+        if self.core.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.core.handle_timeout(self.now);
+        }
+        self.drain()
+    }
+
+    fn join(&mut self, peer: &str, room: &str) -> Vec<Out> {
+        self.input(Input::Joined {
+            peer: peer.into(),
+            room: room.into(),
+        })
+    }
+
+    fn publish(&mut self, peer: &str, kind: TrackKind, track_id: &str, media: u32) -> Vec<Out> {
+        self.input(Input::Published {
+            peer: peer.into(),
+            kind,
+            track_id: track_id.into(),
+            media,
+        })
+    }
+
+    /// Completes the exchange of `offer` for `peer`: made, sent, answered, applied.
+    fn settle(&mut self, peer: &str, offer: u64) -> Vec<Out> {
+        let mut out = self.input(Input::OfferReady {
+            peer: peer.into(),
+            offer,
+            sdp: format!("offer {offer}"),
+        });
+        out.extend(self.input(Input::Answered {
+            peer: peer.into(),
+            sdp: format!("answer {offer}"),
+        }));
+        out.extend(self.input(Input::AnswerApplied {
+            peer: peer.into(),
+            offer,
+            error: None,
+        }));
+        out
+    }
+}
+
+fn track(peer: &str, kind: TrackKind, id: &str) -> TrackInfo {
+    TrackInfo {
+        peer_id: peer.into(),
+        kind,
+        track_id: id.into(),
+    }
+}
+
+fn subscribe(subscriber: &str, info: TrackInfo, media: u32) -> Out {
+    Output::Subscribe {
+        subscriber: subscriber.into(),
+        track: info,
+        media,
+    }
+}
+
+fn make_offer(subscriber: &str, offer: u64) -> Out {
+    Output::MakeOffer {
+        subscriber: subscriber.into(),
+        offer,
+    }
+}
+
+fn offer_signal(peer: &str, sdp: &str, tracks: Vec<TrackInfo>) -> Out {
+    Output::Signal {
+        peer: peer.into(),
+        msg: ServerMessage::SubscribeOffer {
+            sdp: sdp.into(),
+            tracks,
+        },
+    }
+}
+
+#[test]
+fn a_late_joiner_gets_an_offer_with_what_is_published() {
+    let mut sim = Sim::new();
+    assert!(sim.join("a", "t/r").is_empty(), "nothing to receive yet");
+    assert!(
+        sim.publish("a", TrackKind::Audio, "a-audio", 1).is_empty(),
+        "nobody to send it to"
+    );
+    let audio = track("a", TrackKind::Audio, "a-audio");
+    assert_eq!(
+        sim.join("b", "t/r"),
+        vec![subscribe("b", audio.clone(), 1), make_offer("b", 1)]
+    );
+    let out = sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 1,
+        sdp: "v=0".into(),
+    });
+    assert_eq!(out, vec![offer_signal("b", "v=0", vec![audio])]);
+}
+
+#[test]
+fn a_new_track_goes_to_everyone_else_in_the_room_only() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.join("c", "t/other");
+    sim.join("d", "u/r");
+    let out = sim.publish("a", TrackKind::Video, "a-video", 7);
+    assert_eq!(
+        out,
+        vec![
+            subscribe("b", track("a", TrackKind::Video, "a-video"), 7),
+            make_offer("b", 1)
+        ]
+    );
+    assert!(sim.core.subscriptions("a").is_empty(), "not its own");
+    assert!(sim.core.subscriptions("c").is_empty(), "another call");
+    assert!(sim.core.subscriptions("d").is_empty(), "another tenant");
+}
+
+#[test]
+fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Video, "a-video", 1);
+    sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 1,
+        sdp: "o1".into(),
+    });
+    // Unpublished while offer 1 waits for its answer: the sender goes now, the offer later.
+    let out = sim.input(Input::Unpublished {
+        peer: "a".into(),
+        track_id: "a-video".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Output::Unsubscribe {
+            subscriber: "b".into(),
+            track_id: "a-video".into()
+        }]
+    );
+    // And a microphone while it is so.
+    let out = sim.publish("a", TrackKind::Audio, "a-audio", 2);
+    assert_eq!(
+        out,
+        vec![subscribe("b", track("a", TrackKind::Audio, "a-audio"), 2)]
+    );
+    let out = sim.input(Input::Answered {
+        peer: "b".into(),
+        sdp: "a1".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Output::ApplyAnswer {
+            subscriber: "b".into(),
+            offer: 1,
+            sdp: "a1".into()
+        }]
+    );
+    let out = sim.input(Input::AnswerApplied {
+        peer: "b".into(),
+        offer: 1,
+        error: None,
+    });
+    assert_eq!(out, vec![make_offer("b", 2)]);
+    let out = sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 2,
+        sdp: "o2".into(),
+    });
+    assert_eq!(
+        out,
+        vec![offer_signal(
+            "b",
+            "o2",
+            vec![track("a", TrackKind::Audio, "a-audio")]
+        )]
+    );
+}
+
+#[test]
+fn an_answer_that_never_comes_is_offered_again_after_the_timeout() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 1,
+        sdp: "o1".into(),
+    });
+    assert_eq!(sim.core.poll_timeout(), Some(sim.now + ANSWER_TIMEOUT));
+    assert!(
+        sim.advance(ANSWER_TIMEOUT - Duration::from_millis(1))
+            .is_empty()
+    );
+    assert_eq!(
+        sim.advance(Duration::from_millis(1)),
+        vec![make_offer("b", 2)]
+    );
+    // The late answer to offer 1 is no answer to offer 2, which is still being made.
+    let late = sim.core.handle_input(
+        sim.now,
+        Input::Answered {
+            peer: "b".into(),
+            sdp: "a1".into(),
+        },
+    );
+    assert_eq!(late.unwrap_err().code, ErrorCode::InvalidMessage);
+    // Offer 2 goes out and is answered as usual.
+    let out = sim.settle("b", 2);
+    assert_eq!(out.len(), 2, "the offer and applying its answer: {out:?}");
+    assert_eq!(sim.core.poll_timeout(), None, "nothing is waiting");
+}
+
+#[test]
+fn an_answer_nobody_asked_for_is_refused() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    for peer in ["a", "stranger"] {
+        let err = sim
+            .core
+            .handle_input(
+                sim.now,
+                Input::Answered {
+                    peer: peer.into(),
+                    sdp: "v=0".into(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+    }
+    assert!(sim.drain().is_empty());
+}
+
+#[test]
+fn an_offer_that_could_not_be_made_is_tried_again() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    assert!(
+        sim.input(Input::OfferFailed {
+            peer: "b".into(),
+            offer: 1
+        })
+        .is_empty()
+    );
+    assert_eq!(sim.core.poll_timeout(), Some(sim.now + OFFER_RETRY));
+    assert_eq!(sim.advance(OFFER_RETRY), vec![make_offer("b", 2)]);
+}
+
+#[test]
+fn a_failed_answer_is_reported_and_offered_again() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 1,
+        sdp: "o1".into(),
+    });
+    sim.input(Input::Answered {
+        peer: "b".into(),
+        sdp: "garbage".into(),
+    });
+    let out = sim.input(Input::AnswerApplied {
+        peer: "b".into(),
+        offer: 1,
+        error: Some("bad SDP".into()),
+    });
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(matches!(
+        &out[0],
+        Output::Signal { peer, msg: ServerMessage::Error { code: ErrorCode::InvalidMessage, fatal: false, message } }
+            if peer == "b" && message.contains("bad SDP")
+    ));
+    assert_eq!(out[1], make_offer("b", 2));
+}
+
+#[test]
+fn resubscribing_starts_a_new_connection_with_everything_on_it() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.publish("a", TrackKind::Video, "a-video", 2);
+    // Offer 1 is being made when the client gives up on the connection.
+    let out = sim.input(Input::Resubscribe { peer: "b".into() });
+    assert_eq!(
+        out,
+        vec![
+            Output::ResetSubscriber {
+                subscriber: "b".into()
+            },
+            subscribe("b", track("a", TrackKind::Audio, "a-audio"), 1),
+            subscribe("b", track("a", TrackKind::Video, "a-video"), 2),
+            make_offer("b", 2),
+        ]
+    );
+    // Offer 1 was for the old connection: when it comes, it is dropped.
+    assert!(
+        sim.input(Input::OfferReady {
+            peer: "b".into(),
+            offer: 1,
+            sdp: "old".into()
+        })
+        .is_empty()
+    );
+    assert_eq!(sim.settle("b", 2).len(), 2);
+}
+
+#[test]
+fn a_resumed_peer_keeps_its_subscriptions_and_gets_the_waiting_offer_again() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    let sent = sim.input(Input::OfferReady {
+        peer: "b".into(),
+        offer: 1,
+        sdp: "o1".into(),
+    });
+    let before = sim.core.subscriptions("b");
+    let out = sim.input(Input::Resumed { peer: "b".into() });
+    assert_eq!(out, sent, "the same offer again, nothing else");
+    assert_eq!(sim.core.subscriptions("b"), before);
+    // Once answered, a resume has nothing to send.
+    sim.input(Input::Answered {
+        peer: "b".into(),
+        sdp: "a1".into(),
+    });
+    sim.input(Input::AnswerApplied {
+        peer: "b".into(),
+        offer: 1,
+        error: None,
+    });
+    assert!(sim.input(Input::Resumed { peer: "b".into() }).is_empty());
+    assert_eq!(sim.core.subscriptions("b"), before);
+}
+
+#[test]
+fn a_leaving_peer_is_closed_and_its_tracks_leave_everyone() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.publish("b", TrackKind::Audio, "b-audio", 2);
+    sim.settle("b", 1);
+    sim.settle("a", 1);
+    let out = sim.input(Input::Left { peer: "a".into() });
+    assert_eq!(
+        out,
+        vec![
+            Output::Close { peer: "a".into() },
+            Output::Unsubscribe {
+                subscriber: "b".into(),
+                track_id: "a-audio".into()
+            },
+            make_offer("b", 2),
+        ]
+    );
+    assert_eq!(sim.core.member_count(), 1);
+    // A departed peer's late events change nothing.
+    assert!(sim.publish("a", TrackKind::Video, "a-video", 3).is_empty());
+    assert!(sim.input(Input::Left { peer: "a".into() }).is_empty());
+}
+
+#[test]
+fn a_new_share_replaces_one_whose_end_was_never_announced() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Screen, "a-screen#1", 1);
+    sim.settle("b", 1);
+    let out = sim.publish("a", TrackKind::Screen, "a-screen#2", 2);
+    assert_eq!(
+        out,
+        vec![
+            Output::Unsubscribe {
+                subscriber: "b".into(),
+                track_id: "a-screen#1".into()
+            },
+            subscribe("b", track("a", TrackKind::Screen, "a-screen#2"), 2),
+            make_offer("b", 2),
+        ]
+    );
+}
+
+#[test]
+fn a_restarted_track_keeps_its_subscribers_and_asks_for_a_picture() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Video, "a-video", 1);
+    sim.publish("a", TrackKind::Audio, "a-audio", 2);
+    sim.settle("b", 1);
+    sim.settle("b", 2);
+    let out = sim.publish("a", TrackKind::Video, "a-video", 1);
+    assert_eq!(
+        out,
+        vec![Output::RequestKeyframe {
+            publisher: "a".into(),
+            track_id: "a-video".into()
+        }]
+    );
+    assert!(sim.publish("a", TrackKind::Audio, "a-audio", 2).is_empty());
+    assert_eq!(sim.core.subscriptions("b").len(), 2);
+}
+
+#[test]
+fn keyframe_requests_are_held_to_one_per_interval_and_none_is_lost() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.publish("a", TrackKind::Video, "a-video", 1);
+    sim.publish("a", TrackKind::Audio, "a-audio", 2);
+    let want = |track: &str| Input::KeyframeWanted {
+        publisher: "a".into(),
+        track_id: track.into(),
+    };
+    let request = Output::RequestKeyframe {
+        publisher: "a".into(),
+        track_id: "a-video".into(),
+    };
+    assert_eq!(sim.input(want("a-video")), vec![request.clone()]);
+    assert!(sim.advance(Duration::from_millis(100)).is_empty());
+    assert!(sim.input(want("a-video")).is_empty(), "held");
+    assert!(sim.input(want("a-video")).is_empty(), "held, once");
+    assert!(sim.input(want("a-audio")).is_empty(), "audio has none");
+    assert!(sim.input(want("nothing")).is_empty());
+    assert!(sim.advance(Duration::from_millis(199)).is_empty());
+    assert_eq!(sim.advance(Duration::from_millis(1)), vec![request.clone()]);
+    assert_eq!(sim.core.poll_timeout(), None);
+    assert!(sim.advance(KEYFRAME_INTERVAL).is_empty(), "nothing held");
+    assert_eq!(sim.input(want("a-video")), vec![request]);
+}
+
+#[test]
+fn loss_is_relayed_at_most_once_a_second_and_forgotten_when_stale() {
+    let mut sim = Sim::new();
+    for p in ["a", "b", "c"] {
+        sim.join(p, "t/r");
+    }
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.publish("a", TrackKind::Video, "a-video", 2);
+    let report = |from: &str, track: &str, lost: u8| Input::ReceiverReport {
+        subscriber: from.into(),
+        publisher: "a".into(),
+        track_id: track.into(),
+        fraction_lost: lost,
+    };
+    let relay = |lost: u8| Output::RelayLoss {
+        publisher: "a".into(),
+        track_id: "a-audio".into(),
+        fraction_lost: lost,
+    };
+    assert_eq!(sim.input(report("b", "a-audio", 10)), vec![relay(10)]);
+    sim.advance(Duration::from_millis(500));
+    assert!(sim.input(report("c", "a-audio", 50)).is_empty(), "too soon");
+    sim.advance(Duration::from_millis(400));
+    // The worst recent report of anyone.
+    assert_eq!(sim.input(report("b", "a-audio", 12)), vec![relay(50)]);
+    assert!(
+        sim.input(report("b", "a-video", 90)).is_empty(),
+        "only audio's FEC follows the loss"
+    );
+    // c's 50 is stale ten seconds on.
+    sim.advance(LOSS_MEMORY);
+    assert_eq!(sim.input(report("b", "a-audio", 5)), vec![relay(5)]);
+    // Reports about tracks that are gone are dropped.
+    sim.advance(Duration::from_secs(1));
+    sim.input(Input::Unpublished {
+        peer: "a".into(),
+        track_id: "a-audio".into(),
+    });
+    assert!(sim.input(report("b", "a-audio", 30)).is_empty());
+}

@@ -1,0 +1,328 @@
+//! One participant's receiving connection: a sender per subscription, each fed by a
+//! forwarding task that reads the publisher's fan-out and writes what [`Forwarder`] makes of
+//! each packet. Owned by that participant's driver; nothing else touches the connection.
+
+use super::core::Input;
+use super::env::{Env, RtpCounters};
+use super::forward::{Forwarder, LegParams, Refusal};
+use super::inputs::Inputs;
+use super::media::Media;
+use between_media::rtp::{is_keyframe_request, reported_loss};
+use between_protocol::{TrackInfo, TrackKind};
+use between_transport::{PcEvent, TransportError, apply_answer, make_offer};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::PeerConnection;
+use webrtc::rtp_transceiver::RtpSender;
+
+struct Subscription {
+    sender: Arc<dyn RtpSender>,
+    /// This leg's numbering for the track, once an answer made it.
+    sink: watch::Sender<Option<Arc<LegParams>>>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Receiving {
+    pc: Arc<dyn PeerConnection>,
+    gathered: watch::Receiver<bool>,
+    subscriptions: HashMap<String, Subscription>,
+    /// Whether the connection is up (media written before arrives nowhere).
+    connected: watch::Sender<bool>,
+}
+
+fn random_ssrc() -> u32 {
+    let mut b = [0u8; 4];
+    // An SSRC only needs to differ from its neighbours; a fixed fallback still works.
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b).max(1)
+}
+
+impl Receiving {
+    pub async fn open(
+        env: &Env,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<PcEvent>), TransportError> {
+        let built = env.connect().await?;
+        Ok((
+            Self {
+                pc: built.pc,
+                gathered: built.gathered,
+                subscriptions: HashMap::new(),
+                connected: watch::channel(false).0,
+            },
+            built.events,
+        ))
+    }
+
+    /// The connection came up or went down.
+    pub fn set_connected(&self, up: bool) {
+        self.connected
+            .send_if_modified(|c| std::mem::replace(c, up) != up);
+    }
+
+    /// Adds a sender of `track` (renegotiation is the core's).
+    pub async fn subscribe(
+        &mut self,
+        inputs: &Inputs,
+        env: &Arc<Env>,
+        subscriber: &str,
+        track: TrackInfo,
+        media: Media,
+    ) {
+        let ssrc = random_ssrc();
+        let kind = match track.kind {
+            TrackKind::Audio => RtpCodecKind::Audio,
+            TrackKind::Video | TrackKind::Screen => RtpCodecKind::Video,
+        };
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            track.peer_id.clone(),
+            track.track_id.clone(),
+            track.kind.as_str().to_string(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: media.codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        let sender = match self
+            .pc
+            .add_track(local.clone() as Arc<dyn TrackLocal>)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot add a track to a receiving connection");
+                return;
+            }
+        };
+        let (sink, sink_rx) = watch::channel(None);
+        let task = tokio::spawn(forward(Forwarding {
+            inputs: inputs.clone(),
+            env: env.clone(),
+            subscriber: subscriber.to_string(),
+            track: track.clone(),
+            local,
+            ssrc,
+            packets: media.fanout.subscribe(),
+            source: media.source.clone(),
+            sink: sink_rx,
+            connected: self.connected.subscribe(),
+        }));
+        if let Some(old) = self
+            .subscriptions
+            .insert(track.track_id, Subscription { sender, sink, task })
+        {
+            old.task.abort();
+        }
+    }
+
+    pub async fn unsubscribe(&mut self, track_id: &str) {
+        if let Some(sub) = self.subscriptions.remove(track_id) {
+            sub.task.abort();
+            if let Err(e) = self.pc.remove_track(&sub.sender).await {
+                tracing::debug!(error = %e, "remove_track");
+            }
+        }
+    }
+
+    /// An offer of the connection as it now is, as the participant must see it.
+    pub async fn offer(&mut self, env: &Env) -> Result<String, String> {
+        let sdp = make_offer(&self.pc, &mut self.gathered)
+            .await
+            .map_err(|e| e.to_string())?;
+        env.outgoing_sdp(&sdp)
+    }
+
+    /// Applies the participant's answer; each subscription then learns its leg's numbering
+    /// (none, for a track the participant declined).
+    pub async fn apply_answer(&mut self, env: &Env, sdp: String) -> Result<(), String> {
+        apply_answer(&self.pc, env.incoming_sdp(sdp), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut sending = Vec::new();
+        for t in self.pc.get_transceivers().await {
+            if let Ok(Some(sender)) = t.sender().await
+                && t.current_direction().await.is_ok_and(|d| d.has_send())
+            {
+                sending.push(sender);
+            }
+        }
+        for sub in self.subscriptions.values() {
+            let accepted = sending.iter().any(|s| s.id() == sub.sender.id());
+            match sub.sender.get_parameters().await {
+                Ok(p) => {
+                    let leg = Arc::new(match accepted {
+                        true => LegParams::from_rtc(&p.rtp_parameters),
+                        false => LegParams::default(),
+                    });
+                    sub.sink.send_if_modified(|old| {
+                        let changed = old.as_deref() != Some(&*leg);
+                        if changed {
+                            *old = Some(leg);
+                        }
+                        changed
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "a sender's parameters"),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(self, env: &Env) {
+        for sub in self.subscriptions.into_values() {
+            sub.task.abort();
+        }
+        env.close(&self.pc).await;
+    }
+}
+
+/// What one subscription's forwarding task works with.
+struct Forwarding {
+    inputs: Inputs,
+    env: Arc<Env>,
+    subscriber: String,
+    track: TrackInfo,
+    local: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    packets: broadcast::Receiver<between_media::rtp::RtpPacket>,
+    source: watch::Receiver<Arc<LegParams>>,
+    sink: watch::Receiver<Option<Arc<LegParams>>>,
+    connected: watch::Receiver<bool>,
+}
+
+impl Forwarding {
+    fn input(&self, input: Input<Media>) {
+        self.inputs.send(input);
+    }
+
+    fn on_feedback(&self, rtcp: &[Box<dyn rtc::rtcp::Packet>]) {
+        if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            self.input(Input::KeyframeWanted {
+                publisher: self.track.peer_id.clone(),
+                track_id: self.track.track_id.clone(),
+            });
+        }
+        // Only audio's loss goes back to the publisher (its FEC follows it).
+        if self.track.kind != TrackKind::Audio {
+            return;
+        }
+        let lost = rtcp
+            .iter()
+            .filter_map(|p| reported_loss(p.as_ref(), self.ssrc))
+            .map(|(_, l)| l)
+            .max();
+        if let Some(fraction_lost) = lost {
+            self.input(Input::ReceiverReport {
+                subscriber: self.subscriber.clone(),
+                publisher: self.track.peer_id.clone(),
+                track_id: self.track.track_id.clone(),
+                fraction_lost,
+            });
+        }
+    }
+}
+
+/// One subscription's forwarding loop.
+async fn forward(mut f: Forwarding) {
+    let env = f.env.clone();
+    let counters = &env.counters;
+    let gap = if f.track.kind == TrackKind::Audio {
+        960
+    } else {
+        3000
+    };
+    let mut forwarder = Forwarder::new(f.ssrc, gap);
+    let legs = |f: &mut Forwarding, forwarder: &mut Forwarder| {
+        let source = f.source.borrow_and_update().clone();
+        let sink = f.sink.borrow_and_update().clone();
+        forwarder.set_legs(&source, sink.as_deref());
+        sink.is_some()
+    };
+    let mut bound = legs(&mut f, &mut forwarder);
+    let mut source_open = true;
+    let mut refusal_logged = false;
+    let mut asked_keyframe = false;
+    // Feedback exists once the track is bound; a gap in it (a renegotiation) is retried.
+    let mut feedback_ready = tokio::time::Instant::now();
+    loop {
+        let feedback = bound && tokio::time::Instant::now() >= feedback_ready;
+        tokio::select! {
+            packet = f.packets.recv() => match packet {
+                Ok(mut p) => match forwarder.forward(&mut p) {
+                    Ok(()) => {
+                        if f.local.write_rtp(p).await.is_err() {
+                            RtpCounters::inc(&counters.dropped);
+                            continue;
+                        }
+                        RtpCounters::inc(&counters.forwarded);
+                        // The subscriber starts from a keyframe: asked for once the track is
+                        // bound and the connection up (a keyframe written before arrives
+                        // nowhere), and again after the connection was down.
+                        let up = *f.connected.borrow();
+                        if !up {
+                            asked_keyframe = false;
+                        } else if !asked_keyframe && f.track.kind != TrackKind::Audio {
+                            asked_keyframe = true;
+                            f.input(Input::KeyframeWanted {
+                                publisher: f.track.peer_id.clone(),
+                                track_id: f.track.track_id.clone(),
+                            });
+                        }
+                    }
+                    Err(Refusal::Unbound) => RtpCounters::inc(&counters.dropped),
+                    Err(refusal) => {
+                        RtpCounters::inc(&counters.refused);
+                        if !refusal_logged {
+                            refusal_logged = true;
+                            tracing::warn!(
+                                subscriber = %f.subscriber,
+                                track = %f.track.track_id,
+                                %refusal,
+                                "packets of a track cannot go to a subscriber; counted, not logged again"
+                            );
+                        }
+                    }
+                },
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    counters.dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(missed = n, "subscriber fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            changed = f.sink.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                bound = legs(&mut f, &mut forwarder);
+                refusal_logged = false;
+            }
+            changed = f.source.changed(), if source_open => {
+                if changed.is_err() {
+                    source_open = false;
+                } else {
+                    bound = legs(&mut f, &mut forwarder);
+                    refusal_logged = false;
+                }
+            }
+            event = f.local.poll(), if feedback => match event {
+                Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => f.on_feedback(&rtcp),
+                Some(_) => {}
+                None => feedback_ready = tokio::time::Instant::now() + Duration::from_millis(100),
+            },
+            _ = tokio::time::sleep_until(feedback_ready), if bound && !feedback => {}
+        }
+    }
+}
