@@ -48,6 +48,14 @@ need_build_deps() {
     libpipewire-0.3-dev libspa-0.2-dev libclang-dev libdbus-1-dev
 }
 
+# The desktop app as users get it: run.sh runs this binary and package.sh packs this same
+# binary into the .deb and the AppImage (`cargo tauri build` would build it a second time,
+# its own way). Production Tauri (`custom-protocol`) is the crate's default feature. The
+# first build takes about 18 minutes on 2 cores; later ones reuse $CARGO_TARGET_DIR.
+build_app() {
+  cargo build --release --locked -p between-app
+}
+
 # What the tests use besides the build: a private PulseAudio daemon with virtual devices;
 # network namespaces and nftables for the lossy-path test (the loss test needs root); Xvfb
 # and a PipeWire desktop stand-in for screen sharing; a user-space V4L2 camera.

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 need_rust
 need_build_deps
 command -v cargo-tauri >/dev/null 2>&1 || cargo install tauri-cli --version '^2' --locked
-cargo tauri build --bundles deb
+# The binary scripts/run.sh runs, bundled as it is (Tauri's bundler only packs it).
+build_app
+cargo tauri bundle --bundles deb
 cargo build --release --locked -p between-appimage
 # The AppImage carries the same binary the .deb does.
 scripts/appimage.sh "$CARGO_TARGET_DIR/release/between-app"

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 need_rust
 need_build_deps
-say "building the app (release)"
-cargo build --release --locked -p between-app
+say "building the app (release; the first build takes about 18 minutes on 2 cores)"
+build_app
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
   echo "No display: run this from a desktop session (or set DISPLAY, e.g. under Xvfb)." >&2
   exit 1

@@ -17,6 +17,21 @@ mod video;
 use state::AppState;
 use tauri::Manager;
 
+/// How this binary was built, as JSON. `production` is false for a Tauri dev build (without
+/// the `custom-protocol` feature), which is not what users get: `between bench app` refuses
+/// one, and the tests check the binary `cargo build -p between-app` makes is not one.
+pub fn build_info() -> String {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "production": !tauri::is_dev(),
+        "features": {
+            "custom-protocol": cfg!(feature = "custom-protocol"),
+        },
+    })
+    .to_string()
+}
+
 /// Starts the app: settings, the embedded server (unless a remote one is configured), the
 /// window.
 pub fn run() {

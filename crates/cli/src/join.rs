@@ -69,6 +69,10 @@ pub struct JoinArgs {
     /// Size of the test pattern.
     #[arg(long, default_value = "640x360", value_parser = parse_size)]
     video_size: (u32, u32),
+    /// Encode only the first FRAMES camera pictures and send them again and again: a stand-in
+    /// participant that costs this machine almost nothing (benchmarks).
+    #[arg(long, value_name = "FRAMES")]
+    video_loop: Option<usize>,
     /// Frame rate of the test pattern.
     #[arg(long, default_value_t = 30.0)]
     fps: f64,
@@ -213,6 +217,7 @@ fn media_options(
         playback,
         // Echo cancellation, noise suppression and gain control for a real microphone.
         audio_processing: args.mic.is_some() && !args.raw_mic,
+        video_loop: args.video_loop,
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),

@@ -1,6 +1,7 @@
 //! `between bench app`: the desktop app's figures, measured on the real app under Xvfb and
 //! driven through WebDriver (tauri-driver): start-up to an interactive join screen, memory
-//! idle and in a call with bots sending 720p30 test patterns, the frames each tile really
+//! idle and in a call with bots sending 720p30 test patterns (a loop each encoded once, so
+//! they do not take the cores the app is measured on), the frames each tile really
 //! draws per second, what the IPC and drawing add per frame, the app's CPU, and the installed
 //! size of a `.deb`. Needs Xvfb, webkit2gtk-driver and tauri-driver (scripts/test.sh installs
 //! them).
@@ -33,6 +34,11 @@ pub struct AppBench {
     /// 19 lets them use only what the app leaves of this machine's cores).
     #[arg(long, default_value_t = 0)]
     bot_nice: i32,
+    /// The bots encode their first FRAMES pictures once and send them in a loop, so they cost
+    /// this machine almost nothing, as participants on other machines do (0: every bot
+    /// encodes 720p30 live, competing with the app for this machine's cores).
+    #[arg(long, default_value_t = 60, value_name = "FRAMES")]
+    bot_loop: usize,
     /// Extra environment for the app, KEY=VALUE, repeatable (e.g. BETWEEN_VIDEO_RENDERER=webgl,
     /// WEBKIT_DISABLE_COMPOSITING_MODE=0).
     #[arg(long = "app-env", value_name = "KEY=VALUE")]
@@ -40,6 +46,10 @@ pub struct AppBench {
     /// A .deb whose installed size to report.
     #[arg(long)]
     deb: Option<PathBuf>,
+    /// Measure an app that is not a production build (a Tauri dev build, without the
+    /// `custom-protocol` feature); its figures describe an app nobody installs.
+    #[arg(long)]
+    allow_dev_build: bool,
     /// An AppImage (scripts/package.sh) to time: its first start (it unpacks itself) and the
     /// later ones, and its size.
     #[arg(long)]
@@ -129,6 +139,13 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     if !app.exists() {
         bail!(
             "{} is missing: build it with cargo build --release -p between-app",
+            app.display()
+        );
+    }
+    let build = build_info(&app)?;
+    if build["production"] != Value::Bool(true) && !args.allow_dev_build {
+        bail!(
+            "{} is not a production build ({build}): its figures would describe an app nobody installs. Build it as scripts/run.sh and scripts/package.sh do, or pass --allow-dev-build",
             app.display()
         );
     }
@@ -223,6 +240,10 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
                 ])
                 .args(["--pattern", "--video-size", "1280x720", "--fps", "30"])
                 .args(["--tone", &(440 + 110 * n).to_string()])
+                .args(match args.bot_loop {
+                    0 => Vec::new(),
+                    frames => vec!["--video-loop".to_string(), frames.to_string()],
+                })
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -319,10 +340,12 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
     };
     let min_fps = fps.iter().copied().fold(f64::INFINITY, f64::min);
     let report = json!({
+        "build": build,
         "startMs": median(&mut starts),
         "idleMiB": idle_bytes as f64 / 1048576.0,
         "callMiB": call_bytes as f64 / 1048576.0,
         "participants": args.bots + 1,
+        "botLoopFrames": args.bot_loop,
         "tileSize": tile_size,
         "fpsPerTileMedian": median(&mut fps),
         "fpsPerTileMin": min_fps,
@@ -341,7 +364,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         println!("{report}");
         return Ok(());
     }
-    println!("app: {}", app.display());
+    println!("app: {} (build: {})", app.display(), report["build"]);
     println!(
         "start to interactive join screen, median of {}: {:.0} ms",
         starts.len(),
@@ -360,6 +383,13 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
             p["MiB"].as_f64().unwrap_or(0.0)
         );
     }
+    println!(
+        "bots: {}",
+        match args.bot_loop {
+            0 => "encoding 720p30 live on this machine".to_string(),
+            n => format!("sending a loop of {n} pictures encoded once"),
+        }
+    );
     println!(
         "frames drawn per remote tile ({} tiles of 720p30, drawn at {}): median {:.1}/s, lowest {:.1}/s",
         fps.len(),
@@ -412,6 +442,25 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the app says of its own build (`--build-info`).
+fn build_info(app: &std::path::Path) -> anyhow::Result<Value> {
+    // No display: an app too old to know the option fails to open a window and exits.
+    let out = Command::new(app)
+        .arg("--build-info")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", app.display()))?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{} does not say how it was built (--build-info): an app older than this bench",
+            app.display()
+        )
+    })
 }
 
 /// Starts the AppImage `starts` times on a desktop of its own (an empty cache, so the first
