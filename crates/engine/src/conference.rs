@@ -1,189 +1,24 @@
 //! `Conference`: one call for its whole lifetime. Holds the call's identity and state; the
 //! socket itself lives in the signaling task ([`crate::signaling`]) that `start_call` spawns.
 
+use crate::call::{Command, Inner, Phase};
 use crate::config::EngineConfig;
 use crate::data_handler::DataHandler;
 use crate::error::BAError;
-use crate::events::{ConferenceEvent, EventHub, EventStream};
+use crate::events::{ConferenceEvent, EventStream};
+use crate::media::local::LocalParticipant;
+use crate::media::session::MediaInput;
+use crate::media::share::ShareCommand;
+use crate::media::shared::{MediaOptions, MediaShared};
 use crate::media::sources::VideoSource;
-use crate::media::{
-    LocalParticipant, MediaInput, MediaOptions, MediaSession, MediaShared, ShareCommand,
-};
 use crate::peer::Peer;
-use crate::roster::Roster;
-use crate::signaling::{self, Command};
-use between_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Resume, validate_call_id};
+use crate::signaling;
+use between_protocol::{ErrorCode, Resume, validate_call_id};
 use serde_json::Value;
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-
-/// Data messages held while the socket reconnects, beyond which `send` fails.
-pub(crate) const MAX_PENDING_DATA: usize = 256;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Idle,
-    Joining,
-    Connected,
-    Reconnecting,
-}
-
-pub(crate) struct CallState {
-    pub phase: Phase,
-    pub peer_id: Option<String>,
-    pub resume: Option<Resume>,
-    pub roster: Roster,
-    pub commands: Option<mpsc::UnboundedSender<Command>>,
-    /// Data sent while reconnecting, oldest first.
-    pub pending: VecDeque<(Value, Option<String>)>,
-    /// Media messages that must not be lost to an outage (a share's `unpublish` and the
-    /// offers that add or remove it): sent first once a reconnect resumed.
-    pub pending_signals: VecDeque<ClientMessage>,
-    pub task: Option<JoinHandle<()>>,
-    pub media: Option<Arc<MediaShared>>,
-    pub media_session: Option<MediaSession>,
-    pub local: Option<LocalParticipant>,
-    pub device_watch: Option<JoinHandle<()>>,
-}
-
-pub(crate) struct Inner {
-    pub config: EngineConfig,
-    pub api_key: String,
-    pub call_id: String,
-    pub extra_data: Value,
-    pub events: EventHub,
-    state: Mutex<CallState>,
-}
-
-impl Inner {
-    pub fn lock(&self) -> MutexGuard<'_, CallState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn join_message(&self, resume: Option<Resume>) -> ClientMessage {
-        ClientMessage::Join {
-            v: PROTOCOL_VERSION,
-            api_key: self.api_key.clone(),
-            call_id: self.call_id.clone(),
-            extra_data: self.extra_data.clone(),
-            resume,
-        }
-    }
-
-    /// Sends a signaling message now if connected. While reconnecting, a share's
-    /// `unpublish` and the sending connection's offers wait for the connection to resume (a
-    /// resumed session keeps its media, and without them the others would keep a share that
-    /// was stopped); anything else is dropped (a session that could not resume starts its
-    /// media over anyway).
-    pub fn send_signal(&self, msg: ClientMessage) {
-        let mut state = self.lock();
-        match state.phase {
-            Phase::Connected => {
-                if let Some(tx) = &state.commands {
-                    let _ = tx.send(Command::Signal(msg));
-                }
-            }
-            Phase::Reconnecting
-                if matches!(
-                    msg,
-                    ClientMessage::Unpublish { .. } | ClientMessage::Publish { .. }
-                ) =>
-            {
-                state.pending_signals.push_back(msg);
-            }
-            _ => {}
-        }
-    }
-
-    pub fn media_input(&self, input: MediaInput) {
-        if let Some(session) = &self.lock().media_session {
-            let _ = session.input.send(input);
-        }
-    }
-
-    pub fn set_local_participant(&self, local: LocalParticipant) {
-        self.lock().local = Some(local);
-    }
-
-    /// Starts (or restarts, with fresh connections) the media session, if media is set.
-    pub fn start_media(self: &Arc<Self>) {
-        let shared = self.lock().media.clone();
-        if let Some(shared) = shared {
-            let session = MediaSession::start(self.clone(), shared);
-            let mut state = self.lock();
-            state.local = None;
-            state.media_session = Some(session);
-        }
-    }
-
-    /// The call is over: its media stops and its devices are released at once (a camera's
-    /// light goes off when the user leaves, not when the app quits). A next call sets its
-    /// media again.
-    pub fn stop_media(&self) {
-        let (session, media) = {
-            let mut state = self.lock();
-            state.local = None;
-            (state.media_session.take(), state.media.take())
-        };
-        drop(session);
-        // A share ends with the call (without `localShareClosed`: the user ended it).
-        if let Some(media) = media {
-            media.sharing.store(false, Ordering::Relaxed);
-            media.share_announced.store(false, Ordering::Relaxed);
-            let screen = media.screen.lock().ok().and_then(|mut s| s.take());
-            let camera = media.video.lock().ok().and_then(|mut s| s.take());
-            let microphone = media.audio.lock().ok().and_then(|mut s| s.take());
-            let speaker = media.playback.lock().ok().and_then(|mut s| s.take());
-            // Closed here, outside the locks, before the call counts as left: a camera's
-            // light and a microphone's indicator go off as the user leaves (a camera may
-            // take a moment to let go).
-            drop((screen, camera, microphone, speaker));
-        }
-    }
-
-    pub fn send_data(&self, data: Value, to: Option<&str>) -> Result<(), BAError> {
-        let mut state = self.lock();
-        if let Some(to) = to
-            && state.roster.get(to).is_none()
-        {
-            return Err(BAError::new(
-                ErrorCode::PeerNotFound,
-                format!("No participant with ID {to:?} is in this call."),
-            ));
-        }
-        let to = to.map(str::to_string);
-        match state.phase {
-            Phase::Connected => {
-                let sent = state
-                    .commands
-                    .as_ref()
-                    .is_some_and(|tx| tx.send(Command::Data { data, to }).is_ok());
-                if sent {
-                    Ok(())
-                } else {
-                    Err(BAError::not_in_call())
-                }
-            }
-            Phase::Reconnecting => {
-                if state.pending.len() >= MAX_PENDING_DATA {
-                    return Err(BAError::new(
-                        ErrorCode::ServerUnreachable,
-                        format!(
-                            "The connection is down and {MAX_PENDING_DATA} messages are already waiting. Try again once it is back."
-                        ),
-                    ));
-                }
-                state.pending.push_back((data, to));
-                Ok(())
-            }
-            Phase::Idle | Phase::Joining => Err(BAError::not_in_call()),
-        }
-    }
-}
 
 /// One call. Create it, subscribe to its [`events`](Conference::events), then
 /// [`start_call`](Conference::start_call).
@@ -210,27 +45,7 @@ impl Conference {
             ));
         }
         Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                api_key,
-                call_id,
-                extra_data,
-                events: EventHub::default(),
-                state: Mutex::new(CallState {
-                    phase: Phase::Idle,
-                    peer_id: None,
-                    resume: None,
-                    roster: Roster::default(),
-                    commands: None,
-                    pending: VecDeque::new(),
-                    pending_signals: VecDeque::new(),
-                    task: None,
-                    media: None,
-                    media_session: None,
-                    local: None,
-                    device_watch: None,
-                }),
-            }),
+            inner: Arc::new(Inner::new(config, api_key, call_id, extra_data)),
         })
     }
 
@@ -245,7 +60,7 @@ impl Conference {
 
     pub fn data_handler(&self) -> DataHandler {
         DataHandler {
-            inner: self.inner.clone(),
+            link: self.inner.link(),
         }
     }
 
@@ -456,7 +271,11 @@ impl Conference {
 
     /// This user's published media, once `localParticipant` has fired.
     pub fn local_participant(&self) -> Option<LocalParticipant> {
-        self.inner.lock().local.clone()
+        self.inner
+            .lock()
+            .media_session
+            .as_ref()
+            .and_then(|s| s.local())
     }
 
     /// The other participants, in join order.
@@ -512,11 +331,12 @@ impl Conference {
         // media session there to take it.
         self.inner.start_media();
         let task = tokio::spawn(signaling::run(self.inner.clone(), ws, rx));
-        let watch = self
-            .inner
-            .config
-            .watch_devices
-            .then(|| tokio::spawn(crate::devices::watch::run(Arc::downgrade(&self.inner))));
+        let watch = self.inner.config.watch_devices.then(|| {
+            tokio::spawn(crate::devices::watch::run(
+                self.inner.events.clone(),
+                self.inner.link(),
+            ))
+        });
         let mut state = self.inner.lock();
         state.task = Some(task);
         state.device_watch = watch;
@@ -526,15 +346,19 @@ impl Conference {
     /// Leaves the call: tells the server (the others get `peerLeft` at once), closes the
     /// socket, emits `socketClose` then `sessionTerminated`.
     pub async fn end_call(&self) -> Result<(), BAError> {
-        let (commands, task) = {
+        let (commands, task, watch) = {
             let mut state = self.inner.lock();
             if !matches!(state.phase, Phase::Connected | Phase::Reconnecting) {
                 return Err(BAError::not_in_call());
             }
-            (state.commands.take(), state.task.take())
+            (
+                state.commands.take(),
+                state.task.take(),
+                state.device_watch.take(),
+            )
         };
         self.inner.stop_media();
-        if let Some(watch) = self.inner.lock().device_watch.take() {
+        if let Some(watch) = watch {
             watch.abort();
         }
         if let Some(tx) = commands {
@@ -550,15 +374,8 @@ impl Conference {
         {
             task.abort();
         }
-        {
-            let mut state = self.inner.lock();
-            state.phase = Phase::Idle;
-            state.peer_id = None;
-            state.resume = None;
-            state.pending.clear();
-            state.pending_signals.clear();
-            state.roster.clear();
-        }
+        // After the task is gone: a drop while saying goodbye cannot leave it reconnecting.
+        drop(self.inner.lock().reset());
         self.inner.events.emit(ConferenceEvent::SocketClose);
         self.inner.events.emit(ConferenceEvent::SessionTerminated);
         Ok(())

@@ -1,15 +1,14 @@
 //! `DataHandler`: sends JSON to everyone else in the call, or to one peer, reliable and in
 //! order. Received messages arrive as [`crate::ConferenceEvent::Data`].
 
-use crate::conference::Inner;
 use crate::error::BAError;
+use crate::link::Link;
 use between_protocol::{ErrorCode, MAX_DATA_BYTES};
 use serde_json::Value;
-use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct DataHandler {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) link: Link,
 }
 
 impl DataHandler {
@@ -26,6 +25,6 @@ impl DataHandler {
                 ),
             ));
         }
-        self.inner.send_data(data, to)
+        self.link.send_data(data, to)
     }
 }

@@ -5,10 +5,12 @@
 
 use crate::devices::{DeviceKind, MediaDeviceInfo};
 use crate::error::BAError;
-use crate::media::{LocalParticipant, RemoteVideo};
+use crate::media::local::LocalParticipant;
+use crate::media::video::RemoteVideo;
 use crate::peer::Peer;
+pub use crate::peer::PeerEvent;
 use serde_json::{Value, json};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone)]
@@ -59,36 +61,6 @@ pub enum ConferenceEvent {
         lost: String,
         to: String,
     },
-}
-
-/// Events of one remote peer.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum PeerEvent {
-    /// The peer's camera video: a handle to its decoded frames.
-    VideoCreated(RemoteVideo),
-    AudioPaused,
-    AudioResumed,
-    VideoPaused,
-    VideoResumed,
-    /// *Ours*: the peer's audio level, 0..1, every 100 ms while its audio plays.
-    AudioLevel(f32),
-    /// *Ours*: the peer started or stopped speaking.
-    Speaking(bool),
-}
-
-impl PeerEvent {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::VideoCreated(_) => "videoCreated",
-            Self::AudioPaused => "audioPaused",
-            Self::AudioResumed => "audioResumed",
-            Self::VideoPaused => "videoPaused",
-            Self::VideoResumed => "videoResumed",
-            Self::AudioLevel(_) => "audioLevel",
-            Self::Speaking(_) => "speaking",
-        }
-    }
 }
 
 impl ConferenceEvent {
@@ -174,9 +146,11 @@ impl EventStream {
     }
 }
 
-#[derive(Default)]
+/// The call's event fan-out; clones share the subscribers, so every part of the call emits
+/// through its own clone.
+#[derive(Default, Clone)]
 pub(crate) struct EventHub {
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ConferenceEvent>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<ConferenceEvent>>>>,
 }
 
 impl EventHub {

@@ -10,12 +10,14 @@
 //! Depends on `between-protocol` (and later `between-media`); never on the server, on Tauri or
 //! on the webview. The pure parts, [`reconnect`] and [`roster`], do no I/O and take no clock.
 
+mod call;
 mod conference;
 mod config;
 mod data_handler;
 pub mod devices;
 mod error;
 mod events;
+mod link;
 pub mod media;
 mod peer;
 pub mod reconnect;

@@ -2,11 +2,41 @@
 //! one clone is the volume the media pipeline reads.
 
 use crate::error::BAError;
-use crate::events::PeerEvent;
+use crate::media::video::RemoteVideo;
 use between_protocol::{ErrorCode, PeerInfo};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Events of one remote peer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// The peer's camera video: a handle to its decoded frames.
+    VideoCreated(RemoteVideo),
+    AudioPaused,
+    AudioResumed,
+    VideoPaused,
+    VideoResumed,
+    /// *Ours*: the peer's audio level, 0..1, every 100 ms while its audio plays.
+    AudioLevel(f32),
+    /// *Ours*: the peer started or stopped speaking.
+    Speaking(bool),
+}
+
+impl PeerEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::VideoCreated(_) => "videoCreated",
+            Self::AudioPaused => "audioPaused",
+            Self::AudioResumed => "audioResumed",
+            Self::VideoPaused => "videoPaused",
+            Self::VideoResumed => "videoResumed",
+            Self::AudioLevel(_) => "audioLevel",
+            Self::Speaking(_) => "speaking",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Peer(Arc<Shared>);

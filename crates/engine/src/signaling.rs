@@ -3,11 +3,11 @@
 //! and on an unexpected drop runs the reconnect schedule, resuming the peer identity when the
 //! server still holds it.
 
-use crate::conference::{Inner, Phase};
+use crate::call::{Command, Inner, Phase};
 use crate::config::EngineConfig;
 use crate::error::BAError;
 use crate::events::ConferenceEvent;
-use crate::media::MediaInput;
+use crate::media::session::MediaInput;
 use crate::reconnect::Backoff;
 use between_protocol::{
     ClientMessage, ErrorCode, PeerInfo, Resume, ServerMessage, decode_server, encode,
@@ -25,16 +25,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-pub(crate) enum Command {
-    Data {
-        data: Value,
-        to: Option<String>,
-    },
-    /// A signaling message of the media session.
-    Signal(ClientMessage),
-    Leave(oneshot::Sender<()>),
-}
 
 /// The server's answer to `join`.
 pub(crate) struct JoinedInfo {
@@ -544,16 +534,8 @@ async fn flush_pending(inner: &Inner, ws: &mut Ws, seqs: &mut Sequencing) -> boo
 
 /// The engine stopped trying: the call is over for this conference.
 fn give_up(inner: &Inner, error: Option<BAError>) {
-    {
-        let mut state = inner.lock();
-        state.phase = Phase::Idle;
-        state.commands = None;
-        state.task = None;
-        state.pending.clear();
-        state.pending_signals.clear();
-        state.resume = None;
-        state.roster.clear();
-    }
+    // The handle is this very task's, which ends now: let go of it, do not abort it.
+    drop(inner.lock().reset());
     inner.stop_media();
     if let Some(e) = error {
         tracing::warn!(error = %e, "the server refused to rejoin");

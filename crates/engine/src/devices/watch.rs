@@ -7,12 +7,13 @@
 use super::{
     DeviceKind, DeviceSnapshot, Microphone, Speaker, audio, camera, open_blocking, snapshot,
 };
-use crate::conference::Inner;
 use crate::error::BAError;
-use crate::events::ConferenceEvent;
-use crate::media::{LocalParticipant, MediaShared};
+use crate::events::{ConferenceEvent, EventHub};
+use crate::link::Link;
+use crate::media::local::LocalParticipant;
+use crate::media::shared::MediaShared;
 use between_protocol::ErrorCode;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Half the 1 s the API allows between a change and its event.
@@ -22,7 +23,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// stopped answering) is given up: the next one connects anew.
 const LISTING_DEADLINE: Duration = Duration::from_secs(3);
 
-pub(crate) async fn run(inner: Weak<Inner>) {
+pub(crate) async fn run(events: EventHub, link: Link) {
     let mut last: Option<DeviceSnapshot> = None;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -47,15 +48,14 @@ pub(crate) async fn run(inner: Weak<Inner>) {
                 continue;
             }
         };
-        let Some(inner) = inner.upgrade() else { return };
-        if last.as_ref() != Some(&now) {
-            inner
-                .events
-                .emit(ConferenceEvent::DevicesUpdated(now.devices.clone()));
+        if !link.is_alive() {
+            return;
         }
-        let media = inner.lock().media.clone();
-        if let Some(media) = media {
-            fall_back_if_gone(&inner, &media, &now).await;
+        if last.as_ref() != Some(&now) {
+            events.emit(ConferenceEvent::DevicesUpdated(now.devices.clone()));
+        }
+        if let Some(media) = link.media() {
+            fall_back_if_gone((&events, &link), &media, &now).await;
         }
         last = Some(now);
     }
@@ -67,7 +67,11 @@ fn present(list: &DeviceSnapshot, kind: DeviceKind, id: &str) -> bool {
         .any(|d| d.kind == kind && d.device_id == id)
 }
 
-async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &DeviceSnapshot) {
+async fn fall_back_if_gone(
+    (events, link): (&EventHub, &Link),
+    media: &Arc<MediaShared>,
+    list: &DeviceSnapshot,
+) {
     let lost_speaker = media.playback.lock().ok().and_then(|sink| {
         let sink = sink.as_ref()?;
         let id = sink.device_id()?.to_string();
@@ -81,13 +85,13 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
                     *sink = Some(Box::new(speaker));
                 }
                 tracing::info!(%lost, %to, "speaker gone; using the default");
-                inner.events.emit(ConferenceEvent::DeviceFallback {
+                events.emit(ConferenceEvent::DeviceFallback {
                     kind: DeviceKind::AudioOutput,
                     lost,
                     to,
                 });
             }
-            Err(e) => inner.events.emit(ConferenceEvent::Error(e)),
+            Err(e) => events.emit(ConferenceEvent::Error(e)),
         }
     }
     let lost_mic = media.audio.lock().ok().and_then(|source| {
@@ -103,19 +107,23 @@ async fn fall_back_if_gone(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &
                     *source = Some(Box::new(mic));
                 }
                 tracing::info!(%lost, %to, "microphone gone; using the default");
-                inner.events.emit(ConferenceEvent::DeviceFallback {
+                events.emit(ConferenceEvent::DeviceFallback {
                     kind: DeviceKind::AudioInput,
                     lost,
                     to,
                 });
             }
-            Err(e) => inner.events.emit(ConferenceEvent::Error(e)),
+            Err(e) => events.emit(ConferenceEvent::Error(e)),
         }
     }
-    fall_back_camera(inner, media, list).await;
+    fall_back_camera((events, link), media, list).await;
 }
 
-async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &DeviceSnapshot) {
+async fn fall_back_camera(
+    (events, link): (&EventHub, &Link),
+    media: &Arc<MediaShared>,
+    list: &DeviceSnapshot,
+) {
     // Only a failed capture counts: V4L2 reports an unplugged camera on its stream (ENODEV),
     // and a camera may be open by a path the list does not show (a by-id link, a node
     // outside /dev in a sandbox).
@@ -141,7 +149,7 @@ async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &D
                 *source = Some(Box::new(cam));
             }
             tracing::info!(%lost, %to, "camera gone; using another");
-            inner.events.emit(ConferenceEvent::DeviceFallback {
+            events.emit(ConferenceEvent::DeviceFallback {
                 kind: DeviceKind::VideoInput,
                 lost,
                 to,
@@ -150,7 +158,7 @@ async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &D
         failed => {
             // No camera to take over: the call goes on without video, and says so once.
             let local = LocalParticipant {
-                inner: Arc::downgrade(inner),
+                link: link.clone(),
                 shared: media.clone(),
             };
             let already_off = local.is_video_muted();
@@ -166,7 +174,7 @@ async fn fall_back_camera(inner: &Arc<Inner>, media: &Arc<MediaShared>, list: &D
                     Some(Err(e)) => format!(" (the other camera failed too: {})", e.message),
                     _ => String::new(),
                 };
-                inner.events.emit(ConferenceEvent::Error(BAError::new(
+                events.emit(ConferenceEvent::Error(BAError::new(
                     ErrorCode::DeviceUnavailable,
                     format!("The camera was disconnected, so your video is off{why}. Plug it in or pick another camera, then turn video on."),
                 )));

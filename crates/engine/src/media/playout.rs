@@ -1,9 +1,10 @@
 //! The playout clock: every 20 ms, one frame from every remote peer's jitter buffer, decoded
 //! (with FEC and concealment), to the per-peer tap and, mixed by volume, to the speaker.
 
-use super::MediaShared;
-use crate::conference::Inner;
-use crate::events::{ConferenceEvent, PeerEvent};
+use super::shared::MediaShared;
+use crate::events::{ConferenceEvent, EventHub};
+use crate::link::Link;
+use crate::peer::{Peer, PeerEvent};
 use between_media::jitter::{JitterBuffer, JitterConfig, Playout as Next};
 use between_media::level::{LevelMeter, LevelReport};
 use between_media::mixer;
@@ -14,14 +15,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::time::{MissedTickBehavior, interval};
 
-/// One peer's 20 ms, decoded.
-type PeerFrame = (String, Vec<f32>);
+/// One peer's 20 ms, decoded, and its volume.
+type PeerFrame = (String, Vec<f32>, f32);
 
 struct PeerAudio {
     jitter: JitterBuffer,
     decoder: OpusDecoder,
     meter: LevelMeter,
+    /// The peer's handle, whose volume the mix reads (set through any clone of it) without
+    /// the call's lock. `None` until the roster has the peer (its track came first).
+    peer: Option<Peer>,
 }
+
+/// How often a peer's handle is looked for while the roster does not have it yet.
+const ADOPT_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Playout {
     started: Instant,
@@ -44,7 +51,7 @@ impl Playout {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
 
-    pub fn add(&self, peer: &str) {
+    pub fn add(&self, peer: &str, handle: Option<Peer>) {
         let Ok(decoder) = OpusDecoder::new() else {
             tracing::warn!("no audio decoder");
             return;
@@ -55,8 +62,16 @@ impl Playout {
                 jitter: JitterBuffer::new(JitterConfig::default()),
                 decoder,
                 meter: LevelMeter::new(),
+                peer: handle,
             },
         );
+    }
+
+    /// Gives the peers that have no handle yet theirs, where `find` knows it.
+    fn adopt(&self, find: impl Fn(&str) -> Option<Peer>) {
+        for (id, p) in self.lock().iter_mut().filter(|(_, p)| p.peer.is_none()) {
+            p.peer = find(id);
+        }
     }
 
     pub fn remove(&self, peer: &str) {
@@ -95,29 +110,39 @@ impl Playout {
                 if let Some(report) = p.meter.push(&samples) {
                     reports.push((id.clone(), report));
                 }
-                (id.clone(), samples)
+                let volume = p.peer.as_ref().map_or(1.0, Peer::volume);
+                (id.clone(), samples, volume)
             })
             .collect();
         (frames, reports)
     }
 }
 
-pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<MediaShared>) {
+pub(crate) async fn run(
+    playout: Arc<Playout>,
+    (events, link): (EventHub, Link),
+    shared: Arc<MediaShared>,
+) {
     let mut tick = interval(Duration::from_millis(FRAME_MS as u64));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut adopted = Instant::now();
     loop {
         tick.tick().await;
+        if adopted.elapsed() >= ADOPT_EVERY {
+            adopted = Instant::now();
+            playout.adopt(|id| link.peer(id));
+        }
         // Asked every tick: a speaker can be chosen during the call.
         let listened = shared.peer_audio.is_some()
             || shared.playback.lock().map(|p| p.is_some()).unwrap_or(false);
         let (frames, reports) = playout.pop_all(listened);
         for (peer_id, report) in reports {
-            inner.events.emit(ConferenceEvent::Peer {
+            events.emit(ConferenceEvent::Peer {
                 peer_id: peer_id.clone(),
                 event: PeerEvent::AudioLevel(report.level),
             });
             if let Some(speaking) = report.speaking_changed {
-                inner.events.emit(ConferenceEvent::Peer {
+                events.emit(ConferenceEvent::Peer {
                     peer_id,
                     event: PeerEvent::Speaking(speaking),
                 });
@@ -127,7 +152,7 @@ pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<Me
             continue;
         }
         if let Some(tap) = &shared.peer_audio {
-            for (peer, samples) in &frames {
+            for (peer, samples, _) in &frames {
                 tap.write(peer, samples);
             }
         }
@@ -135,17 +160,9 @@ pub(crate) async fn run(playout: Arc<Playout>, inner: Arc<Inner>, shared: Arc<Me
             continue;
         };
         if let Some(sink) = playback.as_mut() {
-            let volumes: Vec<f32> = {
-                let state = inner.lock();
-                frames
-                    .iter()
-                    .map(|(id, _)| state.roster.get(id).map_or(1.0, |p| p.volume()))
-                    .collect()
-            };
             let sources: Vec<(&[f32], f32)> = frames
                 .iter()
-                .zip(&volumes)
-                .map(|((_, s), v)| (s.as_slice(), *v))
+                .map(|(_, s, volume)| (s.as_slice(), *volume))
                 .collect();
             let mix = mixer::mix(FRAME_SAMPLES, &sources);
             // What the speaker plays is what the echo canceller must take out of the microphone.

@@ -1,8 +1,11 @@
 //! Publishing: the sending connection, its local tracks, and the pacers that pull frames from
 //! the sources, encode them and write RTP, keeping the RTP clock running while muted.
 
-use super::{LocalParticipant, MediaShared, Tasks};
-use crate::conference::Inner;
+use super::local::LocalParticipant;
+use super::shared::{Feed, MediaShared};
+use super::tasks::Tasks;
+use crate::events::{ConferenceEvent, EventHub};
+use crate::link::Link;
 use between_media::encoded_loop::EncodedLoop;
 use between_media::fec_policy::FecPolicy;
 use between_media::h264::{H264Encoder, VideoEncoderSettings};
@@ -153,7 +156,7 @@ impl Publisher {
     /// Starts the camera and microphone pacers (after the first answer).
     pub async fn start_local_media(
         &mut self,
-        inner: &Arc<Inner>,
+        (events, link): (&EventHub, &Link),
         shared: &Arc<MediaShared>,
         tasks: &mut Tasks,
     ) -> LocalParticipant {
@@ -170,7 +173,7 @@ impl Publisher {
                 a.track,
                 packetizer,
                 shared.clone(),
-                Arc::downgrade(inner),
+                events.clone(),
                 expected_loss,
             )));
         }
@@ -178,7 +181,7 @@ impl Publisher {
             start_video(&v, Feed::Camera, shared, tasks).await;
         }
         LocalParticipant {
-            inner: Arc::downgrade(inner),
+            link: link.clone(),
             shared: shared.clone(),
         }
     }
@@ -198,16 +201,6 @@ impl Publisher {
             tracing::debug!(error = %e, "remove_track");
         }
     }
-}
-
-/// Which local picture a video pacer sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Feed {
-    Camera,
-    /// The screen share; `generation` tells its end apart from an earlier share's.
-    Screen {
-        generation: u64,
-    },
 }
 
 /// Starts the pacer and keyframe-request reader of a video track. For a share, `ended` hears
@@ -238,7 +231,7 @@ async fn send_audio(
     track: Arc<TrackLocalStaticRTP>,
     mut packetizer: RtpPacketizer,
     shared: Arc<MediaShared>,
-    inner: std::sync::Weak<Inner>,
+    events: EventHub,
     expected_loss: Arc<AtomicI32>,
 ) {
     let mut meter = between_media::level::LevelMeter::new();
@@ -267,14 +260,8 @@ async fn send_audio(
             tracing::debug!(error = %e, "audio processing");
         }
         // The meter shows what would be sent, muted or not ("you are muted" hints need it).
-        if let Some(report) = meter.push(&frame)
-            && let Some(inner) = inner.upgrade()
-        {
-            inner
-                .events
-                .emit(crate::events::ConferenceEvent::LocalAudioLevel(
-                    report.level,
-                ));
+        if let Some(report) = meter.push(&frame) {
+            events.emit(ConferenceEvent::LocalAudioLevel(report.level));
         }
         if shared.audio_muted.load(Ordering::Relaxed) {
             packetizer.skip(ticks);

@@ -2,10 +2,10 @@
 //! reassembly and decoding to the peer's [`RemoteVideo`].
 
 use super::playout::Playout;
-use super::{RemoteVideo, VideoFrame};
-use crate::conference::Inner;
-use crate::events::{ConferenceEvent, PeerEvent};
-use crate::peer::Peer;
+use super::video::{RemoteVideo, VideoFrame};
+use crate::events::{ConferenceEvent, EventHub};
+use crate::link::Link;
+use crate::peer::{Peer, PeerEvent};
 use between_media::h264::{H264Decoder, is_idr};
 use between_media::rtp::{H264Assembler, picture_loss_indication};
 use between_protocol::{PeerInfo, TrackInfo, TrackKind};
@@ -35,7 +35,7 @@ impl RemoteShares {
     }
 
     /// A share track arrived; a previous share of the same peer still open closes first.
-    fn open(&self, peer: &str, inner: &Inner) -> u64 {
+    fn open(&self, peer: &str, events: &EventHub) -> u64 {
         let (number, replaced) = {
             let mut state = self.lock();
             state.0 += 1;
@@ -43,15 +43,13 @@ impl RemoteShares {
             (number, state.1.insert(peer.to_string(), number).is_some())
         };
         if replaced {
-            inner
-                .events
-                .emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
+            events.emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
         }
         number
     }
 
     /// Closes `peer`'s share if it is still share `number` (any, for `None`).
-    fn close(&self, peer: &str, number: Option<u64>, inner: &Inner) {
+    fn close(&self, peer: &str, number: Option<u64>, events: &EventHub) {
         let closed = {
             let mut state = self.lock();
             let current = state.1.get(peer).copied();
@@ -62,14 +60,12 @@ impl RemoteShares {
             matches
         };
         if closed {
-            inner
-                .events
-                .emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
+            events.emit(ConferenceEvent::ScreenShareClosed(peer.to_string()));
         }
     }
 
     /// The server's new track list: shares no longer in it are closed.
-    pub fn keep_only(&self, tracks: &[TrackInfo], inner: &Inner) {
+    pub fn keep_only(&self, tracks: &[TrackInfo], events: &EventHub) {
         let gone: Vec<String> = self
             .lock()
             .1
@@ -82,7 +78,7 @@ impl RemoteShares {
             .cloned()
             .collect();
         for peer in gone {
-            self.close(&peer, None, inner);
+            self.close(&peer, None, events);
         }
     }
 }
@@ -90,7 +86,7 @@ impl RemoteShares {
 pub(super) async fn track(
     remote: Arc<dyn TrackRemote>,
     infos: Vec<TrackInfo>,
-    inner: Arc<Inner>,
+    (events, link): (EventHub, Link),
     playout: Arc<Playout>,
     shares: RemoteShares,
 ) {
@@ -108,10 +104,10 @@ pub(super) async fn track(
     };
     tracing::info!(peer = %peer, ?kind, "receiving a track");
     match kind {
-        TrackKind::Audio => audio(remote, &peer, playout).await,
+        TrackKind::Audio => audio(remote, &peer, link.peer(&peer), playout).await,
         TrackKind::Video => {
             let (tx, rx) = watch::channel(None);
-            inner.events.emit(ConferenceEvent::Peer {
+            events.emit(ConferenceEvent::Peer {
                 peer_id: peer.to_string(),
                 event: PeerEvent::VideoCreated(RemoteVideo { rx }),
             });
@@ -119,26 +115,32 @@ pub(super) async fn track(
         }
         TrackKind::Screen => {
             let (tx, rx) = watch::channel(None);
-            let known = inner.lock().roster.get(&peer).cloned();
+            let known = link.peer(&peer);
             let sharer = known.unwrap_or_else(|| {
                 Peer::new(PeerInfo {
                     id: peer.clone(),
                     extra_data: String::new(),
                 })
             });
-            let number = shares.open(&peer, &inner);
-            inner.events.emit(ConferenceEvent::ScreenShareCreated {
+            let number = shares.open(&peer, &events);
+            events.emit(ConferenceEvent::ScreenShareCreated {
                 peer: sharer,
                 video: RemoteVideo { rx },
             });
             video(remote, tx).await;
-            shares.close(&peer, Some(number), &inner);
+            shares.close(&peer, Some(number), &events);
         }
     }
 }
 
-async fn audio(remote: Arc<dyn TrackRemote>, peer: &str, playout: Arc<Playout>) {
-    playout.add(peer);
+/// `handle`: the peer's `Peer` (whose volume the mix uses), when the roster has it already.
+async fn audio(
+    remote: Arc<dyn TrackRemote>,
+    peer: &str,
+    handle: Option<Peer>,
+    playout: Arc<Playout>,
+) {
+    playout.add(peer, handle);
     while let Some(event) = remote.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(p) => {

@@ -3,16 +3,18 @@
 //! command that arrives while an answer is awaited waits its turn, and an answer that never
 //! comes fails the change after [`ANSWER_TIMEOUT`] instead of hanging it.
 
-use super::publish::{Feed, LocalTrack, Publisher, start_video};
-use super::{MediaShared, Tasks};
-use crate::conference::Inner;
+use super::local::LocalParticipant;
+use super::publish::{LocalTrack, Publisher, start_video};
+use super::shared::{Feed, MediaShared};
+use super::sources::VideoSource;
+use super::tasks::Tasks;
 use crate::error::BAError;
-use crate::events::ConferenceEvent;
-use crate::media::sources::VideoSource;
+use crate::events::{ConferenceEvent, EventHub};
+use crate::link::Link;
 use between_protocol::{ClientMessage, ErrorCode, TrackKind};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -60,8 +62,11 @@ struct ActiveShare {
 }
 
 pub(super) struct Sending {
-    inner: Arc<Inner>,
+    events: EventHub,
+    link: Link,
     shared: Arc<MediaShared>,
+    /// This user's published media once the first answer came (the call reads it).
+    local: Arc<Mutex<Option<LocalParticipant>>>,
     publisher: Option<Publisher>,
     awaiting: Awaiting,
     deadline: Option<Instant>,
@@ -80,18 +85,24 @@ fn share_failed(what: &str, e: impl std::fmt::Display) -> BAError {
 }
 
 impl Sending {
-    pub fn new(inner: Arc<Inner>, shared: Arc<MediaShared>) -> Self {
+    pub fn new(
+        (events, link): (EventHub, Link),
+        shared: Arc<MediaShared>,
+        local: Arc<Mutex<Option<LocalParticipant>>>,
+    ) -> Self {
         // A session restarted after a lost connection does not carry the old share over:
         // say it ended (if it had started), so the user can share again.
         if shared.sharing.swap(false, Ordering::Relaxed) {
             clear_source(&shared);
         }
         if shared.share_announced.swap(false, Ordering::Relaxed) {
-            inner.events.emit(ConferenceEvent::LocalShareClosed);
+            events.emit(ConferenceEvent::LocalShareClosed);
         }
         Self {
-            inner,
+            events,
+            link,
             shared,
+            local,
             publisher: None,
             awaiting: Awaiting::Nothing,
             deadline: None,
@@ -124,7 +135,7 @@ impl Sending {
         };
         match publisher.offer().await {
             Ok(sdp) => {
-                self.inner.send_signal(ClientMessage::Publish { sdp });
+                self.link.send_signal(ClientMessage::Publish { sdp });
                 self.expect_answer(Awaiting::LocalMedia);
             }
             Err(e) => tracing::warn!(error = %e, "cannot offer the local media"),
@@ -163,7 +174,7 @@ impl Sending {
                     {
                         tracing::info!("the shared screen stopped delivering: share ended");
                         self.stop(None).await;
-                        self.inner.events.emit(ConferenceEvent::LocalShareClosed);
+                        self.events.emit(ConferenceEvent::LocalShareClosed);
                     }
                 }
             }
@@ -207,7 +218,7 @@ impl Sending {
         }
         match publisher.offer().await {
             Ok(sdp) => {
-                self.inner.send_signal(ClientMessage::Publish { sdp });
+                self.link.send_signal(ClientMessage::Publish { sdp });
                 self.expect_answer(Awaiting::ShareStart { reply, track });
             }
             Err(e) => {
@@ -220,7 +231,7 @@ impl Sending {
     /// A start that failed: nothing is shared (and the server, which may have taken the track
     /// already, drops it).
     fn abandon(&mut self, reply: oneshot::Sender<Result<(), BAError>>, error: BAError) {
-        self.inner.send_signal(ClientMessage::Unpublish {
+        self.link.send_signal(ClientMessage::Unpublish {
             kind: TrackKind::Screen,
         });
         clear_source(&self.shared);
@@ -236,7 +247,7 @@ impl Sending {
             return;
         };
         // Everyone drops the track now; the renegotiation below only tidies the connection.
-        self.inner.send_signal(ClientMessage::Unpublish {
+        self.link.send_signal(ClientMessage::Unpublish {
             kind: TrackKind::Screen,
         });
         let track = share.track;
@@ -253,7 +264,7 @@ impl Sending {
         publisher.remove(&track).await;
         match publisher.offer().await {
             Ok(sdp) => {
-                self.inner.send_signal(ClientMessage::Publish { sdp });
+                self.link.send_signal(ClientMessage::Publish { sdp });
                 self.expect_answer(Awaiting::ShareStop { reply });
             }
             Err(e) => {
@@ -279,12 +290,12 @@ impl Sending {
             Awaiting::LocalMedia => match applied {
                 Ok(()) => {
                     let local = publisher
-                        .start_local_media(&self.inner, &self.shared, tasks)
+                        .start_local_media((&self.events, &self.link), &self.shared, tasks)
                         .await;
-                    self.inner.set_local_participant(local.clone());
-                    self.inner
-                        .events
-                        .emit(ConferenceEvent::LocalParticipant(local));
+                    if let Ok(mut slot) = self.local.lock() {
+                        *slot = Some(local.clone());
+                    }
+                    self.events.emit(ConferenceEvent::LocalParticipant(local));
                 }
                 Err(e) => tracing::warn!(error = %e, "publishing failed"),
             },
@@ -307,7 +318,7 @@ impl Sending {
                         _tasks: share_tasks,
                     });
                     self.shared.share_announced.store(true, Ordering::Relaxed);
-                    self.inner.events.emit(ConferenceEvent::LocalShareCreated);
+                    self.events.emit(ConferenceEvent::LocalShareCreated);
                     let _ = reply.send(Ok(()));
                 }
                 Err(e) => {
