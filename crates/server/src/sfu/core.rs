@@ -28,10 +28,12 @@ pub const OFFER_RETRY: Duration = Duration::from_secs(1);
 pub const LOSS_RELAY_INTERVAL: Duration = Duration::from_millis(900);
 /// A subscriber's loss report counts for this long.
 pub const LOSS_MEMORY: Duration = Duration::from_secs(10);
-/// The least time between two keyframe requests to one publisher's track: subscribers that
-/// lose packets together would otherwise ask for a keyframe each, and every keyframe costs
-/// the publisher's uplink several frames' worth. A request inside the interval is sent when
-/// it ends, so nobody waits more than this for a picture.
+/// How long a keyframe request to one publisher's track covers the requests that follow it:
+/// subscribers that lose packets together would otherwise ask for a keyframe each, and every
+/// keyframe costs the publisher's uplink several frames' worth. A covered request is held and
+/// sent when the interval ends, so nobody waits more than this; a subscriber that became
+/// ready to receive after the last request is not covered (that keyframe passed it by) and
+/// is sent at once.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Something that happened, for the core to decide on.
@@ -78,9 +80,14 @@ pub enum Input<M> {
         track_id: String,
         fraction_lost: u8,
     },
-    /// A subscriber needs a keyframe of `publisher`'s `track_id` (it asked, or it just
-    /// started receiving it).
-    KeyframeWanted { publisher: String, track_id: String },
+    /// `subscriber` needs a keyframe of `publisher`'s `track_id`: it asked, or (`fresh`) it
+    /// just became ready to receive the track (bound and connected).
+    KeyframeWanted {
+        publisher: String,
+        track_id: String,
+        subscriber: String,
+        fresh: bool,
+    },
 }
 
 /// Something for the drivers (or the signaling layer) to do.
@@ -153,15 +160,33 @@ enum Negotiation {
 struct KeyframeGate {
     last: Option<Instant>,
     pending: bool,
+    /// When each subscriber last became ready to receive the track.
+    ready: HashMap<String, Instant>,
 }
 
 impl KeyframeGate {
-    /// Whether a request may go now; otherwise it is held for [`KeyframeGate::due`].
-    fn ask(&mut self, now: Instant) -> bool {
-        if self.last.is_some_and(|t| now < t + KEYFRAME_INTERVAL) {
+    /// Whether `subscriber`'s request may go now (`None`: one for everybody, e.g. a
+    /// restarted track); otherwise it is held for [`KeyframeGate::due`].
+    fn ask(&mut self, now: Instant, subscriber: Option<(&str, bool)>) -> bool {
+        // When the requester became ready; a subscriber never seen ready is covered by any
+        // recent request, one for everybody by none.
+        let ready_at = match subscriber {
+            Some((id, true)) => {
+                self.ready.insert(id.to_string(), now);
+                Some(now)
+            }
+            Some((id, false)) => self.ready.get(id).copied(),
+            None => Some(now),
+        };
+        let covered = self.last.is_some_and(|t| {
+            now < t + KEYFRAME_INTERVAL && ready_at.is_none_or(|ready| t >= ready)
+        });
+        if covered {
             self.pending = true;
             return false;
         }
+        // This request covers any held one.
+        self.pending = false;
         self.last = Some(now);
         true
     }
@@ -285,13 +310,15 @@ impl<M: Clone> Core<M> {
             Input::KeyframeWanted {
                 publisher,
                 track_id,
+                subscriber,
+                fresh,
             } => {
                 if let Some(p) = self
                     .members
                     .get_mut(&publisher)
                     .and_then(|m| m.published.get_mut(&track_id))
                     && p.kind != TrackKind::Audio
-                    && p.keyframe.ask(now)
+                    && p.keyframe.ask(now, Some((&subscriber, fresh)))
                 {
                     self.out.push_back(Output::RequestKeyframe {
                         publisher,
@@ -404,7 +431,7 @@ impl<M: Clone> Core<M> {
         if let Some(p) = m.published.get_mut(&id) {
             // A restarted track under the same ID: its subscribers keep it and need a
             // picture to start from.
-            if kind != TrackKind::Audio && p.keyframe.ask(now) {
+            if kind != TrackKind::Audio && p.keyframe.ask(now, None) {
                 self.out.push_back(Output::RequestKeyframe {
                     publisher: peer.to_string(),
                     track_id: id,

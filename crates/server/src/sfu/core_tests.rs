@@ -450,6 +450,8 @@ fn keyframe_requests_are_held_to_one_per_interval_and_none_is_lost() {
     let want = |track: &str| Input::KeyframeWanted {
         publisher: "a".into(),
         track_id: track.into(),
+        subscriber: "b".into(),
+        fresh: false,
     };
     let request = Output::RequestKeyframe {
         publisher: "a".into(),
@@ -507,4 +509,37 @@ fn loss_is_relayed_at_most_once_a_second_and_forgotten_when_stale() {
         track_id: "a-audio".into(),
     });
     assert!(sim.input(report("b", "a-audio", 30)).is_empty());
+}
+
+#[test]
+fn a_subscriber_ready_after_the_last_keyframe_request_is_not_kept_waiting() {
+    let mut sim = Sim::new();
+    for p in ["a", "b", "c"] {
+        sim.join(p, "t/r");
+    }
+    sim.publish("a", TrackKind::Video, "a-video", 1);
+    let want = |from: &str, fresh: bool| Input::KeyframeWanted {
+        publisher: "a".into(),
+        track_id: "a-video".into(),
+        subscriber: from.into(),
+        fresh,
+    };
+    let request = vec![Output::RequestKeyframe {
+        publisher: "a".into(),
+        track_id: "a-video".into(),
+    }];
+    // b becomes ready: its keyframe is asked for.
+    assert_eq!(sim.input(want("b", true)), request);
+    // b's own decoder asks too, right after: covered by the request on its way.
+    sim.advance(Duration::from_millis(5));
+    assert!(sim.input(want("b", false)).is_empty());
+    // c becomes ready 100 ms later: the keyframe asked for before passed it by.
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.input(want("c", true)), request);
+    // b and c lose a packet together later on: one request, the other held.
+    sim.advance(Duration::from_secs(2));
+    sim.drain();
+    assert_eq!(sim.input(want("b", false)), request);
+    assert!(sim.input(want("c", false)).is_empty());
+    assert_eq!(sim.advance(KEYFRAME_INTERVAL), request, "the held one goes");
 }

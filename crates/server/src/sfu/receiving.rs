@@ -208,12 +208,18 @@ impl Forwarding {
         self.inputs.send(input);
     }
 
+    fn want_keyframe(&self, fresh: bool) {
+        self.input(Input::KeyframeWanted {
+            publisher: self.track.peer_id.clone(),
+            track_id: self.track.track_id.clone(),
+            subscriber: self.subscriber.clone(),
+            fresh,
+        });
+    }
+
     fn on_feedback(&self, rtcp: &[Box<dyn rtc::rtcp::Packet>]) {
         if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
-            self.input(Input::KeyframeWanted {
-                publisher: self.track.peer_id.clone(),
-                track_id: self.track.track_id.clone(),
-            });
+            self.want_keyframe(false);
         }
         // Only audio's loss goes back to the publisher (its FEC follows it).
         if self.track.kind != TrackKind::Audio {
@@ -276,10 +282,7 @@ async fn forward(mut f: Forwarding) {
                             asked_keyframe = false;
                         } else if !asked_keyframe && f.track.kind != TrackKind::Audio {
                             asked_keyframe = true;
-                            f.input(Input::KeyframeWanted {
-                                publisher: f.track.peer_id.clone(),
-                                track_id: f.track.track_id.clone(),
-                            });
+                            f.want_keyframe(true);
                         }
                     }
                     Err(Refusal::Unbound) => RtpCounters::inc(&counters.dropped),
