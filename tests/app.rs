@@ -12,11 +12,9 @@
 //! Needs xvfb, webkit2gtk-driver, tauri-driver, pulseaudio (scripts/test.sh installs them).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../crates/cli/tests/common/pulse.rs"]
-mod pulse;
 mod support;
 
-use pulse::{Monitor, Pulse};
+use between_testbed::sound::{Monitor, Pulse};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;

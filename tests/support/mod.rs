@@ -3,9 +3,4 @@
 
 pub mod bot;
 pub mod canvas;
-#[path = "../../crates/cli/src/bench/desktop.rs"]
-pub mod desktop;
-#[path = "../../crates/cli/src/bench/webdriver.rs"]
-pub mod webdriver;
-#[path = "../../crates/cli/src/bench/xvfb.rs"]
-pub mod xvfb;
+pub use between_testbed::{desktop, webdriver};

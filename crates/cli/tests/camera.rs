@@ -12,7 +12,7 @@
 mod common;
 
 use between_media::video::I420Frame;
-use common::pulse::Pulse;
+use between_testbed::sound::Pulse;
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::pulse::{Monitor, Pulse, pactl, play_frequency, play_tone};
+use between_testbed::sound::{Monitor, Pulse, pactl, play_frequency, play_tone};
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
 use std::process::Command;

@@ -10,20 +10,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "../src/bench/portal_desktop.rs"]
-mod portal_desktop;
-#[path = "../src/bench/x11_picture.rs"]
-mod x11_picture;
 
 use between_media::analysis::frame_psnr;
 use between_media::video::I420Frame;
+use between_testbed::portal_desktop::{DesktopPicture, PortalDesktop};
+use between_testbed::x11_picture::test_picture_i420;
 use common::{BIN, Bot, Server, join_args};
-use portal_desktop::{DesktopPicture, PortalDesktop};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use x11_picture::test_picture_i420;
 
 const PICTURE: (u16, u16) = (640, 360);
 

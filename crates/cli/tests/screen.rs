@@ -5,20 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-#[path = "../src/bench/x11_picture.rs"]
-mod x11_picture;
-#[path = "../src/bench/xvfb.rs"]
-mod xvfb;
 
 use between_media::analysis::frame_psnr;
 use between_media::video::I420Frame;
+use between_testbed::x11_picture::{PictureWindow, test_picture, test_picture_i420};
+use between_testbed::xvfb::Xvfb;
 use common::{BIN, Bot, Server, join_args};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use x11_picture::{PictureWindow, test_picture, test_picture_i420};
-use xvfb::Xvfb;
 
 const PICTURE: (u16, u16) = (640, 360);
 

@@ -6,10 +6,10 @@
 //! size of a `.deb`. Needs Xvfb, webkit2gtk-driver and tauri-driver (scripts/test.sh installs
 //! them).
 
-use super::desktop::{Desktop, memory_of};
-use super::pulse::PulseDaemon;
-use super::webdriver::Driver;
 use anyhow::{Context, anyhow, bail};
+use between_testbed::desktop::{Desktop, memory_of};
+use between_testbed::pulse::PulseDaemon;
+use between_testbed::webdriver::Driver;
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::PathBuf;

@@ -7,11 +7,11 @@
 //! It runs its own PulseAudio daemon (cpal reads the server address from the environment, so
 //! the measuring part runs as a child process with it set). Needs `pulseaudio` (Linux).
 
-use super::pulse::PulseDaemon;
 use super::{ServerProcess, bench_conference};
 use anyhow::bail;
 use between_engine::devices::{Microphone, Speaker};
 use between_engine::{AudioSink, MediaOptions};
+use between_testbed::pulse::PulseDaemon;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;

@@ -15,18 +15,11 @@ use tokio::sync::mpsc;
 mod app;
 mod audio;
 mod cpu;
-mod desktop;
 mod devices;
 mod media;
-mod portal_desktop;
-mod pulse;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod screen;
 mod sfu;
-mod webdriver;
-#[cfg(all(unix, not(target_os = "macos")))]
-mod x11_picture;
-mod xvfb;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {

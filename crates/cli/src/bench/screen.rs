@@ -11,15 +11,15 @@
 //!    that changes ten times a second as a PipeWire node; a child `between` captures it
 //!    through the engine's portal path for the same time and reports its CPU per picture.
 
-use super::portal_desktop::{DesktopPicture, PortalDesktop};
-use super::x11_picture::PictureWindow;
-use super::xvfb::Xvfb;
 use super::{ServerProcess, bench_conference, between_dev_key, cpu_seconds, sibling, summary};
 use anyhow::{Context, bail};
 use between_engine::{ConferenceEvent, MediaOptions};
 use between_media::h264::{H264Encoder, VideoEncoderSettings};
 use between_media::pattern::{COUNTER_CELLS, counter_cells, read_counter};
 use between_media::screen::{ChangeGate, text_page};
+use between_testbed::portal_desktop::{DesktopPicture, PortalDesktop};
+use between_testbed::x11_picture::PictureWindow;
+use between_testbed::xvfb::Xvfb;
 use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;

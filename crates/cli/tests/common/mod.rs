@@ -2,8 +2,6 @@
 //! process whose stdout JSON lines arrive on a channel.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod pulse;
-
 use between_server::{ApiKeys, DEV_API_KEY, ServerConfig, Timing};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};

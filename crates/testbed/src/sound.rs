@@ -1,13 +1,11 @@
 //! A private PulseAudio daemon with virtual devices, and readers/writers of its sinks, for
 //! tests that need sound devices on a machine without a sound card. Shared by the CLI's device
-//! tests and the app's end-to-end test (included by path).
-#![allow(dead_code, clippy::unwrap_used)]
+//! tests and the app's end-to-end test.
+// Test support: a failed set-up fails the test that asked for it.
+#![allow(clippy::unwrap_used)]
 
+use crate::pulse::PulseDaemon;
 use between_media::analysis::{dominant_frequency, tone_snr_db};
-#[path = "../../src/bench/pulse.rs"]
-mod daemon;
-
-use daemon::PulseDaemon;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

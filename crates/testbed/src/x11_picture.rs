@@ -2,7 +2,6 @@
 //! screen-sharing tests compare a received share with, and the changing counter
 //! `between bench screen` times. The picture is the window's background pixmap, so the X
 //! server repaints it by itself whenever the window is exposed.
-#![allow(dead_code)]
 
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{

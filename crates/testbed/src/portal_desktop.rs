@@ -1,12 +1,11 @@
 //! What stands in for a Wayland desktop's screen-sharing plumbing, on a private runtime
 //! directory: a D-Bus session bus, a PipeWire daemon with WirePlumber, a GStreamer pipeline
-//! serving a picture as a PipeWire video node, and `tests/portal/fake_portal.py`, which answers
+//! serving a picture as a PipeWire video node, and `portal/fake_portal.py`, which answers
 //! xdg-desktop-portal's ScreenCast calls as the real portal does once a person picked a screen
-//! (it hands out that node). Used by the portal tests and `between bench screen` (tests include
-//! this file by path). Needs the packages `scripts/test.sh` installs.
-#![allow(dead_code)]
+//! (it hands out that node). Used by the portal tests and `between bench screen`. Needs the
+//! packages `scripts/test.sh` installs.
 
-use super::x11_picture::test_picture;
+use crate::x11_picture::test_picture;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -127,7 +126,7 @@ impl PortalDesktop {
         })?;
         let node = node.map(|n| n.to_string()).unwrap_or_default();
 
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/fake_portal.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("portal/fake_portal.py");
         let script = script.to_str().ok_or("the stand-in portal's path")?;
         let mut args = vec![script, "--node", &node];
         if cancel {

@@ -1,17 +1,17 @@
 //! A desktop for the app on a machine without one: an X display (Xvfb), a home folder of its
 //! own (so settings start empty and survive a restart of the app), and tauri-driver in front
 //! of WebKitWebDriver to drive the app. Used by `between bench app` and the app's end-to-end
-//! test (which includes this file by path, beside `webdriver.rs`).
-#![allow(dead_code)]
+//! tests.
 
-use super::webdriver::{Driver, Result};
-use super::xvfb::Xvfb;
+use crate::webdriver::{Driver, Result};
+use crate::xvfb::Xvfb;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Desktop {
-    xvfb: Xvfb,
+    /// Held: the display lives as long as the desktop.
+    _xvfb: Xvfb,
     driver: Option<Child>,
     pub display: String,
     pub home: PathBuf,
@@ -97,7 +97,7 @@ impl Desktop {
         ];
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut desktop = Self {
-            xvfb,
+            _xvfb: xvfb,
             driver: None,
             display,
             home,

@@ -1,7 +1,5 @@
 //! A headless X display: Xvfb on the first free display number, gone when dropped. Used by
-//! the app's desktop harness, the screen-sharing tests and `between bench screen` (tests
-//! include this file by path).
-#![allow(dead_code)]
+//! the app's desktop harness, the screen-sharing tests and `between bench screen`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

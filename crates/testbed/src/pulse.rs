@@ -1,8 +1,7 @@
 //! A private PulseAudio daemon with virtual devices (null sinks, sources remapped from a
 //! sink's monitor), for what needs sound devices on a machine without a sound card: the
-//! benchmarks, and the device and app tests (which include this file by path). A desktop
+//! benchmarks, and the device and app tests (`sound` wraps it for them). A desktop
 //! always has a sound server; without one cpal falls back to ALSA.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! A small WebDriver client (the W3C protocol over HTTP/1.1, JSON bodies) for driving the app
-//! through tauri-driver: what `between bench app` and the app's end-to-end test use (the test
-//! includes this file by path). Errors are sentences naming the request and the driver's answer.
-#![allow(dead_code)]
+//! through tauri-driver: what `between bench app` and the app's end-to-end tests use. Errors
+//! are sentences naming the request and the driver's answer.
 
 use serde_json::{Value, json};
 use std::io::{Read, Write};
