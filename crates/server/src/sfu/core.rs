@@ -13,6 +13,8 @@
 //! `M` is the data plane's handle of a published track (its fan-out, in the server): the core
 //! only hands it from the publish input to the subscribe outputs.
 
+use super::feedback::{KeyframeGate, LossRelay};
+use super::io::{Input, Output};
 use super::route::{self, Party};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,115 +24,6 @@ use std::time::{Duration, Instant};
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a failed attempt to make an offer the next one is made.
 pub const OFFER_RETRY: Duration = Duration::from_secs(1);
-/// The least time between two loss relays for one track: receivers report about once a
-/// second each, and relaying every report of N subscribers would count one loss N times in
-/// the publisher's smoothing.
-pub const LOSS_RELAY_INTERVAL: Duration = Duration::from_millis(900);
-/// A subscriber's loss report counts for this long.
-pub const LOSS_MEMORY: Duration = Duration::from_secs(10);
-/// How long a keyframe request to one publisher's track covers the requests that follow it:
-/// subscribers that lose packets together would otherwise ask for a keyframe each, and every
-/// keyframe costs the publisher's uplink several frames' worth. A covered request is held and
-/// sent when the interval ends, so nobody waits more than this; a subscriber that became
-/// ready to receive after the last request is not covered (that keyframe passed it by) and
-/// is sent at once.
-pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
-
-/// Something that happened, for the core to decide on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input<M> {
-    /// The registry admitted `peer` to `room` (a fresh join, not a resume).
-    Joined { peer: String, room: String },
-    /// `peer` came back on a new socket: an offer it may have missed goes again.
-    Resumed { peer: String },
-    /// The registry removed `peer` for good.
-    Left { peer: String },
-    /// `peer`'s publishing connection carries a track (a new one, or a restarted one under
-    /// an ID already published). `track_id` follows [`TrackInfo::subscription_id`].
-    Published {
-        peer: String,
-        kind: TrackKind,
-        track_id: String,
-        media: M,
-    },
-    /// `peer` stopped sending `track_id` (a share ended, or its track ended).
-    Unpublished { peer: String, track_id: String },
-    /// The driver made offer `offer` for `peer`'s receiving connection.
-    OfferReady {
-        peer: String,
-        offer: u64,
-        sdp: String,
-    },
-    /// The driver could not make offer `offer`.
-    OfferFailed { peer: String, offer: u64 },
-    /// The client answered the offer waiting for it.
-    Answered { peer: String, sdp: String },
-    /// The driver applied (or failed to apply) the answer to `offer`.
-    AnswerApplied {
-        peer: String,
-        offer: u64,
-        error: Option<String>,
-    },
-    /// The client asks for its receiving connection to be built again (it never came up).
-    Resubscribe { peer: String },
-    /// `subscriber` reported `fraction_lost` (of 256) on its copy of `publisher`'s track.
-    ReceiverReport {
-        subscriber: String,
-        publisher: String,
-        track_id: String,
-        fraction_lost: u8,
-    },
-    /// `subscriber` needs a keyframe of `publisher`'s `track_id`: it asked, or (`fresh`) it
-    /// just became ready to receive the track (bound and connected).
-    KeyframeWanted {
-        publisher: String,
-        track_id: String,
-        subscriber: String,
-        fresh: bool,
-    },
-}
-
-/// Something for the drivers (or the signaling layer) to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output<M> {
-    /// Add a sender of `track` to `subscriber`'s receiving connection (making that connection
-    /// if it has none); `media` is what the publish input carried.
-    Subscribe {
-        subscriber: String,
-        track: TrackInfo,
-        media: M,
-    },
-    /// Remove the sender of `track_id` from `subscriber`'s receiving connection.
-    Unsubscribe {
-        subscriber: String,
-        track_id: String,
-    },
-    /// Make offer number `offer` of `subscriber`'s receiving connection as it now is, and
-    /// report it with [`Input::OfferReady`] or [`Input::OfferFailed`].
-    MakeOffer { subscriber: String, offer: u64 },
-    /// Apply the client's answer to `offer`, then report [`Input::AnswerApplied`].
-    ApplyAnswer {
-        subscriber: String,
-        offer: u64,
-        sdp: String,
-    },
-    /// Close `subscriber`'s receiving connection and drop its senders; the next
-    /// [`Output::Subscribe`] makes a new connection.
-    ResetSubscriber { subscriber: String },
-    /// A message for a participant's signaling connection.
-    Signal { peer: String, msg: ServerMessage },
-    /// Ask `publisher` for a keyframe of `track_id`.
-    RequestKeyframe { publisher: String, track_id: String },
-    /// Tell `publisher` the worst loss its subscribers report for `track_id`.
-    RelayLoss {
-        publisher: String,
-        track_id: String,
-        fraction_lost: u8,
-    },
-    /// `peer` is gone: close all its connections.
-    Close { peer: String },
-}
-
 /// Where one receiving connection's offer/answer exchange is.
 #[derive(Debug, Clone, PartialEq)]
 enum Negotiation {
@@ -155,56 +48,11 @@ enum Negotiation {
     Retry { at: Instant },
 }
 
-/// Throttles keyframe requests to one track (see [`KEYFRAME_INTERVAL`]).
-#[derive(Debug, Default)]
-struct KeyframeGate {
-    last: Option<Instant>,
-    pending: bool,
-    /// When each subscriber last became ready to receive the track.
-    ready: HashMap<String, Instant>,
-}
-
-impl KeyframeGate {
-    /// Whether `subscriber`'s request may go now (`None`: one for everybody, e.g. a
-    /// restarted track); otherwise it is held for [`KeyframeGate::due`].
-    fn ask(&mut self, now: Instant, subscriber: Option<(&str, bool)>) -> bool {
-        // When the requester became ready; a subscriber never seen ready is covered by any
-        // recent request, one for everybody by none.
-        let ready_at = match subscriber {
-            Some((id, true)) => {
-                self.ready.insert(id.to_string(), now);
-                Some(now)
-            }
-            Some((id, false)) => self.ready.get(id).copied(),
-            None => Some(now),
-        };
-        let covered = self.last.is_some_and(|t| {
-            now < t + KEYFRAME_INTERVAL && ready_at.is_none_or(|ready| t >= ready)
-        });
-        if covered {
-            self.pending = true;
-            return false;
-        }
-        // This request covers any held one.
-        self.pending = false;
-        self.last = Some(now);
-        true
-    }
-
-    fn due(&self) -> Option<Instant> {
-        self.pending
-            .then(|| self.last.map(|t| t + KEYFRAME_INTERVAL))
-            .flatten()
-    }
-}
-
 #[derive(Debug)]
 struct Published<M> {
     kind: TrackKind,
     media: M,
-    /// Each subscriber's last loss report (fraction of 256) and when.
-    downlink_loss: HashMap<String, (u8, Instant)>,
-    loss_relayed: Option<Instant>,
+    loss: LossRelay,
     keyframe: KeyframeGate,
 }
 
@@ -449,8 +297,7 @@ impl<M: Clone> Core<M> {
             Published {
                 kind,
                 media,
-                downlink_loss: HashMap::new(),
-                loss_relayed: None,
+                loss: LossRelay::default(),
                 keyframe: KeyframeGate::default(),
             },
         );
@@ -577,21 +424,13 @@ impl<M: Clone> Core<M> {
         if p.kind != TrackKind::Audio {
             return;
         }
-        p.downlink_loss.insert(subscriber, (fraction_lost, now));
-        p.downlink_loss
-            .retain(|_, (_, at)| now.duration_since(*at) < LOSS_MEMORY);
-        if p.loss_relayed
-            .is_some_and(|at| now.duration_since(at) < LOSS_RELAY_INTERVAL)
-        {
-            return;
+        if let Some(worst) = p.loss.report(now, subscriber, fraction_lost) {
+            self.out.push_back(Output::RelayLoss {
+                publisher: publisher.to_string(),
+                track_id,
+                fraction_lost: worst,
+            });
         }
-        p.loss_relayed = Some(now);
-        let worst = p.downlink_loss.values().map(|(l, _)| *l).max().unwrap_or(0);
-        self.out.push_back(Output::RelayLoss {
-            publisher: publisher.to_string(),
-            track_id,
-            fraction_lost: worst,
-        });
     }
 
     fn reconcile_room(&mut self, room: &str) {

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::core::*;
+use super::feedback::{KEYFRAME_INTERVAL, LOSS_MEMORY};
+use super::io::{Input, Output};
 use between_protocol::{ErrorCode, ServerMessage, TrackInfo, TrackKind};
 use std::time::{Duration, Instant};
 

@@ -3,10 +3,10 @@
 //! operations on one connection ever interleave. The connections' callbacks (a track
 //! arrived, a track ended) become core inputs.
 
-use super::core::{Input, Output};
 use super::env::{Env, RtpCounters};
 use super::forward::LegParams;
 use super::inputs::Inputs;
+use super::io::{Input, Output};
 use super::media::{Media, PublishedMedia};
 use super::receiving::Receiving;
 use between_media::rtp::{DOWNLINK_REPORTER_SSRC, RtpPacket, loss_report, picture_loss_indication};

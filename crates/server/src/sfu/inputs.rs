@@ -1,7 +1,7 @@
 //! How everything reaches the SFU's core: events on the channel of the one task that owns it
 //! (`run.rs`). Drivers and forwarding tasks hold [`Inputs`]; nothing holds the core.
 
-use super::core::Input;
+use super::io::Input;
 use super::media::Media;
 use between_protocol::{ProtocolError, TrackKind};
 use tokio::sync::{mpsc, oneshot};

@@ -2,10 +2,10 @@
 //! forwarding task that reads the publisher's fan-out and writes what [`Forwarder`] makes of
 //! each packet. Owned by that participant's driver; nothing else touches the connection.
 
-use super::core::Input;
 use super::env::{Env, RtpCounters};
 use super::forward::{Forwarder, LegParams, Refusal};
 use super::inputs::Inputs;
+use super::io::Input;
 use super::media::Media;
 use between_media::rtp::{is_keyframe_request, reported_loss};
 use between_protocol::{TrackInfo, TrackKind};

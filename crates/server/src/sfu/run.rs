@@ -3,10 +3,11 @@
 //! signaling, and passes time to the core when something is due. No lock: the core is this
 //! task's alone.
 
-use super::core::{Core, Input, Output};
+use super::core::Core;
 use super::driver::{self, Command};
 use super::env::Env;
 use super::inputs::{Event, Inputs};
+use super::io::{Input, Output};
 use super::media::Media;
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage};
 use std::collections::HashMap;
