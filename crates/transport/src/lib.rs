@@ -277,17 +277,7 @@ pub async fn make_answer(
     offer: String,
     tcp: Option<&mut HashSet<String>>,
 ) -> Result<String, TransportError> {
-    let (offer, candidates) = match tcp {
-        Some(_) => split_tcp_candidates(&offer),
-        None => (offer, Vec::new()),
-    };
-    let offer = RTCSessionDescription::offer(offer).map_err(TransportError::webrtc("the offer"))?;
-    pc.set_remote_description(offer)
-        .await
-        .map_err(TransportError::webrtc("applying the offer"))?;
-    if let Some(known) = tcp {
-        add_tcp_candidates(pc, candidates, known).await;
-    }
+    set_remote(pc, offer, true, tcp).await?;
     let answer = pc
         .create_answer(None)
         .await
@@ -304,15 +294,33 @@ pub async fn apply_answer(
     answer: String,
     tcp: Option<&mut HashSet<String>>,
 ) -> Result<(), TransportError> {
-    let (answer, candidates) = match tcp {
-        Some(_) => split_tcp_candidates(&answer),
-        None => (answer, Vec::new()),
+    set_remote(pc, answer, false, tcp).await
+}
+
+/// Applies the other side's description (`offer`, or an answer), then dials its passive
+/// ICE-TCP candidates if `tcp` keeps track of them.
+async fn set_remote(
+    pc: &Arc<dyn PeerConnection>,
+    sdp: String,
+    offer: bool,
+    tcp: Option<&mut HashSet<String>>,
+) -> Result<(), TransportError> {
+    let (sdp, candidates) = match tcp {
+        Some(_) => split_tcp_candidates(&sdp),
+        None => (sdp, Vec::new()),
     };
-    let answer =
-        RTCSessionDescription::answer(answer).map_err(TransportError::webrtc("the answer"))?;
-    pc.set_remote_description(answer)
+    let (what, applying) = match offer {
+        true => ("the offer", "applying the offer"),
+        false => ("the answer", "applying the answer"),
+    };
+    let description = match offer {
+        true => RTCSessionDescription::offer(sdp),
+        false => RTCSessionDescription::answer(sdp),
+    }
+    .map_err(TransportError::webrtc(what))?;
+    pc.set_remote_description(description)
         .await
-        .map_err(TransportError::webrtc("applying the answer"))?;
+        .map_err(TransportError::webrtc(applying))?;
     if let Some(known) = tcp {
         add_tcp_candidates(pc, candidates, known).await;
     }

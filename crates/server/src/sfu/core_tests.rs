@@ -56,6 +56,15 @@ impl Sim {
         })
     }
 
+    /// The driver made `offer` for `peer`: what the core sends.
+    fn offer_ready(&mut self, peer: &str, offer: u64, sdp: &str) -> Vec<Out> {
+        self.input(Input::OfferReady {
+            peer: peer.into(),
+            offer,
+            sdp: sdp.into(),
+        })
+    }
+
     /// Completes the exchange of `offer` for `peer`: made, sent, answered, applied.
     fn settle(&mut self, peer: &str, offer: u64) -> Vec<Out> {
         let mut out = self.input(Input::OfferReady {
@@ -122,11 +131,7 @@ fn a_late_joiner_gets_an_offer_with_what_is_published() {
         sim.join("b", "t/r"),
         vec![subscribe("b", audio.clone(), 1), make_offer("b", 1)]
     );
-    let out = sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 1,
-        sdp: "v=0".into(),
-    });
+    let out = sim.offer_ready("b", 1, "v=0");
     assert_eq!(out, vec![offer_signal("b", "v=0", vec![audio])]);
 }
 
@@ -156,11 +161,7 @@ fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
     sim.join("a", "t/r");
     sim.join("b", "t/r");
     sim.publish("a", TrackKind::Video, "a-video", 1);
-    sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 1,
-        sdp: "o1".into(),
-    });
+    sim.offer_ready("b", 1, "o1");
     // Unpublished while offer 1 waits for its answer: the sender goes now, the offer later.
     let out = sim.input(Input::Unpublished {
         peer: "a".into(),
@@ -197,11 +198,7 @@ fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
         error: None,
     });
     assert_eq!(out, vec![make_offer("b", 2)]);
-    let out = sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 2,
-        sdp: "o2".into(),
-    });
+    let out = sim.offer_ready("b", 2, "o2");
     assert_eq!(
         out,
         vec![offer_signal(
@@ -218,11 +215,7 @@ fn an_answer_that_never_comes_is_offered_again_after_the_timeout() {
     sim.join("a", "t/r");
     sim.join("b", "t/r");
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
-    sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 1,
-        sdp: "o1".into(),
-    });
+    sim.offer_ready("b", 1, "o1");
     assert_eq!(sim.core.poll_timeout(), Some(sim.now + ANSWER_TIMEOUT));
     assert!(
         sim.advance(ANSWER_TIMEOUT - Duration::from_millis(1))
@@ -290,11 +283,7 @@ fn a_failed_answer_is_reported_and_offered_again() {
     sim.join("a", "t/r");
     sim.join("b", "t/r");
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
-    sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 1,
-        sdp: "o1".into(),
-    });
+    sim.offer_ready("b", 1, "o1");
     sim.input(Input::Answered {
         peer: "b".into(),
         sdp: "garbage".into(),
@@ -334,14 +323,7 @@ fn resubscribing_starts_a_new_connection_with_everything_on_it() {
         ]
     );
     // Offer 1 was for the old connection: when it comes, it is dropped.
-    assert!(
-        sim.input(Input::OfferReady {
-            peer: "b".into(),
-            offer: 1,
-            sdp: "old".into()
-        })
-        .is_empty()
-    );
+    assert!(sim.offer_ready("b", 1, "old").is_empty());
     assert_eq!(sim.settle("b", 2).len(), 2);
 }
 
@@ -351,11 +333,7 @@ fn a_resumed_peer_keeps_its_subscriptions_and_gets_the_waiting_offer_again() {
     sim.join("a", "t/r");
     sim.join("b", "t/r");
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
-    let sent = sim.input(Input::OfferReady {
-        peer: "b".into(),
-        offer: 1,
-        sdp: "o1".into(),
-    });
+    let sent = sim.offer_ready("b", 1, "o1");
     let before = sim.core.subscriptions("b");
     let out = sim.input(Input::Resumed { peer: "b".into() });
     assert_eq!(out, sent, "the same offer again, nothing else");
