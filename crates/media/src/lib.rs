@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod apm;
 pub mod audio;
+pub mod bwe;
 pub mod camera;
 pub mod drift;
 pub mod encoded_loop;
@@ -18,6 +19,7 @@ pub mod h264;
 pub mod jitter;
 pub mod level;
 pub mod mixer;
+pub mod netsim;
 pub mod opus_codec;
 pub mod pattern;
 pub mod resample;
