@@ -21,6 +21,7 @@
 //! through one port (UDP and ICE-TCP), demultiplexed by ICE ufrag ([`edge`]). DTLS and SRTP
 //! are always on.
 
+pub mod allocate;
 pub mod core;
 mod driver;
 pub mod edge;
