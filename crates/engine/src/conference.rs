@@ -339,7 +339,10 @@ impl Conference {
         });
         let mut state = self.inner.lock();
         state.task = Some(task);
-        state.device_watch = watch;
+        // One left running by a call the engine gave up on stops now.
+        if let Some(old) = std::mem::replace(&mut state.device_watch, watch) {
+            old.abort();
+        }
         Ok(())
     }
 

@@ -385,8 +385,18 @@ fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<En
             }
         }
         ServerMessage::PublishAnswer { sdp } => inner.media_input(MediaInput::PublishAnswer(sdp)),
-        ServerMessage::SubscribeOffer { sdp, tracks } => {
-            inner.media_input(MediaInput::SubscribeOffer { sdp, tracks });
+        ServerMessage::SubscribeOffer {
+            sdp,
+            tracks,
+            offer,
+            connection,
+        } => {
+            inner.media_input(MediaInput::SubscribeOffer {
+                sdp,
+                tracks,
+                offer,
+                connection,
+            });
         }
         ServerMessage::Joined { .. } => tracing::warn!("unexpected joined message"),
     }

@@ -318,7 +318,7 @@ async fn with_a_media_port_answers_name_only_that_port() {
 /// The next subscribe offer, skipping other traffic.
 async fn subscribe_offer(ws: &mut Ws) -> (String, Vec<between_protocol::TrackInfo>) {
     loop {
-        if let ServerMessage::SubscribeOffer { sdp, tracks } = next_message(ws).await {
+        if let ServerMessage::SubscribeOffer { sdp, tracks, .. } = next_message(ws).await {
             return (sdp, tracks);
         }
     }

@@ -76,9 +76,13 @@ pub enum ClientMessage {
     Publish {
         sdp: String,
     },
-    /// The answer to the server's latest `subscribeOffer`.
+    /// The answer to the server's latest `subscribeOffer`. `offer` echoes that offer's
+    /// number, so an answer to an offer the server replaced is told apart (clients that do
+    /// not send it answer whatever offer waits).
     SubscribeAnswer {
         sdp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offer: Option<u64>,
     },
     /// This participant muted or unmuted; the others get `peerMedia`.
     MediaState {
@@ -250,6 +254,14 @@ pub enum ServerMessage {
     SubscribeOffer {
         sdp: String,
         tracks: Vec<TrackInfo>,
+        /// This offer's number, to echo in the answer.
+        #[serde(default)]
+        offer: u64,
+        /// Which receiving connection it is for: a new number means the server made a new
+        /// one (the client's must be new too), and an offer for a connection the client gave
+        /// up (it asked to `resubscribe`) is stale.
+        #[serde(default)]
+        connection: u64,
     },
     PeerMedia {
         peer_id: String,
@@ -428,7 +440,7 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 validate_peer_id(to)?;
             }
         }
-        ClientMessage::Publish { sdp } | ClientMessage::SubscribeAnswer { sdp } => {
+        ClientMessage::Publish { sdp } | ClientMessage::SubscribeAnswer { sdp, .. } => {
             if sdp.trim().is_empty() || !sdp.starts_with("v=") {
                 return Err(ProtocolError::new(
                     ErrorCode::InvalidMessage,

@@ -237,6 +237,11 @@ fn media_messages_round_trip() {
         },
         ClientMessage::SubscribeAnswer {
             sdp: "v=0\r\n".into(),
+            offer: Some(3),
+        },
+        ClientMessage::SubscribeAnswer {
+            sdp: "v=0\r\n".into(),
+            offer: None,
         },
         ClientMessage::MediaState {
             audio_muted: true,
@@ -269,10 +274,35 @@ fn media_messages_round_trip() {
             kind: TrackKind::Screen,
             track_id: "p-screen".into(),
         }],
+        offer: 4,
+        connection: 2,
     };
     let text = encode(&offer);
+    assert!(
+        text.contains(r#""offer":4"#) && text.contains(r#""connection":2"#),
+        "{text}"
+    );
     assert!(text.contains(r#""kind":"screen""#), "{text}");
     assert_eq!(decode_server(&text).expect("decode"), offer);
+    // From a server that numbers nothing: both 0.
+    let plain = json!({"type":"subscribeOffer","sdp":"v=0\r\n","tracks":[]}).to_string();
+    assert!(matches!(
+        decode_server(&plain).expect("decode"),
+        ServerMessage::SubscribeOffer {
+            offer: 0,
+            connection: 0,
+            ..
+        }
+    ));
+    // An answer without a number decodes as one.
+    let answer = json!({"type":"subscribeAnswer","sdp":"v=0\r\n"}).to_string();
+    assert_eq!(
+        decode_client(&answer).expect("decode"),
+        ClientMessage::SubscribeAnswer {
+            sdp: "v=0\r\n".into(),
+            offer: None
+        }
+    );
     let state = encode(&ServerMessage::PeerMedia {
         peer_id: "p".into(),
         audio_muted: true,

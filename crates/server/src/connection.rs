@@ -241,8 +241,8 @@ impl Conn {
                     Err(err) => self.reject(&err).await,
                 }
             }
-            (ClientMessage::SubscribeAnswer { sdp }, Some(peer)) => {
-                match self.hub.sfu.subscribe_answer(&peer, sdp).await {
+            (ClientMessage::SubscribeAnswer { sdp, offer }, Some(peer)) => {
+                match self.hub.sfu.subscribe_answer(&peer, offer, sdp).await {
                     Ok(()) => None,
                     Err(err) => self.reject(&err).await,
                 }

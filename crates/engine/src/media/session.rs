@@ -21,7 +21,13 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 pub(crate) enum MediaInput {
     PublishAnswer(String),
-    SubscribeOffer { sdp: String, tracks: Vec<TrackInfo> },
+    /// The server's offer number `offer` for its receiving connection number `connection`.
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<TrackInfo>,
+        offer: u64,
+        connection: u64,
+    },
     Share(ShareCommand),
 }
 
@@ -58,6 +64,8 @@ impl Drop for MediaSession {
 const RECEIVE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Subscriber {
+    /// The server's number for the connection this one talks to.
+    connection: u64,
     pc: Arc<dyn webrtc::peer_connection::PeerConnection>,
     gathered: watch::Receiver<bool>,
     connected: Arc<AtomicBool>,
@@ -90,6 +98,8 @@ async fn drive(
 
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut subscriber: Option<Subscriber> = None;
+    // The server's number of the receiving connection we last gave up on.
+    let mut abandoned: Option<u64> = None;
     let mut track_infos: Vec<TrackInfo> = Vec::new();
     loop {
         let deadline = sending.deadline();
@@ -104,7 +114,17 @@ async fn drive(
                     sending.answered(sdp, &mut tasks).await;
                 }
                 Some(MediaInput::Share(command)) => sending.command(command).await,
-                Some(MediaInput::SubscribeOffer { sdp, tracks }) => {
+                Some(MediaInput::SubscribeOffer { sdp, tracks, offer, connection }) => {
+                    // An offer for the connection given up on (it was on its way when we
+                    // asked for a new one) would set ours up against the old one.
+                    if abandoned.is_some_and(|c| c == connection && connection != 0) {
+                        tracing::debug!(connection, "an offer for a receiving connection given up on; ignored");
+                        continue;
+                    }
+                    // The server made a new receiving connection: ours must be new too.
+                    if let Some(old) = subscriber.take_if(|s| s.connection != connection) {
+                        let _ = old.pc.close().await;
+                    }
                     track_infos = tracks;
                     remote_shares.keep_only(&track_infos, &events);
                     if subscriber.is_none() {
@@ -130,6 +150,7 @@ async fn drive(
                                     }
                                 }));
                                 subscriber = Some(Subscriber {
+                                    connection,
                                     pc: built.pc,
                                     gathered: built.gathered,
                                     connected,
@@ -145,7 +166,7 @@ async fn drive(
                     }
                     if let Some(sub) = subscriber.as_mut() {
                         match make_answer(&sub.pc, &mut sub.gathered, sdp, Some(&mut sub.tcp_candidates)).await {
-                            Ok(answer) => link.send_signal(ClientMessage::SubscribeAnswer { sdp: answer }),
+                            Ok(answer) => link.send_signal(ClientMessage::SubscribeAnswer { sdp: answer, offer: Some(offer) }),
                             Err(e) => tracing::warn!(error = %e, "cannot answer the subscribe offer"),
                         }
                     }
@@ -176,6 +197,7 @@ async fn drive(
                     "the receiving connection did not come up within {RECEIVE_CONNECT_TIMEOUT:?}; asking the server for a new one"
                 );
                 if let Some(old) = subscriber.take() {
+                    abandoned = Some(old.connection);
                     let _ = old.pc.close().await;
                 }
                 link.send_signal(ClientMessage::Resubscribe);

@@ -22,8 +22,14 @@ use std::time::{Duration, Instant};
 
 /// How long a subscribe offer waits for its answer before it is made again.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long after a failed attempt to make an offer the next one is made.
+/// How long after a failed attempt to make an offer (or to set up the receiving connection)
+/// the next one is made; doubled for each failure in a row, up to [`RETRY_MAX`].
 pub const OFFER_RETRY: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A client's request for a new receiving connection within this of the last one is
+/// ignored (the engine asks after 5 s without a connection; a loop of requests would rebuild
+/// connections and ask every publisher for keyframes as fast as it can send them).
+pub const RESUBSCRIBE_MIN: Duration = Duration::from_secs(2);
 /// Where one receiving connection's offer/answer exchange is.
 #[derive(Debug, Clone, PartialEq)]
 enum Negotiation {
@@ -56,6 +62,14 @@ struct Published<M> {
     keyframe: KeyframeGate,
 }
 
+impl<M> Published<M> {
+    /// `subscriber` no longer receives this track.
+    fn forget(&mut self, subscriber: &str) {
+        self.loss.forget(subscriber);
+        self.keyframe.forget(subscriber);
+    }
+}
+
 #[derive(Debug)]
 struct Member<M> {
     room: String,
@@ -65,6 +79,13 @@ struct Member<M> {
     subscriptions: BTreeMap<String, TrackInfo>,
     negotiation: Negotiation,
     next_offer: u64,
+    /// The receiving connection's number, new at each reset.
+    connection: u64,
+    last_reset: Option<Instant>,
+    /// Failed offers or connection set-ups in a row.
+    failures: u32,
+    /// When to bring the subscriptions back after a failed set-up.
+    resync_at: Option<Instant>,
 }
 
 /// The SFU's decision state for every participant of every room.
@@ -84,6 +105,13 @@ impl<M> Default for Core<M> {
             out: VecDeque::new(),
         }
     }
+}
+
+/// The wait before the next attempt after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    OFFER_RETRY
+        .saturating_mul(1 << failures.min(5))
+        .min(RETRY_MAX)
 }
 
 fn no_offer() -> ProtocolError {
@@ -142,13 +170,21 @@ impl<M: Clone> Core<M> {
                     && matches!(m.negotiation, Negotiation::Making { offer: o, .. } if o == offer)
                 {
                     m.negotiation = Negotiation::Retry {
-                        at: now + OFFER_RETRY,
+                        at: now + backoff(m.failures),
                     };
+                    m.failures += 1;
                 }
             }
-            Input::Answered { peer, sdp } => return self.answered(&peer, sdp),
+            Input::SubscribeFailed { peer } => {
+                if let Some(m) = self.members.get_mut(&peer) {
+                    m.resync_at = Some(now + backoff(m.failures));
+                    m.failures += 1;
+                    self.reset_subscriber(now, &peer);
+                }
+            }
+            Input::Answered { peer, offer, sdp } => return self.answered(&peer, offer, sdp),
             Input::AnswerApplied { peer, offer, error } => self.answer_applied(&peer, offer, error),
-            Input::Resubscribe { peer } => self.resubscribe(&peer),
+            Input::Resubscribe { peer } => self.resubscribe(now, &peer),
             Input::ReceiverReport {
                 subscriber,
                 publisher,
@@ -190,6 +226,7 @@ impl<M: Clone> Core<M> {
                 };
                 negotiation
                     .into_iter()
+                    .chain(m.resync_at)
                     .chain(m.published.values().filter_map(|p| p.keyframe.due()))
             })
             .min()
@@ -199,7 +236,12 @@ impl<M: Clone> Core<M> {
     /// retried, held keyframe requests sent.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due = Vec::new();
+        let mut resync = Vec::new();
         for (id, m) in &mut self.members {
+            if m.resync_at.is_some_and(|t| t <= now) {
+                m.resync_at = None;
+                resync.push(id.clone());
+            }
             let redo = match m.negotiation {
                 Negotiation::Offered { deadline, .. } if deadline <= now => {
                     tracing::info!(peer = %id, "no answer to a subscribe offer; offering again");
@@ -227,6 +269,10 @@ impl<M: Clone> Core<M> {
         for id in due {
             self.renegotiate(&id);
         }
+        resync.sort();
+        for id in resync {
+            self.reconcile(&id);
+        }
     }
 
     fn joined(&mut self, peer: String, room: String) {
@@ -245,6 +291,10 @@ impl<M: Clone> Core<M> {
                 subscriptions: BTreeMap::new(),
                 negotiation: Negotiation::Stable,
                 next_offer: 1,
+                connection: 1,
+                last_reset: None,
+                failures: 0,
+                resync_at: None,
             },
         );
         self.reconcile(&peer);
@@ -254,6 +304,13 @@ impl<M: Clone> Core<M> {
         let Some(gone) = self.members.remove(peer) else {
             return;
         };
+        for p in self
+            .members
+            .values_mut()
+            .flat_map(|m| m.published.values_mut())
+        {
+            p.forget(peer);
+        }
         self.out.push_back(Output::Close {
             peer: peer.to_string(),
         });
@@ -315,18 +372,34 @@ impl<M: Clone> Core<M> {
         }
     }
 
-    fn resubscribe(&mut self, peer: &str) {
+    fn resubscribe(&mut self, now: Instant, peer: &str) {
         let Some(m) = self.members.get_mut(peer) else {
             return;
         };
+        if m.last_reset
+            .is_some_and(|t| now.duration_since(t) < RESUBSCRIBE_MIN)
+        {
+            tracing::debug!(peer = %peer, "resubscribe too soon after the last; ignored");
+            return;
+        }
         tracing::info!(peer = %peer, "receiving connection restarted at the client's request");
+        self.reset_subscriber(now, peer);
+        self.reconcile(peer);
+    }
+
+    /// `peer`'s receiving connection goes; a new one (with a new number) comes with the next
+    /// subscription. An offer in the making or waiting belonged to the old one.
+    fn reset_subscriber(&mut self, now: Instant, peer: &str) {
+        let Some(m) = self.members.get_mut(peer) else {
+            return;
+        };
         m.subscriptions.clear();
-        // An offer in the making or waiting belongs to the connection that goes now.
         m.negotiation = Negotiation::Stable;
+        m.connection += 1;
+        m.last_reset = Some(now);
         self.out.push_back(Output::ResetSubscriber {
             subscriber: peer.to_string(),
         });
-        self.reconcile(peer);
     }
 
     fn offer_ready(&mut self, now: Instant, peer: &str, offer: u64, sdp: String) {
@@ -347,6 +420,8 @@ impl<M: Clone> Core<M> {
         let msg = ServerMessage::SubscribeOffer {
             sdp,
             tracks: std::mem::take(tracks),
+            offer,
+            connection: m.connection,
         };
         m.negotiation = Negotiation::Offered {
             offer,
@@ -360,11 +435,22 @@ impl<M: Clone> Core<M> {
         });
     }
 
-    fn answered(&mut self, peer: &str, sdp: String) -> Result<(), ProtocolError> {
+    fn answered(
+        &mut self,
+        peer: &str,
+        answers: Option<u64>,
+        sdp: String,
+    ) -> Result<(), ProtocolError> {
         let m = self.members.get_mut(peer).ok_or_else(no_offer)?;
         let Negotiation::Offered { offer, again, .. } = m.negotiation else {
             return Err(no_offer());
         };
+        if answers.is_some_and(|n| n != offer) {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "That answer is for an offer that was replaced; answer the latest one.",
+            ));
+        }
         m.negotiation = Negotiation::Applying { offer, again };
         self.out.push_back(Output::ApplyAnswer {
             subscriber: peer.to_string(),
@@ -389,6 +475,9 @@ impl<M: Clone> Core<M> {
             return;
         }
         m.negotiation = Negotiation::Stable;
+        if error.is_none() {
+            m.failures = 0;
+        }
         if let Some(e) = &error {
             let err = ProtocolError::new(
                 ErrorCode::InvalidMessage,
@@ -488,8 +577,11 @@ impl<M: Clone> Core<M> {
         let Some(me) = self.members.get_mut(peer) else {
             return;
         };
+        let mut forget = Vec::new();
         for track_id in gone {
-            me.subscriptions.remove(&track_id);
+            if let Some(info) = me.subscriptions.remove(&track_id) {
+                forget.push(info);
+            }
             self.out.push_back(Output::Unsubscribe {
                 subscriber: peer.to_string(),
                 track_id,
@@ -503,6 +595,16 @@ impl<M: Clone> Core<M> {
                 track,
                 media,
             });
+        }
+        // Its feedback about the tracks it no longer receives counts no more.
+        for info in forget {
+            if let Some(p) = self
+                .members
+                .get_mut(&info.peer_id)
+                .and_then(|m| m.published.get_mut(&info.track_id))
+            {
+                p.forget(peer);
+            }
         }
         self.renegotiate(peer);
     }

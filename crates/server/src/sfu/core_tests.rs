@@ -74,6 +74,7 @@ impl Sim {
         });
         out.extend(self.input(Input::Answered {
             peer: peer.into(),
+            offer: Some(offer),
             sdp: format!("answer {offer}"),
         }));
         out.extend(self.input(Input::AnswerApplied {
@@ -108,12 +109,15 @@ fn make_offer(subscriber: &str, offer: u64) -> Out {
     }
 }
 
-fn offer_signal(peer: &str, sdp: &str, tracks: Vec<TrackInfo>) -> Out {
+/// Offer `offer` of connection 1 (the first receiving connection).
+fn offer_signal(peer: &str, sdp: &str, tracks: Vec<TrackInfo>, offer: u64) -> Out {
     Output::Signal {
         peer: peer.into(),
         msg: ServerMessage::SubscribeOffer {
             sdp: sdp.into(),
             tracks,
+            offer,
+            connection: 1,
         },
     }
 }
@@ -132,7 +136,7 @@ fn a_late_joiner_gets_an_offer_with_what_is_published() {
         vec![subscribe("b", audio.clone(), 1), make_offer("b", 1)]
     );
     let out = sim.offer_ready("b", 1, "v=0");
-    assert_eq!(out, vec![offer_signal("b", "v=0", vec![audio])]);
+    assert_eq!(out, vec![offer_signal("b", "v=0", vec![audio], 1)]);
 }
 
 #[test]
@@ -182,6 +186,7 @@ fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
     );
     let out = sim.input(Input::Answered {
         peer: "b".into(),
+        offer: None,
         sdp: "a1".into(),
     });
     assert_eq!(
@@ -204,7 +209,8 @@ fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
         vec![offer_signal(
             "b",
             "o2",
-            vec![track("a", TrackKind::Audio, "a-audio")]
+            vec![track("a", TrackKind::Audio, "a-audio")],
+            2
         )]
     );
 }
@@ -230,6 +236,7 @@ fn an_answer_that_never_comes_is_offered_again_after_the_timeout() {
         sim.now,
         Input::Answered {
             peer: "b".into(),
+            offer: None,
             sdp: "a1".into(),
         },
     );
@@ -251,6 +258,7 @@ fn an_answer_nobody_asked_for_is_refused() {
                 sim.now,
                 Input::Answered {
                     peer: peer.into(),
+                    offer: None,
                     sdp: "v=0".into(),
                 },
             )
@@ -286,6 +294,7 @@ fn a_failed_answer_is_reported_and_offered_again() {
     sim.offer_ready("b", 1, "o1");
     sim.input(Input::Answered {
         peer: "b".into(),
+        offer: None,
         sdp: "garbage".into(),
     });
     let out = sim.input(Input::AnswerApplied {
@@ -341,6 +350,7 @@ fn a_resumed_peer_keeps_its_subscriptions_and_gets_the_waiting_offer_again() {
     // Once answered, a resume has nothing to send.
     sim.input(Input::Answered {
         peer: "b".into(),
+        offer: None,
         sdp: "a1".into(),
     });
     sim.input(Input::AnswerApplied {
@@ -522,4 +532,141 @@ fn a_subscriber_ready_after_the_last_keyframe_request_is_not_kept_waiting() {
     assert_eq!(sim.input(want("b", false)), request);
     assert!(sim.input(want("c", false)).is_empty());
     assert_eq!(sim.advance(KEYFRAME_INTERVAL), request, "the held one goes");
+}
+
+#[test]
+fn an_answer_to_a_replaced_offer_is_refused_and_the_latest_one_taken() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.offer_ready("b", 1, "o1");
+    sim.advance(ANSWER_TIMEOUT);
+    sim.offer_ready("b", 2, "o2");
+    let stale = sim.core.handle_input(
+        sim.now,
+        Input::Answered {
+            peer: "b".into(),
+            offer: Some(1),
+            sdp: "a1".into(),
+        },
+    );
+    assert_eq!(stale.unwrap_err().code, ErrorCode::InvalidMessage);
+    assert!(sim.drain().is_empty(), "nothing applied");
+    let out = sim.input(Input::Answered {
+        peer: "b".into(),
+        offer: Some(2),
+        sdp: "a2".into(),
+    });
+    assert_eq!(
+        out,
+        vec![Output::ApplyAnswer {
+            subscriber: "b".into(),
+            offer: 2,
+            sdp: "a2".into()
+        }]
+    );
+}
+
+#[test]
+fn resubscribing_again_at_once_is_ignored_and_each_connection_has_its_number() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    sim.settle("b", 1);
+    let out = sim.input(Input::Resubscribe { peer: "b".into() });
+    assert_eq!(out.len(), 3, "reset, subscribe, offer: {out:?}");
+    // A loop of requests: nothing more happens.
+    for _ in 0..10 {
+        sim.advance(Duration::from_millis(100));
+        assert!(
+            sim.input(Input::Resubscribe { peer: "b".into() })
+                .is_empty()
+        );
+    }
+    // The new connection's offer says it is connection 2.
+    let out = sim.offer_ready("b", 2, "o2");
+    assert!(matches!(
+        &out[..],
+        [Output::Signal {
+            msg: ServerMessage::SubscribeOffer {
+                offer: 2,
+                connection: 2,
+                ..
+            },
+            ..
+        }]
+    ));
+    // Later, a request is taken again.
+    sim.advance(RESUBSCRIBE_MIN);
+    assert!(
+        !sim.input(Input::Resubscribe { peer: "b".into() })
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_failed_subscribe_starts_the_connection_over_later_with_growing_waits() {
+    let mut sim = Sim::new();
+    sim.join("a", "t/r");
+    sim.join("b", "t/r");
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    let out = sim.input(Input::SubscribeFailed { peer: "b".into() });
+    assert_eq!(
+        out,
+        vec![Output::ResetSubscriber {
+            subscriber: "b".into()
+        }]
+    );
+    assert!(sim.core.subscriptions("b").is_empty());
+    assert!(
+        sim.advance(OFFER_RETRY - Duration::from_millis(1))
+            .is_empty()
+    );
+    let out = sim.advance(Duration::from_millis(1));
+    assert_eq!(
+        out,
+        vec![
+            subscribe("b", track("a", TrackKind::Audio, "a-audio"), 1),
+            make_offer("b", 2)
+        ]
+    );
+    // Failing again waits twice as long; making offers that fail, too.
+    sim.input(Input::SubscribeFailed { peer: "b".into() });
+    assert!(sim.advance(OFFER_RETRY).is_empty());
+    assert_eq!(sim.advance(OFFER_RETRY).len(), 2, "resubscribed after 2 s");
+    sim.input(Input::OfferFailed {
+        peer: "b".into(),
+        offer: 3,
+    });
+    assert_eq!(sim.core.poll_timeout(), Some(sim.now + 4 * OFFER_RETRY));
+}
+
+#[test]
+fn a_departed_subscribers_loss_no_longer_counts() {
+    let mut sim = Sim::new();
+    for p in ["a", "b", "c"] {
+        sim.join(p, "t/r");
+    }
+    sim.publish("a", TrackKind::Audio, "a-audio", 1);
+    let report = |from: &str, lost: u8| Input::ReceiverReport {
+        subscriber: from.into(),
+        publisher: "a".into(),
+        track_id: "a-audio".into(),
+        fraction_lost: lost,
+    };
+    sim.input(report("c", 200));
+    sim.input(Input::Left { peer: "c".into() });
+    sim.advance(Duration::from_secs(1));
+    let out = sim.input(report("b", 10));
+    assert_eq!(
+        out,
+        vec![Output::RelayLoss {
+            publisher: "a".into(),
+            track_id: "a-audio".into(),
+            fraction_lost: 10
+        }],
+        "c's 200 went with c"
+    );
 }

@@ -62,6 +62,9 @@ struct Driver {
     receiving_events: Option<mpsc::UnboundedReceiver<PcEvent>>,
     /// Readers whose track ended: `(kind, ssrc)`.
     ended_tx: mpsc::UnboundedSender<(TrackKind, u32)>,
+    /// The participant stopped its share and has sent no offer since: a share track that
+    /// still arrives is that stopped one's, late.
+    share_stopped: bool,
     ended_rx: mpsc::UnboundedReceiver<(TrackKind, u32)>,
 }
 
@@ -80,6 +83,7 @@ pub(crate) fn spawn(inputs: Inputs, env: Arc<Env>, peer: String) -> mpsc::Unboun
         receiving_events: None,
         ended_tx,
         ended_rx,
+        share_stopped: false,
     };
     tokio::spawn(driver.run(rx));
     tx
@@ -111,10 +115,9 @@ impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Core(Output::Close { .. })) | None => break,
-                    Some(command) => self.on_command(command).await,
-                },
+                // A track that arrived is seen before a command that came after it (a share
+                // stopped right after it started).
+                biased;
                 event = next(&mut self.publishing_events) => match event {
                     Some(PcEvent::Track(track)) => self.on_track(track).await,
                     Some(PcEvent::State(state)) => {
@@ -124,6 +127,10 @@ impl Driver {
                         }
                     }
                     None => self.publishing_events = None,
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Core(Output::Close { .. })) | None => break,
+                    Some(command) => self.on_command(command).await,
                 },
                 event = next(&mut self.receiving_events) => match event {
                     Some(PcEvent::State(state)) => {
@@ -152,10 +159,14 @@ impl Driver {
     async fn on_command(&mut self, command: Command) {
         match command {
             Command::Publish { sdp, reply } => {
+                self.share_stopped = false;
                 let answer = self.publish(sdp).await;
                 let _ = reply.send(answer);
             }
             Command::StopPublishing(kind) => {
+                if kind == TrackKind::Screen {
+                    self.share_stopped = true;
+                }
                 if self.tracks.contains_key(&kind) {
                     tracing::info!(peer = %self.peer, ?kind, "track unpublished");
                     self.unpublish(kind);
@@ -176,13 +187,21 @@ impl Driver {
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot create a receiving connection");
-                            return;
                         }
                     }
                 }
-                if let Some(r) = &mut self.receiving {
-                    r.subscribe(&self.inputs, &self.env, &self.peer, track, media)
-                        .await;
+                let added = match &mut self.receiving {
+                    Some(r) => {
+                        r.subscribe(&self.inputs, &self.env, &self.peer, track, media)
+                            .await
+                    }
+                    None => false,
+                };
+                if !added {
+                    // The core starts this connection over, later.
+                    self.input(Input::SubscribeFailed {
+                        peer: self.peer.clone(),
+                    });
                 }
             }
             Output::Unsubscribe { track_id, .. } => {
@@ -325,6 +344,10 @@ impl Driver {
         let Some(codec) = remote.codec(ssrc).await else {
             return;
         };
+        if kind == TrackKind::Screen && self.share_stopped {
+            tracing::debug!(peer = %self.peer, "a share arrived after it was stopped; ignored");
+            return;
+        }
         let id = TrackInfo::subscription_id(&self.peer, kind, ssrc);
         tracing::info!(peer = %self.peer, ?kind, ssrc, codec = %codec.mime_type, "track published");
         let params = Arc::new(self.source_params(&remote).await);

@@ -32,14 +32,19 @@ impl KeyframeGate {
     /// Whether `subscriber`'s request may go now (`None`: one for everybody, e.g. a
     /// restarted track); otherwise it is held for [`KeyframeGate::due`].
     pub fn ask(&mut self, now: Instant, subscriber: Option<(&str, bool)>) -> bool {
+        // A subscriber ready that long ago is covered as if never seen: drop it.
+        self.ready
+            .retain(|_, ready| now.duration_since(*ready) < KEYFRAME_INTERVAL);
         // When the requester became ready; a subscriber never seen ready is covered by any
         // recent request, one for everybody by none.
         let ready_at = match subscriber {
-            Some((id, true)) => {
+            // Once per interval: a subscriber that keeps saying it is fresh (a client
+            // rebuilding its connection in a loop) gets no more than one bypass.
+            Some((id, true)) if !self.ready.contains_key(id) => {
                 self.ready.insert(id.to_string(), now);
                 Some(now)
             }
-            Some((id, false)) => self.ready.get(id).copied(),
+            Some((id, _)) => self.ready.get(id).copied(),
             None => Some(now),
         };
         let covered = self.last.is_some_and(|t| {
@@ -53,6 +58,10 @@ impl KeyframeGate {
         self.pending = false;
         self.last = Some(now);
         true
+    }
+
+    pub fn forget(&mut self, subscriber: &str) {
+        self.ready.remove(subscriber);
     }
 
     pub fn due(&self) -> Option<Instant> {
@@ -72,6 +81,10 @@ pub(crate) struct LossRelay {
 }
 
 impl LossRelay {
+    pub fn forget(&mut self, subscriber: &str) {
+        self.reports.remove(subscriber);
+    }
+
     /// Takes `subscriber`'s report; the worst recent loss if it is time to relay it.
     pub fn report(&mut self, now: Instant, subscriber: String, fraction_lost: u8) -> Option<u8> {
         self.reports.insert(subscriber, (fraction_lost, now));

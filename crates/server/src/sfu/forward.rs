@@ -161,17 +161,21 @@ impl Translation {
             // An RFC 3550 block names no extension: nothing to map it to.
             h.extensions.clear();
         }
-        h.extensions_padding = 0;
         if h.extensions.is_empty() {
             h.extension = false;
             h.extension_profile = 0;
-        } else if h
-            .extensions
-            .iter()
-            .any(|e| e.id > 14 || e.payload.is_empty())
-        {
-            // One-byte headers carry IDs 1-14 with 1-16 bytes; beyond that, two-byte ones.
-            h.extension_profile = EXTENSION_PROFILE_TWO_BYTE;
+            h.extensions_padding = 0;
+        } else {
+            if h.extensions
+                .iter()
+                .any(|e| e.id > 14 || e.payload.is_empty())
+            {
+                // One-byte headers carry IDs 1-14 with 1-16 bytes; beyond that, two-byte ones.
+                h.extension_profile = EXTENSION_PROFILE_TWO_BYTE;
+            }
+            // Padding to the next 32-bit word, as rtp's own bookkeeping (set_extension)
+            // expects of a header it is handed.
+            h.extensions_padding = (4 - h.get_extension_payload_len() % 4) % 4;
         }
         Ok(())
     }

@@ -153,6 +153,11 @@ fn extensions_are_renumbered_by_uri_and_hop_by_hop_ones_removed() {
     // And the packet still marshals, as the sender will.
     use rtc::shared::marshal::Marshal;
     assert!(p.marshal().is_ok());
+    // Also after an interceptor adds an extension of its own to it.
+    p.header
+        .set_extension(4, Bytes::from_static(&[0, 2]))
+        .unwrap();
+    assert!(p.marshal().is_ok());
 }
 
 #[test]
@@ -171,7 +176,8 @@ fn our_own_numbering_passes_through_unchanged_but_for_this_hop() {
     p.header.extension_profile = EXTENSION_PROFILE_TWO_BYTE;
     let before = p.clone();
     t.apply(&mut p).unwrap();
-    assert_eq!(p, before);
+    use rtc::shared::marshal::Marshal;
+    assert_eq!(p.marshal().unwrap(), before.marshal().unwrap());
 }
 
 #[test]

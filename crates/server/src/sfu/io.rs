@@ -29,8 +29,16 @@ pub enum Input<M> {
     },
     /// The driver could not make offer `offer`.
     OfferFailed { peer: String, offer: u64 },
-    /// The client answered the offer waiting for it.
-    Answered { peer: String, sdp: String },
+    /// The client answered offer `offer` (`None`: a client that does not number its
+    /// answers, taken as the answer to the offer waiting).
+    Answered {
+        peer: String,
+        offer: Option<u64>,
+        sdp: String,
+    },
+    /// The driver could not give `peer` a receiving connection or a sender on it: its
+    /// connection starts over, a little later.
+    SubscribeFailed { peer: String },
     /// The driver applied (or failed to apply) the answer to `offer`.
     AnswerApplied {
         peer: String,

@@ -111,11 +111,17 @@ impl Sfu {
         answer.await.map_err(|_| run::not_in_call())?
     }
 
-    /// A participant's answer to the offer waiting for it.
-    pub async fn subscribe_answer(&self, peer: &str, sdp: String) -> Result<(), ProtocolError> {
+    /// A participant's answer to offer `offer` (or to whichever waits, if it does not say).
+    pub async fn subscribe_answer(
+        &self,
+        peer: &str,
+        offer: Option<u64>,
+        sdp: String,
+    ) -> Result<(), ProtocolError> {
         let (reply, checked) = oneshot::channel();
         let input = Input::Answered {
             peer: peer.into(),
+            offer,
             sdp,
         };
         self.inputs.event(Event::Checked(input, reply));

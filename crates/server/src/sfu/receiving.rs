@@ -3,6 +3,7 @@
 //! each packet. Owned by that participant's driver; nothing else touches the connection.
 
 use super::env::{Env, RtpCounters};
+use super::feedback::{KEYFRAME_INTERVAL, LOSS_RELAY_INTERVAL};
 use super::forward::{Forwarder, LegParams, Refusal};
 use super::inputs::Inputs;
 use super::io::Input;
@@ -16,7 +17,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -29,6 +30,9 @@ struct Subscription {
     /// This leg's numbering for the track, once an answer made it.
     sink: watch::Sender<Option<Arc<LegParams>>>,
     task: JoinHandle<()>,
+    /// Described in the latest offer: only such a track is bound by its answer (one added
+    /// since waits for the next, even on a transceiver an earlier track freed).
+    in_offer: bool,
 }
 
 pub(crate) struct Receiving {
@@ -68,7 +72,8 @@ impl Receiving {
             .send_if_modified(|c| std::mem::replace(c, up) != up);
     }
 
-    /// Adds a sender of `track` (renegotiation is the core's).
+    /// Adds a sender of `track` (renegotiation is the core's); `false` if the connection
+    /// would not take it.
     pub async fn subscribe(
         &mut self,
         inputs: &Inputs,
@@ -76,7 +81,7 @@ impl Receiving {
         subscriber: &str,
         track: TrackInfo,
         media: Media,
-    ) {
+    ) -> bool {
         let ssrc = random_ssrc();
         let kind = match track.kind {
             TrackKind::Audio => RtpCodecKind::Audio,
@@ -104,7 +109,7 @@ impl Receiving {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot add a track to a receiving connection");
-                return;
+                return false;
             }
         };
         let (sink, sink_rx) = watch::channel(None);
@@ -119,13 +124,20 @@ impl Receiving {
             source: media.source.clone(),
             sink: sink_rx,
             connected: self.connected.subscribe(),
+            last_keyframe_request: None,
+            last_report: None,
+            worst_loss: None,
         }));
-        if let Some(old) = self
-            .subscriptions
-            .insert(track.track_id, Subscription { sender, sink, task })
-        {
+        let sub = Subscription {
+            sender,
+            sink,
+            task,
+            in_offer: false,
+        };
+        if let Some(old) = self.subscriptions.insert(track.track_id, sub) {
             old.task.abort();
         }
+        true
     }
 
     pub async fn unsubscribe(&mut self, track_id: &str) {
@@ -139,6 +151,9 @@ impl Receiving {
 
     /// An offer of the connection as it now is, as the participant must see it.
     pub async fn offer(&mut self, env: &Env) -> Result<String, String> {
+        for sub in self.subscriptions.values_mut() {
+            sub.in_offer = true;
+        }
         let sdp = make_offer(&self.pc, &mut self.gathered)
             .await
             .map_err(|e| e.to_string())?;
@@ -159,7 +174,7 @@ impl Receiving {
                 sending.push(sender);
             }
         }
-        for sub in self.subscriptions.values() {
+        for sub in self.subscriptions.values().filter(|s| s.in_offer) {
             let accepted = sending.iter().any(|s| s.id() == sub.sender.id());
             match sub.sender.get_parameters().await {
                 Ok(p) => {
@@ -201,6 +216,11 @@ struct Forwarding {
     source: watch::Receiver<Arc<LegParams>>,
     sink: watch::Receiver<Option<Arc<LegParams>>>,
     connected: watch::Receiver<bool>,
+    /// This subscriber's feedback, held to what the core would take: a keyframe request per
+    /// interval, a loss report per relay interval (the worst since the last).
+    last_keyframe_request: Option<Instant>,
+    last_report: Option<Instant>,
+    worst_loss: Option<u8>,
 }
 
 impl Forwarding {
@@ -208,7 +228,16 @@ impl Forwarding {
         self.inputs.send(input);
     }
 
-    fn want_keyframe(&self, fresh: bool) {
+    fn want_keyframe(&mut self, fresh: bool) {
+        let now = Instant::now();
+        if !fresh
+            && self
+                .last_keyframe_request
+                .is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return;
+        }
+        self.last_keyframe_request = Some(now);
         self.input(Input::KeyframeWanted {
             publisher: self.track.peer_id.clone(),
             track_id: self.track.track_id.clone(),
@@ -217,7 +246,7 @@ impl Forwarding {
         });
     }
 
-    fn on_feedback(&self, rtcp: &[Box<dyn rtc::rtcp::Packet>]) {
+    fn on_feedback(&mut self, rtcp: &[Box<dyn rtc::rtcp::Packet>]) {
         if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
             self.want_keyframe(false);
         }
@@ -230,14 +259,24 @@ impl Forwarding {
             .filter_map(|p| reported_loss(p.as_ref(), self.ssrc))
             .map(|(_, l)| l)
             .max();
-        if let Some(fraction_lost) = lost {
-            self.input(Input::ReceiverReport {
-                subscriber: self.subscriber.clone(),
-                publisher: self.track.peer_id.clone(),
-                track_id: self.track.track_id.clone(),
-                fraction_lost,
-            });
+        let Some(lost) = lost else { return };
+        let worst = self.worst_loss.map_or(lost, |w| w.max(lost));
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|t| now.duration_since(t) < LOSS_RELAY_INTERVAL)
+        {
+            self.worst_loss = Some(worst);
+            return;
         }
+        self.last_report = Some(now);
+        self.worst_loss = None;
+        self.input(Input::ReceiverReport {
+            subscriber: self.subscriber.clone(),
+            publisher: self.track.peer_id.clone(),
+            track_id: self.track.track_id.clone(),
+            fraction_lost: worst,
+        });
     }
 }
 

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+/// Events taken in one go before the core's deadlines are looked at again.
+const BATCH: usize = 256;
+
 /// A message for one participant's signaling connection.
 pub(crate) type Signal = (String, ServerMessage);
 
@@ -51,11 +54,17 @@ pub(crate) async fn run(
                 if !r.on_event(event) {
                     return;
                 }
-                // Take what else is waiting before looking at the clock again.
-                while let Ok(event) = events.try_recv() {
+                // Take what else is waiting before looking at the clock again, but not so
+                // much that what is due (answers timing out, held keyframe requests) waits.
+                for _ in 0..BATCH {
+                    let Ok(event) = events.try_recv() else { break };
                     if !r.on_event(event) {
                         return;
                     }
+                }
+                if r.core.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                    r.core.handle_timeout(Instant::now());
+                    r.dispatch();
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now))),
