@@ -15,45 +15,16 @@
 
 use super::feedback::{KeyframeGate, LossRelay};
 use super::io::{Input, Output};
+use super::negotiation::Negotiation;
 use super::route::{self, Party};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long a subscribe offer waits for its answer before it is made again.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long after a failed attempt to make an offer (or to set up the receiving connection)
-/// the next one is made; doubled for each failure in a row, up to [`RETRY_MAX`].
-pub const OFFER_RETRY: Duration = Duration::from_secs(1);
-pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A client's request for a new receiving connection within this of the last one is
 /// ignored (the engine asks after 5 s without a connection; a loop of requests would rebuild
 /// connections and ask every publisher for keyframes as fast as it can send them).
 pub const RESUBSCRIBE_MIN: Duration = Duration::from_secs(2);
-/// Where one receiving connection's offer/answer exchange is.
-#[derive(Debug, Clone, PartialEq)]
-enum Negotiation {
-    /// Nothing is waiting.
-    Stable,
-    /// The driver is making offer `offer`, describing `tracks`.
-    Making {
-        offer: u64,
-        tracks: Vec<TrackInfo>,
-        again: bool,
-    },
-    /// Offer `offer` went to the client; its answer is due by `deadline`.
-    Offered {
-        offer: u64,
-        msg: ServerMessage,
-        deadline: Instant,
-        again: bool,
-    },
-    /// The driver is applying the client's answer to `offer`.
-    Applying { offer: u64, again: bool },
-    /// Making an offer failed; the next is made at `at`.
-    Retry { at: Instant },
-}
-
 #[derive(Debug)]
 struct Published<M> {
     kind: TrackKind,
@@ -77,13 +48,9 @@ struct Member<M> {
     published: BTreeMap<String, Published<M>>,
     /// What it receives, by track ID.
     subscriptions: BTreeMap<String, TrackInfo>,
+    /// The receiving connection's offer/answer exchange.
     negotiation: Negotiation,
-    next_offer: u64,
-    /// The receiving connection's number, new at each reset.
-    connection: u64,
     last_reset: Option<Instant>,
-    /// Failed offers or connection set-ups in a row.
-    failures: u32,
     /// When to bring the subscriptions back after a failed set-up.
     resync_at: Option<Instant>,
 }
@@ -105,20 +72,6 @@ impl<M> Default for Core<M> {
             out: VecDeque::new(),
         }
     }
-}
-
-/// The wait before the next attempt after `failures` failures in a row.
-fn backoff(failures: u32) -> Duration {
-    OFFER_RETRY
-        .saturating_mul(1 << failures.min(5))
-        .min(RETRY_MAX)
-}
-
-fn no_offer() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::InvalidMessage,
-        "No subscribe offer is waiting for an answer.",
-    )
 }
 
 impl<M: Clone> Core<M> {
@@ -149,8 +102,10 @@ impl<M: Clone> Core<M> {
         match input {
             Input::Joined { peer, room } => self.joined(peer, room),
             Input::Resumed { peer } => {
-                if let Some(Negotiation::Offered { msg, .. }) =
-                    self.members.get(&peer).map(|m| &m.negotiation)
+                if let Some(msg) = self
+                    .members
+                    .get(&peer)
+                    .and_then(|m| m.negotiation.waiting_offer())
                 {
                     let msg = msg.clone();
                     self.out.push_back(Output::Signal { peer, msg });
@@ -166,19 +121,13 @@ impl<M: Clone> Core<M> {
             Input::Unpublished { peer, track_id } => self.unpublished(&peer, &track_id),
             Input::OfferReady { peer, offer, sdp } => self.offer_ready(now, &peer, offer, sdp),
             Input::OfferFailed { peer, offer } => {
-                if let Some(m) = self.members.get_mut(&peer)
-                    && matches!(m.negotiation, Negotiation::Making { offer: o, .. } if o == offer)
-                {
-                    m.negotiation = Negotiation::Retry {
-                        at: now + backoff(m.failures),
-                    };
-                    m.failures += 1;
+                if let Some(m) = self.members.get_mut(&peer) {
+                    m.negotiation.offer_failed(now, offer);
                 }
             }
             Input::SubscribeFailed { peer } => {
                 if let Some(m) = self.members.get_mut(&peer) {
-                    m.resync_at = Some(now + backoff(m.failures));
-                    m.failures += 1;
+                    m.resync_at = Some(m.negotiation.failed(now));
                     self.reset_subscriber(now, &peer);
                 }
             }
@@ -219,12 +168,8 @@ impl<M: Clone> Core<M> {
         self.members
             .values()
             .flat_map(|m| {
-                let negotiation = match m.negotiation {
-                    Negotiation::Offered { deadline, .. } => Some(deadline),
-                    Negotiation::Retry { at } => Some(at),
-                    _ => None,
-                };
-                negotiation
+                m.negotiation
+                    .deadline()
                     .into_iter()
                     .chain(m.resync_at)
                     .chain(m.published.values().filter_map(|p| p.keyframe.due()))
@@ -242,16 +187,8 @@ impl<M: Clone> Core<M> {
                 m.resync_at = None;
                 resync.push(id.clone());
             }
-            let redo = match m.negotiation {
-                Negotiation::Offered { deadline, .. } if deadline <= now => {
-                    tracing::info!(peer = %id, "no answer to a subscribe offer; offering again");
-                    true
-                }
-                Negotiation::Retry { at } if at <= now => true,
-                _ => false,
-            };
-            if redo {
-                m.negotiation = Negotiation::Stable;
+            if m.negotiation.timed_out(now) {
+                tracing::debug!(peer = %id, "no answer to a subscribe offer, or a retry due: offering again");
                 due.push(id.clone());
             }
             for (track_id, p) in &mut m.published {
@@ -289,11 +226,8 @@ impl<M: Clone> Core<M> {
                 room,
                 published: BTreeMap::new(),
                 subscriptions: BTreeMap::new(),
-                negotiation: Negotiation::Stable,
-                next_offer: 1,
-                connection: 1,
+                negotiation: Negotiation::default(),
                 last_reset: None,
-                failures: 0,
                 resync_at: None,
             },
         );
@@ -394,8 +328,7 @@ impl<M: Clone> Core<M> {
             return;
         };
         m.subscriptions.clear();
-        m.negotiation = Negotiation::Stable;
-        m.connection += 1;
+        m.negotiation.reset();
         m.last_reset = Some(now);
         self.out.push_back(Output::ResetSubscriber {
             subscriber: peer.to_string(),
@@ -403,36 +336,16 @@ impl<M: Clone> Core<M> {
     }
 
     fn offer_ready(&mut self, now: Instant, peer: &str, offer: u64, sdp: String) {
-        let Some(m) = self.members.get_mut(peer) else {
-            return;
-        };
-        let Negotiation::Making {
-            offer: making,
-            tracks,
-            again,
-        } = &mut m.negotiation
-        else {
-            return;
-        };
-        if *making != offer {
-            return;
+        if let Some(msg) = self
+            .members
+            .get_mut(peer)
+            .and_then(|m| m.negotiation.offer_ready(now, offer, sdp))
+        {
+            self.out.push_back(Output::Signal {
+                peer: peer.to_string(),
+                msg,
+            });
         }
-        let msg = ServerMessage::SubscribeOffer {
-            sdp,
-            tracks: std::mem::take(tracks),
-            offer,
-            connection: m.connection,
-        };
-        m.negotiation = Negotiation::Offered {
-            offer,
-            msg: msg.clone(),
-            deadline: now + ANSWER_TIMEOUT,
-            again: *again,
-        };
-        self.out.push_back(Output::Signal {
-            peer: peer.to_string(),
-            msg,
-        });
     }
 
     fn answered(
@@ -441,17 +354,13 @@ impl<M: Clone> Core<M> {
         answers: Option<u64>,
         sdp: String,
     ) -> Result<(), ProtocolError> {
-        let m = self.members.get_mut(peer).ok_or_else(no_offer)?;
-        let Negotiation::Offered { offer, again, .. } = m.negotiation else {
-            return Err(no_offer());
-        };
-        if answers.is_some_and(|n| n != offer) {
-            return Err(ProtocolError::new(
+        let m = self.members.get_mut(peer).ok_or_else(|| {
+            ProtocolError::new(
                 ErrorCode::InvalidMessage,
-                "That answer is for an offer that was replaced; answer the latest one.",
-            ));
-        }
-        m.negotiation = Negotiation::Applying { offer, again };
+                "No subscribe offer is waiting for an answer.",
+            )
+        })?;
+        let offer = m.negotiation.answered(answers)?;
         self.out.push_back(Output::ApplyAnswer {
             subscriber: peer.to_string(),
             offer,
@@ -461,23 +370,13 @@ impl<M: Clone> Core<M> {
     }
 
     fn answer_applied(&mut self, peer: &str, offer: u64, error: Option<String>) {
-        let Some(m) = self.members.get_mut(peer) else {
-            return;
-        };
-        let Negotiation::Applying {
-            offer: applying,
-            again,
-        } = m.negotiation
+        let Some(again) = self
+            .members
+            .get_mut(peer)
+            .and_then(|m| m.negotiation.answer_applied(offer, error.is_none()))
         else {
             return;
         };
-        if applying != offer {
-            return;
-        }
-        m.negotiation = Negotiation::Stable;
-        if error.is_none() {
-            m.failures = 0;
-        }
         if let Some(e) = &error {
             let err = ProtocolError::new(
                 ErrorCode::InvalidMessage,
@@ -488,8 +387,7 @@ impl<M: Clone> Core<M> {
                 msg: ServerMessage::error(&err, false),
             });
         }
-        // A failed answer leaves the connection with the offer unanswered: offer again.
-        if again || error.is_some() {
+        if again {
             self.renegotiate(peer);
         }
     }
@@ -614,23 +512,15 @@ impl<M: Clone> Core<M> {
         let Some(m) = self.members.get_mut(peer) else {
             return;
         };
-        match &mut m.negotiation {
-            Negotiation::Stable | Negotiation::Retry { .. } => {
-                let offer = m.next_offer;
-                m.next_offer += 1;
-                m.negotiation = Negotiation::Making {
-                    offer,
-                    tracks: m.subscriptions.values().cloned().collect(),
-                    again: false,
-                };
-                self.out.push_back(Output::MakeOffer {
-                    subscriber: peer.to_string(),
-                    offer,
-                });
-            }
-            Negotiation::Making { again, .. }
-            | Negotiation::Offered { again, .. }
-            | Negotiation::Applying { again, .. } => *again = true,
+        let subscriptions = &m.subscriptions;
+        if let Some(offer) = m
+            .negotiation
+            .changed(|| subscriptions.values().cloned().collect())
+        {
+            self.out.push_back(Output::MakeOffer {
+                subscriber: peer.to_string(),
+                offer,
+            });
         }
     }
 }

@@ -31,11 +31,16 @@ pub mod forward;
 mod inputs;
 pub mod io;
 mod media;
+pub mod negotiation;
 mod receiving;
 pub mod rewrite;
 pub mod route;
 mod run;
 
+#[cfg(test)]
+mod core_feedback_tests;
+#[cfg(test)]
+mod core_sim;
 #[cfg(test)]
 mod core_tests;
 
