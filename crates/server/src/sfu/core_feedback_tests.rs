@@ -9,9 +9,7 @@ use std::time::Duration;
 
 #[test]
 fn a_restarted_track_keeps_its_subscribers_and_asks_for_a_picture() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Video, "a-video", 1);
     sim.publish("a", TrackKind::Audio, "a-audio", 2);
     sim.settle("b", 1);
@@ -30,8 +28,7 @@ fn a_restarted_track_keeps_its_subscribers_and_asks_for_a_picture() {
 
 #[test]
 fn keyframe_requests_are_held_to_one_per_interval_and_none_is_lost() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
+    let mut sim = Sim::room(&["a"]);
     sim.publish("a", TrackKind::Video, "a-video", 1);
     sim.publish("a", TrackKind::Audio, "a-audio", 2);
     let want = |track: &str| Input::KeyframeWanted {
@@ -59,10 +56,7 @@ fn keyframe_requests_are_held_to_one_per_interval_and_none_is_lost() {
 
 #[test]
 fn loss_is_relayed_at_most_once_a_second_and_forgotten_when_stale() {
-    let mut sim = Sim::new();
-    for p in ["a", "b", "c"] {
-        sim.join(p, "t/r");
-    }
+    let mut sim = Sim::room(&["a", "b", "c"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.publish("a", TrackKind::Video, "a-video", 2);
     let report = |from: &str, track: &str, lost: u8| Input::ReceiverReport {
@@ -100,10 +94,7 @@ fn loss_is_relayed_at_most_once_a_second_and_forgotten_when_stale() {
 
 #[test]
 fn a_subscriber_ready_after_the_last_keyframe_request_is_not_kept_waiting() {
-    let mut sim = Sim::new();
-    for p in ["a", "b", "c"] {
-        sim.join(p, "t/r");
-    }
+    let mut sim = Sim::room(&["a", "b", "c"]);
     sim.publish("a", TrackKind::Video, "a-video", 1);
     let want = |from: &str, fresh: bool| Input::KeyframeWanted {
         publisher: "a".into(),
@@ -133,10 +124,7 @@ fn a_subscriber_ready_after_the_last_keyframe_request_is_not_kept_waiting() {
 
 #[test]
 fn a_departed_subscribers_loss_no_longer_counts() {
-    let mut sim = Sim::new();
-    for p in ["a", "b", "c"] {
-        sim.join(p, "t/r");
-    }
+    let mut sim = Sim::room(&["a", "b", "c"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     let report = |from: &str, lost: u8| Input::ReceiverReport {
         subscriber: from.into(),

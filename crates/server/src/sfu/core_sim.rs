@@ -22,6 +22,15 @@ impl Sim {
         }
     }
 
+    /// A core where each of `peers` has joined room "t/r", their join outputs drained.
+    pub fn room(peers: &[&str]) -> Self {
+        let mut sim = Self::new();
+        for p in peers {
+            sim.join(p, "t/r");
+        }
+        sim
+    }
+
     pub fn input(&mut self, input: Input<u32>) -> Vec<Out> {
         self.core.handle_input(self.now, input).unwrap();
         self.drain()

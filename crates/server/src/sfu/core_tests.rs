@@ -28,9 +28,7 @@ fn a_late_joiner_gets_an_offer_with_what_is_published() {
 
 #[test]
 fn a_new_track_goes_to_everyone_else_in_the_room_only() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.join("c", "t/other");
     sim.join("d", "u/r");
     let out = sim.publish("a", TrackKind::Video, "a-video", 7);
@@ -48,9 +46,7 @@ fn a_new_track_goes_to_everyone_else_in_the_room_only() {
 
 #[test]
 fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Video, "a-video", 1);
     sim.offer_ready("b", 1, "o1");
     // Unpublished while offer 1 waits for its answer: the sender goes now, the offer later.
@@ -104,9 +100,7 @@ fn changes_during_an_exchange_wait_for_it_then_go_in_one_offer() {
 
 #[test]
 fn an_answer_that_never_comes_is_offered_again_after_the_timeout() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.offer_ready("b", 1, "o1");
     assert_eq!(sim.core.poll_timeout(), Some(sim.now + ANSWER_TIMEOUT));
@@ -136,8 +130,7 @@ fn an_answer_that_never_comes_is_offered_again_after_the_timeout() {
 
 #[test]
 fn an_answer_nobody_asked_for_is_refused() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
+    let mut sim = Sim::room(&["a"]);
     for peer in ["a", "stranger"] {
         let err = sim
             .core
@@ -157,9 +150,7 @@ fn an_answer_nobody_asked_for_is_refused() {
 
 #[test]
 fn an_offer_that_could_not_be_made_is_tried_again() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     assert!(
         sim.input(Input::OfferFailed {
@@ -174,9 +165,7 @@ fn an_offer_that_could_not_be_made_is_tried_again() {
 
 #[test]
 fn a_failed_answer_is_reported_and_offered_again() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.offer_ready("b", 1, "o1");
     sim.input(Input::Answered {
@@ -200,9 +189,7 @@ fn a_failed_answer_is_reported_and_offered_again() {
 
 #[test]
 fn resubscribing_starts_a_new_connection_with_everything_on_it() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.publish("a", TrackKind::Video, "a-video", 2);
     // Offer 1 is being made when the client gives up on the connection.
@@ -225,9 +212,7 @@ fn resubscribing_starts_a_new_connection_with_everything_on_it() {
 
 #[test]
 fn a_resumed_peer_keeps_its_subscriptions_and_gets_the_waiting_offer_again() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     let sent = sim.offer_ready("b", 1, "o1");
     let before = sim.core.subscriptions("b");
@@ -251,9 +236,7 @@ fn a_resumed_peer_keeps_its_subscriptions_and_gets_the_waiting_offer_again() {
 
 #[test]
 fn a_leaving_peer_is_closed_and_its_tracks_leave_everyone() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.publish("b", TrackKind::Audio, "b-audio", 2);
     sim.settle("b", 1);
@@ -278,9 +261,7 @@ fn a_leaving_peer_is_closed_and_its_tracks_leave_everyone() {
 
 #[test]
 fn a_new_share_replaces_one_whose_end_was_never_announced() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Screen, "a-screen#1", 1);
     sim.settle("b", 1);
     let out = sim.publish("a", TrackKind::Screen, "a-screen#2", 2);
@@ -299,9 +280,7 @@ fn a_new_share_replaces_one_whose_end_was_never_announced() {
 
 #[test]
 fn an_answer_to_a_replaced_offer_is_refused_and_the_latest_one_taken() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.offer_ready("b", 1, "o1");
     sim.advance(ANSWER_TIMEOUT);
@@ -333,9 +312,7 @@ fn an_answer_to_a_replaced_offer_is_refused_and_the_latest_one_taken() {
 
 #[test]
 fn resubscribing_again_at_once_is_ignored_and_each_connection_has_its_number() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     sim.settle("b", 1);
     let out = sim.input(Input::Resubscribe { peer: "b".into() });
@@ -371,9 +348,7 @@ fn resubscribing_again_at_once_is_ignored_and_each_connection_has_its_number() {
 
 #[test]
 fn a_failed_subscribe_starts_the_connection_over_later_with_growing_waits() {
-    let mut sim = Sim::new();
-    sim.join("a", "t/r");
-    sim.join("b", "t/r");
+    let mut sim = Sim::room(&["a", "b"]);
     sim.publish("a", TrackKind::Audio, "a-audio", 1);
     let out = sim.input(Input::SubscribeFailed { peer: "b".into() });
     assert_eq!(
