@@ -16,6 +16,7 @@ pub mod encoded_loop;
 pub mod fec_policy;
 pub mod frame_assembly;
 pub mod h264;
+pub mod h264_rtp;
 pub mod jitter;
 pub mod level;
 pub mod mixer;

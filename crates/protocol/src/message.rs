@@ -97,6 +97,14 @@ pub enum ClientMessage {
     /// The receiving connection did not come up (a handshake lost on a bad network): the
     /// server drops it and offers everything again on a new one.
     Resubscribe,
+    /// The size this participant draws a video it receives at (`trackId` as its
+    /// `subscribeOffer` named it; 0x0: not drawn, send nothing): the server forwards the
+    /// smallest simulcast layer that covers it.
+    VideoSize {
+        track_id: String,
+        width: u32,
+        height: u32,
+    },
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -108,6 +116,7 @@ const CLIENT_TYPES: &[&str] = &[
     "mediaState",
     "unpublish",
     "resubscribe",
+    "videoSize",
 ];
 
 /// What a track carries.
@@ -454,6 +463,25 @@ fn validate_client(msg: &ClientMessage) -> Result<(), ProtocolError> {
                 return Err(ProtocolError::new(
                     ErrorCode::InvalidArgument,
                     "Only a screen share can be unpublished; mute the camera or microphone instead.",
+                ));
+            }
+        }
+        ClientMessage::VideoSize {
+            track_id,
+            width,
+            height,
+        } => {
+            // A subscription ID: a peer ID, a dash, a kind and a number.
+            if track_id.is_empty() || track_id.len() > MAX_PEER_ID_CHARS + 32 {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("{:?} is not a track ID.", truncate(track_id, 40)),
+                ));
+            }
+            if *width > 16_384 || *height > 16_384 {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("A video is drawn at most 16384x16384, not {width}x{height}."),
                 ));
             }
         }

@@ -267,6 +267,22 @@ fn media_messages_round_trip() {
         decode_client(r#"{"type":"resubscribe"}"#).expect("decode"),
         ClientMessage::Resubscribe
     );
+    assert_eq!(
+        decode_client(r#"{"type":"videoSize","trackId":"p-video-7","width":570,"height":320}"#)
+            .expect("decode"),
+        ClientMessage::VideoSize {
+            track_id: "p-video-7".into(),
+            width: 570,
+            height: 320
+        }
+    );
+    for bad in [
+        r#"{"type":"videoSize","trackId":"","width":1,"height":1}"#,
+        r#"{"type":"videoSize","trackId":"p-video-7","width":99999,"height":1}"#,
+        r#"{"type":"videoSize","trackId":"p-video-7","width":-1,"height":1}"#,
+    ] {
+        assert!(decode_client(bad).is_err(), "{bad}");
+    }
     let offer = ServerMessage::SubscribeOffer {
         sdp: "v=0\r\n".into(),
         tracks: vec![TrackInfo {

@@ -224,6 +224,17 @@ impl Conn {
                 self.hub.sfu.resubscribe(&peer);
                 None
             }
+            (
+                ClientMessage::VideoSize {
+                    track_id,
+                    width,
+                    height,
+                },
+                Some(peer),
+            ) => {
+                self.hub.sfu.drawn(&peer, track_id, (width, height));
+                None
+            }
             (ClientMessage::Unpublish { kind }, Some(peer)) => {
                 self.hub.sfu.stop_publishing(&peer, kind);
                 None

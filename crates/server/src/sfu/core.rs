@@ -13,8 +13,10 @@
 //! `M` is the data plane's handle of a published track (its fan-out, in the server): the core
 //! only hands it from the publish input to the subscribe outputs.
 
+use super::allocate::Choice;
 use super::feedback::{KeyframeGate, LossRelay};
 use super::io::{Input, Output};
+use super::layers::LayerInfo;
 use super::negotiation::Negotiation;
 use super::route::{self, Party};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
@@ -25,12 +27,17 @@ use std::time::{Duration, Instant};
 /// ignored (the engine asks after 5 s without a connection; a loop of requests would rebuild
 /// connections and ask every publisher for keyframes as fast as it can send them).
 pub const RESUBSCRIBE_MIN: Duration = Duration::from_secs(2);
+#[path = "core_layers.rs"]
+mod choice;
+
 #[derive(Debug)]
 struct Published<M> {
     kind: TrackKind,
     media: M,
     loss: LossRelay,
     keyframe: KeyframeGate,
+    /// The layers its reader last reported (empty: not measured yet).
+    layers: Vec<LayerInfo>,
 }
 
 impl<M> Published<M> {
@@ -48,6 +55,11 @@ struct Member<M> {
     published: BTreeMap<String, Published<M>>,
     /// What it receives, by track ID.
     subscriptions: BTreeMap<String, TrackInfo>,
+    /// The sizes it draws videos at, by track ID (only for what it receives).
+    drawn: BTreeMap<String, (u32, u32)>,
+    /// The allocator's last choice per video, and the layer last selected for it.
+    choices: BTreeMap<String, Choice>,
+    selected: BTreeMap<String, Option<u8>>,
     /// The receiving connection's offer/answer exchange.
     negotiation: Negotiation,
     last_reset: Option<Instant>,
@@ -159,6 +171,16 @@ impl<M: Clone> Core<M> {
                     });
                 }
             }
+            Input::Layers {
+                peer,
+                track_id,
+                layers,
+            } => self.layers_changed(&peer, &track_id, layers),
+            Input::Drawn {
+                subscriber,
+                track_id,
+                size,
+            } => self.drawn(&subscriber, &track_id, size),
         }
         Ok(())
     }
@@ -226,6 +248,9 @@ impl<M: Clone> Core<M> {
                 room,
                 published: BTreeMap::new(),
                 subscriptions: BTreeMap::new(),
+                drawn: BTreeMap::new(),
+                choices: BTreeMap::new(),
+                selected: BTreeMap::new(),
                 negotiation: Negotiation::default(),
                 last_reset: None,
                 resync_at: None,
@@ -290,6 +315,7 @@ impl<M: Clone> Core<M> {
                 media,
                 loss: LossRelay::default(),
                 keyframe: KeyframeGate::default(),
+                layers: Vec::new(),
             },
         );
         let room = m.room.clone();
@@ -328,6 +354,9 @@ impl<M: Clone> Core<M> {
             return;
         };
         m.subscriptions.clear();
+        // New senders start from their first layer: every choice is made again.
+        m.choices.clear();
+        m.selected.clear();
         m.negotiation.reset();
         m.last_reset = Some(now);
         self.out.push_back(Output::ResetSubscriber {
@@ -480,12 +509,17 @@ impl<M: Clone> Core<M> {
             if let Some(info) = me.subscriptions.remove(&track_id) {
                 forget.push(info);
             }
+            me.drawn.remove(&track_id);
+            me.choices.remove(&track_id);
+            me.selected.remove(&track_id);
             self.out.push_back(Output::Unsubscribe {
                 subscriber: peer.to_string(),
                 track_id,
             });
         }
         for (track, media) in new {
+            me.choices.remove(&track.track_id);
+            me.selected.remove(&track.track_id);
             me.subscriptions
                 .insert(track.track_id.clone(), track.clone());
             self.out.push_back(Output::Subscribe {
@@ -504,7 +538,12 @@ impl<M: Clone> Core<M> {
                 p.forget(peer);
             }
         }
+        if let Some(me) = self.members.get_mut(peer) {
+            let subscriptions = &me.subscriptions;
+            me.drawn.retain(|id, _| subscriptions.contains_key(id));
+        }
         self.renegotiate(peer);
+        self.allocate(peer);
     }
 
     /// `peer`'s receiving connection changed: offer it now, or after the exchange under way.

@@ -4,12 +4,13 @@
 //! arrived, a track ended) become core inputs.
 
 use super::env::{Env, RtpCounters};
-use super::forward::LegParams;
+use super::forward::{LayerPacket, LegParams};
 use super::inputs::Inputs;
 use super::io::{Input, Output};
+use super::layers::LayerMeter;
 use super::media::{Media, PublishedMedia};
 use super::receiving::Receiving;
-use between_media::rtp::{DOWNLINK_REPORTER_SSRC, RtpPacket, loss_report, picture_loss_indication};
+use between_media::rtp::{DOWNLINK_REPORTER_SSRC, loss_report, picture_loss_indication};
 use between_protocol::{ErrorCode, ProtocolError, TrackInfo, TrackKind};
 use between_transport::{PcEvent, make_answer};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -241,13 +242,24 @@ impl Driver {
                 }
             }
             Output::RequestKeyframe { track_id, .. } => {
-                if let Some(t) = self.track(&track_id)
-                    && let Err(e) = t
-                        .remote
-                        .write_rtcp(vec![picture_loss_indication(t.ssrc)])
-                        .await
-                {
-                    tracing::debug!(error = %e, "cannot send PLI");
+                if let Some(t) = self.track(&track_id) {
+                    // Every simulcast layer: subscribers switching layers need the one they
+                    // switch to, and a layer's keyframe is cheap next to a frozen picture.
+                    let mut ssrcs = t.remote.ssrcs().await;
+                    if ssrcs.is_empty() {
+                        ssrcs.push(t.ssrc);
+                    }
+                    let plis = ssrcs.into_iter().map(picture_loss_indication).collect();
+                    if let Err(e) = t.remote.write_rtcp(plis).await {
+                        tracing::debug!(error = %e, "cannot send PLI");
+                    }
+                }
+            }
+            Output::SelectLayer {
+                track_id, layer, ..
+            } => {
+                if let Some(r) = &self.receiving {
+                    r.select(&track_id, layer);
                 }
             }
             Output::RelayLoss {
@@ -356,7 +368,7 @@ impl Driver {
             Some(mut old) if old.id == id => {
                 old.reader.abort();
                 let _ = old.source.send(params);
-                old.reader = self.read(&remote, kind, ssrc, old.media.fanout.clone());
+                old.reader = self.read(&remote, kind, (ssrc, &id), old.media.fanout.clone());
                 old.remote = remote;
                 old.ssrc = ssrc;
                 old
@@ -374,7 +386,7 @@ impl Driver {
                 });
                 Track {
                     id: id.clone(),
-                    reader: self.read(&remote, kind, ssrc, fanout),
+                    reader: self.read(&remote, kind, (ssrc, &id), fanout),
                     remote,
                     ssrc,
                     media,
@@ -392,24 +404,42 @@ impl Driver {
         });
     }
 
-    /// Reads a published track into its fan-out until it ends.
+    /// Reads a published track into its fan-out until it ends, each packet tagged with its
+    /// simulcast layer; a video's layers are reported to the core as they change.
     fn read(
         &self,
         remote: &Arc<dyn TrackRemote>,
         kind: TrackKind,
-        ssrc: u32,
-        fanout: broadcast::Sender<RtpPacket>,
+        (ssrc, track_id): (u32, &str),
+        fanout: broadcast::Sender<LayerPacket>,
     ) -> AbortHandle {
         let remote = remote.clone();
         let env = self.env.clone();
         let ended = self.ended_tx.clone();
+        let inputs = self.inputs.clone();
+        let peer = self.peer.clone();
+        let track_id = track_id.to_string();
         tokio::spawn(async move {
+            let mut meter = LayerMeter::new();
+            let video = kind != TrackKind::Audio;
             while let Some(event) = remote.poll().await {
                 match event {
+                    TrackRemoteEvent::OnOpen(init) => meter.open(init.ssrc, init.rid.as_deref()),
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         RtpCounters::inc(&env.counters.received);
+                        let layer = meter.layer_of(packet.header.ssrc);
+                        if video
+                            && let Some(layers) =
+                                meter.observe(std::time::Instant::now(), layer, &packet.payload)
+                        {
+                            inputs.send(Input::Layers {
+                                peer: peer.clone(),
+                                track_id: track_id.clone(),
+                                layers,
+                            });
+                        }
                         // No subscribers yet is fine: nothing to forward to.
-                        let _ = fanout.send(packet);
+                        let _ = fanout.send(LayerPacket { layer, packet });
                     }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}

@@ -6,10 +6,11 @@
 //! carrying the publisher's numbers. So each subscription has a [`Translation`] from the
 //! publisher leg's numbering to its own (what LiveKit calls translation parameters), built
 //! when either leg (re)negotiates, and a [`Forwarder`] applies it with the subscription's own
-//! SSRC and continuous sequence numbers and timestamps ([`Rewriter`]) per packet. The next
-//! step, simulcast layer switching, decides here too.
+//! SSRC and continuous sequence numbers and timestamps ([`Rewriter`]) per packet, after its
+//! [`LayerSwitch`] let through only the simulcast layer chosen for the subscriber.
 
 use super::rewrite::Rewriter;
+use super::switch::LayerSwitch;
 use between_media::rtp::RtpPacket;
 use rtc::rtp::header::{EXTENSION_PROFILE_ONE_BYTE, EXTENSION_PROFILE_TWO_BYTE};
 use rtc::rtp_transceiver::rtp_sender::RTCRtpParameters;
@@ -190,6 +191,8 @@ pub enum Refusal {
     Declined,
     /// The publisher's payload type has no codec on the subscriber's leg.
     PayloadType(u8),
+    /// A simulcast layer the subscriber does not get (not chosen, or paused): not a fault.
+    NotSelected,
 }
 
 impl std::fmt::Display for Refusal {
@@ -201,24 +204,49 @@ impl std::fmt::Display for Refusal {
                 f,
                 "payload type {pt} has no matching codec on the subscriber's connection"
             ),
+            Self::NotSelected => write!(f, "another layer goes to the subscriber"),
         }
     }
 }
 
-/// One subscription's per-packet state: its numbering and the current translation.
+/// One packet of a published track as its fan-out carries it: which simulcast layer it
+/// belongs to (the publisher's own numbering of them; 0 without simulcast).
+#[derive(Debug, Clone)]
+pub struct LayerPacket {
+    pub layer: u8,
+    pub packet: RtpPacket,
+}
+
+/// One subscription's per-packet state: its layer, its numbering and the current translation.
 pub struct Forwarder {
     rewriter: Rewriter,
     translation: Option<Translation>,
+    switch: LayerSwitch,
+    /// Layers switch only at keyframes (audio has one layer).
+    video: bool,
 }
 
 impl Forwarder {
     /// `ssrc` is the subscription's own; `gap_ticks` the timestamp step assumed across a
-    /// publisher's restart (one frame).
-    pub fn new(ssrc: u32, gap_ticks: u32) -> Self {
+    /// publisher's restart or a layer switch (one frame).
+    pub fn new(ssrc: u32, gap_ticks: u32, video: bool) -> Self {
         Self {
             rewriter: Rewriter::new(ssrc, gap_ticks),
             translation: None,
+            switch: LayerSwitch::default(),
+            video,
         }
+    }
+
+    /// The layer chosen for the subscriber (`None`: paused). True when the switch needs a
+    /// keyframe of that layer.
+    pub fn select(&mut self, layer: Option<u8>) -> bool {
+        self.switch.set_target(layer)
+    }
+
+    /// Whether a chosen layer waits for its keyframe.
+    pub fn waiting_for_keyframe(&self) -> bool {
+        self.switch.waiting()
     }
 
     /// Both legs' numbering as now negotiated (`None`: the sink leg not yet).
@@ -228,8 +256,11 @@ impl Forwarder {
 
     /// The decision for one packet: renumbered in place for the subscriber, or refused (the
     /// subscriber then sees a gap in the sequence, as for a packet lost on the way).
-    pub fn forward(&mut self, packet: &mut RtpPacket) -> Result<(), Refusal> {
+    pub fn forward(&mut self, layer: u8, packet: &mut RtpPacket) -> Result<(), Refusal> {
         let translation = self.translation.as_ref().ok_or(Refusal::Unbound)?;
+        if !self.switch.admit(layer, &packet.payload, self.video) {
+            return Err(Refusal::NotSelected);
+        }
         translation.apply(packet)?;
         self.rewriter.rewrite(packet);
         Ok(())

@@ -182,11 +182,14 @@ fn our_own_numbering_passes_through_unchanged_but_for_this_hop() {
 
 #[test]
 fn the_forwarder_refuses_until_the_subscriber_leg_is_negotiated() {
-    let mut f = Forwarder::new(4242, 3000);
-    assert_eq!(f.forward(&mut packet(108, 1, &[])), Err(Refusal::Unbound));
+    let mut f = Forwarder::new(4242, 3000, true);
+    assert_eq!(
+        f.forward(0, &mut packet(108, 1, &[])),
+        Err(Refusal::Unbound)
+    );
     f.set_legs(&browser(), Some(&ours()));
     let mut p = packet(108, 2, &[(3, b"\x00\x01")]);
-    f.forward(&mut p).unwrap();
+    f.forward(0, &mut p).unwrap();
     assert_eq!(
         (
             p.header.ssrc,
@@ -198,13 +201,16 @@ fn the_forwarder_refuses_until_the_subscriber_leg_is_negotiated() {
     assert!(!p.header.extension);
     // A refused packet leaves the packet and the numbering alone.
     let mut bad = packet(106, 3, &[]);
-    assert_eq!(f.forward(&mut bad), Err(Refusal::PayloadType(106)));
+    assert_eq!(f.forward(0, &mut bad), Err(Refusal::PayloadType(106)));
     assert_eq!(bad.header.ssrc, 0xdead);
     let mut next = packet(108, 4, &[]);
-    f.forward(&mut next).unwrap();
+    f.forward(0, &mut next).unwrap();
     assert_eq!(next.header.sequence_number, 4);
     f.set_legs(&browser(), None);
-    assert_eq!(f.forward(&mut packet(108, 5, &[])), Err(Refusal::Unbound));
+    assert_eq!(
+        f.forward(0, &mut packet(108, 5, &[])),
+        Err(Refusal::Unbound)
+    );
 }
 
 #[test]
@@ -243,4 +249,57 @@ fn a_declined_track_is_refused_as_such() {
     let t = Translation::new(&browser(), &LegParams::default());
     assert_eq!(t.apply(&mut packet(108, 1, &[])), Err(Refusal::Declined));
     assert_eq!(t.apply(&mut packet(111, 1, &[])), Err(Refusal::Declined));
+}
+
+#[test]
+fn a_layer_switch_happens_at_a_keyframe_and_the_numbering_runs_on() {
+    const KEY: &[u8] = &[0x78, 0, 4, 0x67, 0x42, 0, 0x1f]; // STAP-A with an SPS
+    const DELTA: &[u8] = &[0x41, 0x9a];
+    let layer_packet = |ssrc: u32, seq: u16, ts: u32, payload: &'static [u8]| {
+        let mut p = packet(108, seq, &[]);
+        p.header.ssrc = ssrc;
+        p.header.timestamp = ts;
+        p.payload = Bytes::from_static(payload);
+        p
+    };
+    let mut f = Forwarder::new(4242, 3000, true);
+    f.set_legs(&browser(), Some(&ours()));
+    let out = |f: &mut Forwarder, layer: u8, mut p: RtpPacket| {
+        f.forward(layer, &mut p)
+            .map(|()| (p.header.sequence_number, p.header.timestamp))
+    };
+    assert_eq!(
+        out(&mut f, 0, layer_packet(10, 100, 9000, DELTA)),
+        Ok((100, 9000))
+    );
+    assert!(f.select(Some(2)));
+    assert!(f.waiting_for_keyframe());
+    assert_eq!(
+        out(&mut f, 2, layer_packet(30, 5000, 1, DELTA)),
+        Err(Refusal::NotSelected)
+    );
+    assert_eq!(
+        out(&mut f, 0, layer_packet(10, 101, 12000, DELTA)),
+        Ok((101, 12000))
+    );
+    // Layer 2's keyframe: it goes on where layer 0 left off.
+    assert_eq!(
+        out(&mut f, 2, layer_packet(30, 5001, 3001, KEY)),
+        Ok((102, 15000))
+    );
+    assert!(!f.waiting_for_keyframe());
+    assert_eq!(
+        out(&mut f, 2, layer_packet(30, 5002, 6001, DELTA)),
+        Ok((103, 18000))
+    );
+    assert_eq!(
+        out(&mut f, 0, layer_packet(10, 102, 15000, KEY)),
+        Err(Refusal::NotSelected)
+    );
+    // Paused: nothing, at once.
+    assert!(!f.select(None));
+    assert_eq!(
+        out(&mut f, 2, layer_packet(30, 5003, 9001, KEY)),
+        Err(Refusal::NotSelected)
+    );
 }

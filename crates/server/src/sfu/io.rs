@@ -1,5 +1,6 @@
 //! What goes into the SFU's core and what comes out of it.
 
+use super::layers::LayerInfo;
 use between_protocol::{ServerMessage, TrackInfo, TrackKind};
 
 /// Something that happened, for the core to decide on.
@@ -62,6 +63,18 @@ pub enum Input<M> {
         subscriber: String,
         fresh: bool,
     },
+    /// The layers `peer` now sends of its video `track_id` (by the reader's measure).
+    Layers {
+        peer: String,
+        track_id: String,
+        layers: Vec<LayerInfo>,
+    },
+    /// `subscriber` draws `track_id` at `size` pixels (`(0, 0)`: hidden, send nothing).
+    Drawn {
+        subscriber: String,
+        track_id: String,
+        size: (u32, u32),
+    },
 }
 
 /// Something for the drivers (or the signaling layer) to do.
@@ -100,6 +113,12 @@ pub enum Output<M> {
         publisher: String,
         track_id: String,
         fraction_lost: u8,
+    },
+    /// From now on `subscriber` gets layer `layer` of `track_id` (`None`: paused).
+    SelectLayer {
+        subscriber: String,
+        track_id: String,
+        layer: Option<u8>,
     },
     /// `peer` is gone: close all its connections.
     Close { peer: String },

@@ -10,8 +10,10 @@
 //! - [`driver`]: one task per participant that owns its connections and carries out the
 //!   core's outputs for it, one at a time; its connections' callbacks become inputs;
 //! - [`forward`]: per packet, what a publisher's packet becomes on a subscriber's leg (its
-//!   own SSRC, sequence, timestamps, payload type and header-extension IDs), a pure function
-//!   the forwarding tasks of [`receiving`] apply.
+//!   own SSRC, sequence, timestamps, payload type and header-extension IDs, and whether its
+//!   simulcast layer is the one chosen: [`switch`]), pure, applied by the forwarding tasks
+//!   of [`receiving`]; [`layers`] tells a publisher's layers apart (RID, size from the SPS,
+//!   measured bitrate) for the core's [`allocate`].
 //!
 //! One task owns the core ([`run`]): every input reaches it as an event on its channel
 //! ([`inputs`]), in order, and it hands each output to its driver in the core's order. No
@@ -30,15 +32,19 @@ pub mod feedback;
 pub mod forward;
 mod inputs;
 pub mod io;
+pub mod layers;
 mod media;
 pub mod negotiation;
 mod receiving;
 pub mod rewrite;
 pub mod route;
 mod run;
+pub mod switch;
 
 #[cfg(test)]
 mod core_feedback_tests;
+#[cfg(test)]
+mod core_layers_tests;
 #[cfg(test)]
 mod core_sim;
 #[cfg(test)]
@@ -136,6 +142,15 @@ impl Sfu {
     /// The participant's receiving connection never came up: a new one with everything.
     pub fn resubscribe(&self, peer: &str) {
         self.inputs.send(Input::Resubscribe { peer: peer.into() });
+    }
+
+    /// The participant draws `track_id` at `size` (`(0, 0)`: hidden).
+    pub fn drawn(&self, peer: &str, track_id: String, size: (u32, u32)) {
+        self.inputs.send(Input::Drawn {
+            subscriber: peer.into(),
+            track_id,
+            size,
+        });
     }
 
     /// The participant stopped sending `kind` (a share ended): its subscribers lose it now.

@@ -4,10 +4,11 @@
 
 use super::env::{Env, RtpCounters};
 use super::feedback::{KEYFRAME_INTERVAL, LOSS_RELAY_INTERVAL};
-use super::forward::{Forwarder, LegParams, Refusal};
+use super::forward::{Forwarder, LayerPacket, LegParams, Refusal};
 use super::inputs::Inputs;
 use super::io::Input;
 use super::media::Media;
+use super::switch::SWITCH_KEYFRAME_RETRY;
 use between_media::rtp::{is_keyframe_request, reported_loss};
 use between_protocol::{TrackInfo, TrackKind};
 use between_transport::{PcEvent, TransportError, apply_answer, make_offer};
@@ -29,6 +30,8 @@ struct Subscription {
     sender: Arc<dyn RtpSender>,
     /// This leg's numbering for the track, once an answer made it.
     sink: watch::Sender<Option<Arc<LegParams>>>,
+    /// The simulcast layer chosen for the subscriber (`None`: paused).
+    layer: watch::Sender<Option<u8>>,
     task: JoinHandle<()>,
     /// Described in the latest offer: only such a track is bound by its answer (one added
     /// since waits for the next, even on a transceiver an earlier track freed).
@@ -113,6 +116,7 @@ impl Receiving {
             }
         };
         let (sink, sink_rx) = watch::channel(None);
+        let (layer, layer_rx) = watch::channel(Some(0));
         let task = tokio::spawn(forward(Forwarding {
             inputs: inputs.clone(),
             env: env.clone(),
@@ -123,6 +127,7 @@ impl Receiving {
             packets: media.fanout.subscribe(),
             source: media.source.clone(),
             sink: sink_rx,
+            layer: layer_rx,
             connected: self.connected.subscribe(),
             last_keyframe_request: None,
             last_report: None,
@@ -131,6 +136,7 @@ impl Receiving {
         let sub = Subscription {
             sender,
             sink,
+            layer,
             task,
             in_offer: false,
         };
@@ -138,6 +144,14 @@ impl Receiving {
             old.task.abort();
         }
         true
+    }
+
+    /// The core chose `layer` of `track_id` for this participant.
+    pub fn select(&self, track_id: &str, layer: Option<u8>) {
+        if let Some(sub) = self.subscriptions.get(track_id) {
+            sub.layer
+                .send_if_modified(|l| std::mem::replace(l, layer) != layer);
+        }
     }
 
     pub async fn unsubscribe(&mut self, track_id: &str) {
@@ -212,9 +226,10 @@ struct Forwarding {
     track: TrackInfo,
     local: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
-    packets: broadcast::Receiver<between_media::rtp::RtpPacket>,
+    packets: broadcast::Receiver<LayerPacket>,
     source: watch::Receiver<Arc<LegParams>>,
     sink: watch::Receiver<Option<Arc<LegParams>>>,
+    layer: watch::Receiver<Option<u8>>,
     connected: watch::Receiver<bool>,
     /// This subscriber's feedback, held to what the core would take: a keyframe request per
     /// interval, a loss report per relay interval (the worst since the last).
@@ -289,7 +304,8 @@ async fn forward(mut f: Forwarding) {
     } else {
         3000
     };
-    let mut forwarder = Forwarder::new(f.ssrc, gap);
+    let video = f.track.kind != TrackKind::Audio;
+    let mut forwarder = Forwarder::new(f.ssrc, gap, video);
     let legs = |f: &mut Forwarding, forwarder: &mut Forwarder| {
         let source = f.source.borrow_and_update().clone();
         let sink = f.sink.borrow_and_update().clone();
@@ -302,11 +318,14 @@ async fn forward(mut f: Forwarding) {
     let mut asked_keyframe = false;
     // Feedback exists once the track is bound; a gap in it (a renegotiation) is retried.
     let mut feedback_ready = tokio::time::Instant::now();
+    // A layer switch waiting for its keyframe asks again now and then.
+    let mut switch_retry = tokio::time::Instant::now();
     loop {
         let feedback = bound && tokio::time::Instant::now() >= feedback_ready;
+        let waiting = bound && forwarder.waiting_for_keyframe();
         tokio::select! {
             packet = f.packets.recv() => match packet {
-                Ok(mut p) => match forwarder.forward(&mut p) {
+                Ok(LayerPacket { layer, packet: mut p }) => match forwarder.forward(layer, &mut p) {
                     Ok(()) => {
                         if f.local.write_rtp(p).await.is_err() {
                             RtpCounters::inc(&counters.dropped);
@@ -325,6 +344,7 @@ async fn forward(mut f: Forwarding) {
                         }
                     }
                     Err(Refusal::Unbound) => RtpCounters::inc(&counters.dropped),
+                    Err(Refusal::NotSelected) => {}
                     Err(refusal) => {
                         RtpCounters::inc(&counters.refused);
                         if !refusal_logged {
@@ -344,6 +364,20 @@ async fn forward(mut f: Forwarding) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            changed = f.layer.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let layer = *f.layer.borrow_and_update();
+                if forwarder.select(layer) {
+                    switch_retry = tokio::time::Instant::now() + SWITCH_KEYFRAME_RETRY;
+                    f.want_keyframe(true);
+                }
+            }
+            _ = tokio::time::sleep_until(switch_retry), if waiting => {
+                switch_retry = tokio::time::Instant::now() + SWITCH_KEYFRAME_RETRY;
+                f.want_keyframe(false);
+            }
             changed = f.sink.changed() => {
                 if changed.is_err() {
                     return;

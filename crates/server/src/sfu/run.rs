@@ -130,7 +130,8 @@ impl Runner {
                 | Output::Unsubscribe { subscriber, .. }
                 | Output::MakeOffer { subscriber, .. }
                 | Output::ApplyAnswer { subscriber, .. }
-                | Output::ResetSubscriber { subscriber } => subscriber,
+                | Output::ResetSubscriber { subscriber }
+                | Output::SelectLayer { subscriber, .. } => subscriber,
                 Output::RequestKeyframe { publisher, .. } | Output::RelayLoss { publisher, .. } => {
                     publisher
                 }

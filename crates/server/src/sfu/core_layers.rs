@@ -1,0 +1,132 @@
+//! The core's layer choice: for each subscriber, the allocator's decision over the videos it
+//! receives (their layers as their publishers' readers measured them, the sizes it draws
+//! them at), turned into [`Output::SelectLayer`] when a choice changes. A video whose layers
+//! are not known yet keeps what its forwarder starts with (its first layer), so nothing
+//! waits for the first measurement.
+
+use super::Core;
+use crate::sfu::allocate::{self, Choice, Layer, Priority, Video};
+use crate::sfu::io::Output;
+use crate::sfu::layers::LayerInfo;
+use between_protocol::TrackKind;
+
+/// Until subscribers' downlinks are estimated, their budget is unbounded: layers follow the
+/// drawn sizes alone.
+const UNBOUNDED: f64 = f64::INFINITY;
+
+impl<M: Clone> Core<M> {
+    /// `peer` now sends `layers` of `track_id`: its subscribers' choices are made again.
+    pub(super) fn layers_changed(&mut self, peer: &str, track_id: &str, layers: Vec<LayerInfo>) {
+        let Some(p) = self
+            .members
+            .get_mut(peer)
+            .and_then(|m| m.published.get_mut(track_id))
+        else {
+            return;
+        };
+        if p.kind == TrackKind::Audio || p.layers == layers {
+            return;
+        }
+        p.layers = layers;
+        let room = self.members.get(peer).map(|m| m.room.clone());
+        let subscribers: Vec<String> = room
+            .and_then(|r| self.rooms.get(&r))
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                self.members
+                    .get(*id)
+                    .is_some_and(|m| m.subscriptions.contains_key(track_id))
+            })
+            .cloned()
+            .collect();
+        for id in subscribers {
+            self.allocate(&id);
+        }
+    }
+
+    /// `subscriber` draws `track_id` at `size` (ignored for a track it does not receive).
+    pub(super) fn drawn(&mut self, subscriber: &str, track_id: &str, size: (u32, u32)) {
+        let Some(m) = self.members.get_mut(subscriber) else {
+            return;
+        };
+        if !m.subscriptions.contains_key(track_id) {
+            return;
+        }
+        if m.drawn.get(track_id) == Some(&size) {
+            return;
+        }
+        m.drawn.insert(track_id.to_string(), size);
+        self.allocate(subscriber);
+    }
+
+    /// Chooses a layer of every video `subscriber` receives and says what changed.
+    pub(super) fn allocate(&mut self, subscriber: &str) {
+        let Some(me) = self.members.get(subscriber) else {
+            return;
+        };
+        // Each video with known layers: its layers lowest first, with their ids.
+        let mut ids: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut videos: Vec<Video> = Vec::new();
+        let mut previous: Vec<Choice> = Vec::new();
+        for (track_id, info) in &me.subscriptions {
+            if info.kind == TrackKind::Audio {
+                continue;
+            }
+            let Some(p) = self
+                .members
+                .get(&info.peer_id)
+                .and_then(|m| m.published.get(track_id))
+            else {
+                continue;
+            };
+            if p.layers.is_empty() {
+                continue;
+            }
+            let mut layers = p.layers.clone();
+            layers.sort_by_key(|l| (u64::from(l.width) * u64::from(l.height), l.bitrate));
+            videos.push(Video {
+                priority: match info.kind {
+                    TrackKind::Screen => Priority::Screen,
+                    _ => Priority::Other,
+                },
+                layers: layers
+                    .iter()
+                    .map(|l| Layer {
+                        width: l.width,
+                        height: l.height,
+                        bitrate: l.bitrate,
+                    })
+                    .collect(),
+                drawn: me.drawn.get(track_id).copied(),
+            });
+            previous.push(
+                me.choices
+                    .get(track_id)
+                    .copied()
+                    .unwrap_or(Choice::Layer(0)),
+            );
+            ids.push((track_id.clone(), layers.iter().map(|l| l.id).collect()));
+        }
+        let choices = allocate::allocate(UNBOUNDED, 0.0, &videos, &previous);
+        let Some(me) = self.members.get_mut(subscriber) else {
+            return;
+        };
+        for ((track_id, layer_ids), choice) in ids.into_iter().zip(choices) {
+            let layer = match choice {
+                Choice::Layer(i) => layer_ids.get(i).copied(),
+                Choice::Paused(_) => None,
+            };
+            me.choices.insert(track_id.clone(), choice);
+            if me.selected.get(&track_id) == Some(&layer) {
+                continue;
+            }
+            me.selected.insert(track_id.clone(), layer);
+            self.out.push_back(Output::SelectLayer {
+                subscriber: subscriber.to_string(),
+                track_id,
+                layer,
+            });
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The core's layer choice, with a fake clock: layers as readers report them, sizes as
+//! subscribers draw them.
+#![allow(clippy::unwrap_used)]
+
+use super::core_sim::*;
+use super::io::{Input, Output};
+use super::layers::LayerInfo;
+use between_protocol::TrackKind;
+
+fn layers(peer: &str, track_id: &str, sizes: &[(u8, u32, u32)]) -> Input<u32> {
+    Input::Layers {
+        peer: peer.into(),
+        track_id: track_id.into(),
+        layers: sizes
+            .iter()
+            .map(|&(id, width, height)| LayerInfo {
+                id,
+                width,
+                height,
+                bitrate: width * height,
+            })
+            .collect(),
+    }
+}
+
+fn drawn(subscriber: &str, track_id: &str, size: (u32, u32)) -> Input<u32> {
+    Input::Drawn {
+        subscriber: subscriber.into(),
+        track_id: track_id.into(),
+        size,
+    }
+}
+
+fn selected(out: &[Output<u32>]) -> Vec<(String, Option<u8>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::SelectLayer {
+                subscriber, layer, ..
+            } => Some((subscriber.clone(), *layer)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The reader numbers layers as they open, not by size: "f" came first here.
+const SIMULCAST: [(u8, u32, u32); 3] = [(0, 1280, 720), (1, 320, 180), (2, 640, 360)];
+
+#[test]
+fn each_subscriber_gets_the_layer_its_tile_needs_and_a_hidden_tile_nothing() {
+    let mut sim = Sim::room(&["a", "b", "c"]);
+    sim.publish("a", TrackKind::Video, "a/v", 1);
+    // Nothing is chosen before the layers are known: forwarders start with what comes.
+    let out = sim.input(layers("a", "a/v", &SIMULCAST));
+    let mut got = selected(&out);
+    got.sort();
+    assert_eq!(
+        got,
+        [("b".into(), Some(0)), ("c".into(), Some(0))],
+        "nobody said a size: the top layer"
+    );
+    assert_eq!(
+        selected(&sim.input(drawn("b", "a/v", (570, 320)))),
+        [("b".into(), Some(2))]
+    );
+    assert_eq!(
+        selected(&sim.input(drawn("c", "a/v", (200, 112)))),
+        [("c".into(), Some(1))]
+    );
+    assert_eq!(
+        selected(&sim.input(drawn("c", "a/v", (0, 0)))),
+        [("c".into(), None)],
+        "hidden: paused"
+    );
+    // The same size again, or layers that did not change: nothing new.
+    assert!(selected(&sim.input(drawn("b", "a/v", (570, 320)))).is_empty());
+    assert!(selected(&sim.input(layers("a", "a/v", &SIMULCAST))).is_empty());
+    // The top layer goes quiet (the publisher dropped it): b stays on 640x360, nobody
+    // asked for more; a size for a track it does not receive is ignored.
+    assert!(selected(&sim.input(drawn("b", "x/v", (10, 10)))).is_empty());
+    let out = sim.input(layers("a", "a/v", &SIMULCAST[1..]));
+    assert!(selected(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_new_subscription_is_chosen_for_at_once_and_audio_never() {
+    let mut sim = Sim::room(&["a", "b"]);
+    sim.publish("a", TrackKind::Audio, "a/a", 1);
+    sim.publish("a", TrackKind::Video, "a/v", 2);
+    assert!(selected(&sim.input(layers("a", "a/a", &SIMULCAST))).is_empty());
+    sim.input(layers("a", "a/v", &SIMULCAST));
+    // A newcomer's forwarder starts on the first layer: it is told the right one with its
+    // subscription.
+    let out = sim.join("c", "t/r");
+    assert_eq!(selected(&out), [("c".into(), Some(0))]);
+    // A restarted receiving connection: every choice is said again.
+    sim.input(Input::Resubscribe { peer: "c".into() });
+    let out = sim.advance(std::time::Duration::from_secs(3));
+    let out: Vec<_> = out
+        .into_iter()
+        .chain(sim.input(Input::Resubscribe { peer: "c".into() }))
+        .collect();
+    assert_eq!(selected(&out), [("c".into(), Some(0))], "{out:?}");
+}
