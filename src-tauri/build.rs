@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "local_set_audio_input",
     "local_set_video_input",
     "peer_set_volume",
+    "peer_set_video_size",
     "video_open",
     "preview_open",
     "video_next",

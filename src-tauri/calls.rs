@@ -8,7 +8,7 @@ use crate::video::{FrameSource, LocalFrame, PreviewTap};
 use between_engine::devices::{Microphone, Speaker, open_blocking};
 use between_engine::{
     AudioSink, AudioSource, BAError, Conference, ConferenceEvent, EngineConfig, ErrorCode,
-    LocalParticipant, MediaOptions, PeerEvent, RemoteVideo,
+    LocalParticipant, MediaOptions, Peer, PeerEvent, RemoteVideo,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -508,15 +508,9 @@ pub async fn local_set_video_input(
     Ok(())
 }
 
-#[tauri::command]
-pub fn peer_set_volume(
-    state: State<'_, AppState>,
-    id: u32,
-    peer_id: String,
-    volume: f64,
-) -> Result<(), BAError> {
-    let call = state.call(id)?;
-    let peer = call
+fn peer(state: &AppState, id: u32, peer_id: &str) -> Result<Peer, BAError> {
+    state
+        .call(id)?
         .conference
         .peers()
         .into_iter()
@@ -526,6 +520,37 @@ pub fn peer_set_volume(
                 ErrorCode::PeerNotFound,
                 "That participant is not in the call any more.",
             )
-        })?;
-    peer.set_volume(volume)
+        })
+}
+
+#[tauri::command]
+pub fn peer_set_volume(
+    state: State<'_, AppState>,
+    id: u32,
+    peer_id: String,
+    volume: f64,
+) -> Result<(), BAError> {
+    peer(&state, id, &peer_id)?.set_volume(volume)
+}
+
+/// The page's override of a peer's camera size (adaptive stream); both `null`: the tiles decide.
+#[tauri::command]
+pub fn peer_set_video_size(
+    state: State<'_, AppState>,
+    id: u32,
+    peer_id: String,
+    width: Option<u32>,
+    height: Option<u32>,
+) -> Result<(), BAError> {
+    let size = match (width, height) {
+        (Some(w), Some(h)) => Some((w, h)),
+        (None, None) => None,
+        _ => {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                "Give both a width and a height, or neither.",
+            ));
+        }
+    };
+    peer(&state, id, &peer_id)?.set_video_size(size)
 }

@@ -65,6 +65,7 @@ pub fn run() {
             calls::local_set_audio_input,
             calls::local_set_video_input,
             calls::peer_set_volume,
+            calls::peer_set_video_size,
             video::video_open,
             video::preview_open,
             video::video_next,

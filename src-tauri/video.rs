@@ -9,7 +9,7 @@
 use crate::cameras;
 use crate::frame;
 use crate::state::{AppState, lock};
-use between_engine::{BAError, ErrorCode, RemoteVideo, VideoSource};
+use between_engine::{BAError, DrawnTile, ErrorCode, RemoteVideo, VideoSource};
 use between_media::video::I420Frame;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,9 @@ pub struct VideoFeed {
     closed: watch::Sender<bool>,
     /// A preview's own camera thread, stopped with the feed.
     camera: Option<CameraThread>,
+    /// A remote video's tile: its size goes to the server, so it sends the layer that fits
+    /// (and nothing once the tile closes).
+    tile: std::sync::Mutex<Option<DrawnTile>>,
 }
 
 impl VideoFeed {
@@ -152,11 +155,16 @@ fn feed(
     height: u32,
     camera: Option<CameraThread>,
 ) -> Arc<VideoFeed> {
+    let tile = match &source {
+        FrameSource::Remote(video) => Some(video.draw(width, height)),
+        FrameSource::Local(_) => None,
+    };
     Arc::new(VideoFeed {
         size: std::sync::Mutex::new((width, height)),
         source: tokio::sync::Mutex::new(source),
         closed: watch::channel(false).0,
         camera,
+        tile: std::sync::Mutex::new(tile),
     })
 }
 
@@ -239,6 +247,9 @@ pub fn video_resize(
     check_size(width, height)?;
     if let Some(feed) = lock(&state.videos).get(&video) {
         *lock(&feed.size) = (width, height);
+        if let Some(tile) = lock(&feed.tile).as_ref() {
+            tile.resize(width, height);
+        }
     }
     Ok(())
 }
@@ -248,6 +259,8 @@ pub fn video_close(state: State<'_, AppState>, video: u32) {
     let feed = lock(&state.videos).remove(&video);
     if let Some(feed) = feed {
         feed.closed.send_replace(true);
+        // Now, not when a pull in flight lets go of the feed.
+        lock(&feed.tile).take();
     }
 }
 

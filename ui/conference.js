@@ -115,6 +115,24 @@ export class Peer {
     return this.#call.invoke("peer_set_volume", { peerId: this.id, volume }).then(ignore);
   }
 
+  /**
+   * *Ours*: receive this peer's camera as if drawn at `width` x `height` (0, 0: receive no
+   * video, to save the link), whatever its tiles say; `setVideoSize(null)` gives it back to
+   * the tiles. Without a call to this, each tile's size is sent on its own (adaptive stream).
+   */
+  setVideoSize(width, height) {
+    if (width === null && height === undefined) {
+      return this.#call.invoke("peer_set_video_size", { peerId: this.id, width: null, height: null }).then(ignore);
+    }
+    const valid = (v) => Number.isInteger(v) && v >= 0 && v <= 16384;
+    if (!valid(width) || !valid(height)) {
+      return Promise.reject(
+        new BAError("invalid_argument", `A video size is two whole numbers from 0 to 16384, not ${String(width)} x ${String(height)}.`),
+      );
+    }
+    return this.#call.invoke("peer_set_video_size", { peerId: this.id, width, height }).then(ignore);
+  }
+
   isAudioMuted() {
     return this.#audioMuted;
   }

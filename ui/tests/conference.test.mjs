@@ -388,6 +388,29 @@ test("Peer.setVolume takes 0..1 and rejects anything else with invalid_argument"
   ]);
 });
 
+test("Peer.setVideoSize takes two sizes or null and rejects anything else with invalid_argument", async () => {
+  const conf = await joined();
+  let peer;
+  conf.on("peerJoined", (x) => (peer = x));
+  push({ event: "peerJoined", peerId: "p1", extraData: "x" });
+
+  for (const [w, h] of [[-1, 10], [10, 16385], [1.5, 2], ["640", 360], [640, undefined], [null, 360]]) {
+    const result = peer.setVideoSize(w, h);
+    assert.ok(result instanceof Promise, "a rejected promise, not a throw");
+    await assert.rejects(result, (e) => e instanceof BAError && e.code === "invalid_argument");
+  }
+  assert.equal(fake.called("peer_set_video_size").length, 0);
+
+  await peer.setVideoSize(0, 0);
+  await peer.setVideoSize(640, 360);
+  await peer.setVideoSize(null);
+  assert.deepEqual(fake.called("peer_set_video_size").map((c) => c.args), [
+    { id: 7, peerId: "p1", width: 0, height: 0 },
+    { id: 7, peerId: "p1", width: 640, height: 360 },
+    { id: 7, peerId: "p1", width: null, height: null },
+  ]);
+});
+
 test("the remote share events work under both spellings", async () => {
   const conf = await joined();
   const created = [];

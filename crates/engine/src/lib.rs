@@ -32,6 +32,6 @@ pub use data_handler::DataHandler;
 pub use error::BAError;
 pub use events::{ConferenceEvent, EventStream, PeerEvent};
 pub use media::sources::{AudioSink, AudioSource, PeerAudioTap, VideoSource};
-pub use media::{LocalParticipant, MediaOptions, RemoteVideo, VideoFrame};
+pub use media::{DrawnTile, LocalParticipant, MediaOptions, RemoteVideo, VideoFrame};
 pub use peer::Peer;
 pub use reconnect::ReconnectPolicy;

@@ -2,11 +2,15 @@
 //! one clone is the volume the media pipeline reads.
 
 use crate::error::BAError;
+use crate::media::drawn::Reporter;
 use crate::media::video::RemoteVideo;
 use between_protocol::{ErrorCode, PeerInfo};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// The largest drawn size a page may set: beyond any display, so anything above is a mistake.
+const MAX_DRAWN: u32 = 16_384;
 
 /// Events of one remote peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +52,15 @@ struct Shared {
     volume: AtomicU32,
     audio_muted: AtomicBool,
     video_muted: AtomicBool,
+    camera_size: Mutex<CameraSize>,
+}
+
+/// The page's override of the size the peer's camera is drawn at, kept across the camera's
+/// tracks (a republish makes a new one).
+#[derive(Default)]
+struct CameraSize {
+    forced: Option<(u32, u32)>,
+    reporter: Weak<Reporter>,
 }
 
 impl Peer {
@@ -58,6 +71,7 @@ impl Peer {
             volume: AtomicU32::new(1.0f32.to_bits()),
             audio_muted: AtomicBool::new(false),
             video_muted: AtomicBool::new(false),
+            camera_size: Mutex::default(),
         }))
     }
 
@@ -87,6 +101,39 @@ impl Peer {
 
     pub fn volume(&self) -> f32 {
         f32::from_bits(self.0.volume.load(Ordering::Relaxed))
+    }
+
+    /// *Ours*: receive the peer's camera as if drawn at `width`x`height` whatever its tiles
+    /// say (`Some((0, 0))`: receive no video at all, to save the link; `None`: follow the
+    /// tiles again). Lasts for the call, across the peer's camera changes.
+    pub fn set_video_size(&self, size: Option<(u32, u32)>) -> Result<(), BAError> {
+        if let Some((w, h)) = size
+            && (w > MAX_DRAWN || h > MAX_DRAWN)
+        {
+            return Err(BAError::new(
+                ErrorCode::InvalidArgument,
+                format!("A video size must be at most {MAX_DRAWN}x{MAX_DRAWN}; got {w}x{h}."),
+            ));
+        }
+        let mut c = self.camera_size();
+        c.forced = size;
+        if let Some(r) = c.reporter.upgrade() {
+            r.force(size);
+        }
+        Ok(())
+    }
+
+    fn camera_size(&self) -> std::sync::MutexGuard<'_, CameraSize> {
+        self.0.camera_size.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The peer's camera is now `reporter`'s track: the override applies to it.
+    pub(crate) fn attach_camera(&self, reporter: &Arc<Reporter>) {
+        let mut c = self.camera_size();
+        c.reporter = Arc::downgrade(reporter);
+        if c.forced.is_some() {
+            reporter.force(c.forced);
+        }
     }
 
     /// Whether the peer has muted its microphone.

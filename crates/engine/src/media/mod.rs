@@ -15,6 +15,7 @@
 //! the call through a [`crate::link::Link`] and emit through the call's event hub; none of
 //! them knows the call itself.
 
+pub(crate) mod drawn;
 pub(crate) mod local;
 mod playout;
 mod publish;
@@ -26,6 +27,7 @@ pub mod sources;
 mod tasks;
 pub(crate) mod video;
 
+pub use drawn::DrawnTile;
 pub use local::LocalParticipant;
 pub use shared::MediaOptions;
 pub use video::{RemoteVideo, VideoFrame};

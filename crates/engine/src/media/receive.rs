@@ -1,6 +1,7 @@
 //! Receiving one remote track: audio into the playout's jitter buffer, video through
 //! reassembly and decoding to the peer's [`RemoteVideo`].
 
+use super::drawn::Reporter;
 use super::playout::Playout;
 use super::video::{RemoteVideo, VideoFrame};
 use crate::events::{ConferenceEvent, EventHub};
@@ -10,7 +11,7 @@ use between_media::h264::{H264Decoder, is_idr};
 use between_media::rtp::{H264Assembler, picture_loss_indication};
 use between_protocol::{PeerInfo, TrackInfo, TrackKind};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -107,14 +108,24 @@ pub(super) async fn track(
         TrackKind::Audio => audio(remote, &peer, link.peer(&peer), playout).await,
         TrackKind::Video => {
             let (tx, rx) = watch::channel(None);
+            let received = Arc::<AtomicU64>::default();
+            let drawn = Reporter::new(track_id.clone(), link.clone());
+            if let Some(p) = link.peer(&peer) {
+                p.attach_camera(&drawn);
+            }
             events.emit(ConferenceEvent::Peer {
                 peer_id: peer.to_string(),
-                event: PeerEvent::VideoCreated(RemoteVideo { rx }),
+                event: PeerEvent::VideoCreated(RemoteVideo {
+                    rx,
+                    drawn,
+                    received: received.clone(),
+                }),
             });
-            video(remote, tx).await;
+            video(remote, tx, received).await;
         }
         TrackKind::Screen => {
             let (tx, rx) = watch::channel(None);
+            let received = Arc::<AtomicU64>::default();
             let known = link.peer(&peer);
             let sharer = known.unwrap_or_else(|| {
                 Peer::new(PeerInfo {
@@ -125,9 +136,13 @@ pub(super) async fn track(
             let number = shares.open(&peer, &events);
             events.emit(ConferenceEvent::ScreenShareCreated {
                 peer: sharer,
-                video: RemoteVideo { rx },
+                video: RemoteVideo {
+                    rx,
+                    drawn: Reporter::new(track_id.clone(), link.clone()),
+                    received: received.clone(),
+                },
             });
-            video(remote, tx).await;
+            video(remote, tx, received).await;
             shares.close(&peer, Some(number), &events);
         }
     }
@@ -161,7 +176,11 @@ async fn audio(
 /// Decodes a video track into `tx` until it ends. Reading packets and decoding run apart:
 /// the stack holds only 256 packets for a track, and a 1080p keyframe is more than that, so
 /// a reader that waited on the decoder lost packets (and the picture) on every keyframe.
-async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame>>) {
+async fn video(
+    remote: Arc<dyn TrackRemote>,
+    tx: watch::Sender<Option<VideoFrame>>,
+    received: Arc<AtomicU64>,
+) {
     let decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -187,6 +206,7 @@ async fn video(remote: Arc<dyn TrackRemote>, tx: watch::Sender<Option<VideoFrame
             TrackRemoteEvent::OnEnded => break,
             _ => continue,
         };
+        received.fetch_add(12 + packet.payload.len() as u64, Ordering::Relaxed);
         let now = Instant::now();
         if tx.receiver_count() == 0 {
             // Nobody shows this video (no handle is held): do not spend a decoder on it, and

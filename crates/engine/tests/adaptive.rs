@@ -1,0 +1,112 @@
+//! Adaptive stream through the real SFU: the size a participant draws a video at reaches the
+//! server, which forwards nothing for a video drawn nowhere and resumes it (from a keyframe)
+//! when a tile shows it again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use between_engine::media::sources::{PatternVideo, ToneAudio};
+use between_engine::{ConferenceEvent, MediaOptions, PeerEvent, RemoteVideo};
+use between_media::h264::VideoEncoderSettings;
+use common::*;
+use std::time::Duration;
+
+/// Samples `video`'s byte count until it stays the same for `quiet`; panics after `within`.
+async fn until_quiet(video: &RemoteVideo, quiet: Duration, within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    let mut last = video.bytes_received();
+    let mut since = tokio::time::Instant::now();
+    loop {
+        ticks.tick().await;
+        let now = tokio::time::Instant::now();
+        let bytes = video.bytes_received();
+        if bytes != last {
+            last = bytes;
+            since = now;
+        } else if now - since >= quiet {
+            return bytes;
+        }
+        assert!(
+            now < deadline,
+            "video bytes still arriving {within:?} after its tile closed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_tile_receives_no_video_and_a_shown_one_resumes() {
+    let server = server().await;
+    let url = server.url();
+    let _a = Participant::with_media(
+        &url,
+        "adaptive",
+        "A",
+        MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            video: Some(Box::new(PatternVideo::new(320, 240, 15.0).unwrap())),
+            video_encoder: VideoEncoderSettings {
+                bitrate_bps: 400_000,
+                max_fps: 15.0,
+                screen: false,
+            },
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    let mut b = Participant::with_media(&url, "adaptive", "B", MediaOptions::default()).await;
+    let mut video = b
+        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+
+    let tile = video.draw(320, 240);
+    for _ in 0..5 {
+        tokio::time::timeout(Duration::from_secs(10), video.next())
+            .await
+            .expect("frames while drawn")
+            .expect("track alive");
+    }
+
+    // The last tile closes: the server stops forwarding the video (its audio goes on) and
+    // nothing arrives for 3 s.
+    drop(tile);
+    let stopped = until_quiet(&video, Duration::from_secs(3), Duration::from_secs(8)).await;
+
+    // Shown again: pictures within a keyframe request's time (at most one of the five is the
+    // last one from before, which the watch channel still holds unseen).
+    let _tile = video.draw(160, 120);
+    let resumed = tokio::time::Instant::now();
+    let mut frames = 0;
+    while frames < 5 {
+        tokio::time::timeout(Duration::from_secs(5), video.next())
+            .await
+            .expect("frames again once a tile shows the video")
+            .expect("track alive");
+        frames += 1;
+    }
+    assert!(video.bytes_received() > stopped);
+    eprintln!(
+        "hidden: no bytes for 3 s; shown again: 5 frames in {:?}",
+        resumed.elapsed()
+    );
+
+    // The page's override on the Peer beats the tile, and letting go of it gives the tile back.
+    let peer = b.conf.peers().into_iter().next().expect("A is B's peer");
+    peer.set_video_size(Some((0, 0))).unwrap();
+    let stopped = until_quiet(&video, Duration::from_secs(3), Duration::from_secs(8)).await;
+    peer.set_video_size(None).unwrap();
+    for _ in 0..5 {
+        tokio::time::timeout(Duration::from_secs(5), video.next())
+            .await
+            .expect("frames again once the override is cleared")
+            .expect("track alive");
+    }
+    assert!(video.bytes_received() > stopped);
+    assert!(peer.set_video_size(Some((100_000, 1))).is_err());
+}
