@@ -73,6 +73,10 @@ pub struct JoinArgs {
     /// participant that costs this machine almost nothing (benchmarks).
     #[arg(long, value_name = "FRAMES")]
     video_loop: Option<usize>,
+    /// Send the camera in simulcast layers (full, half and quarter size, standard RIDs), so
+    /// the server forwards each receiver the layer its tile needs.
+    #[arg(long)]
+    simulcast: bool,
     /// Frame rate of the test pattern.
     #[arg(long, default_value_t = 30.0)]
     fps: f64,
@@ -218,6 +222,7 @@ fn media_options(
         // Echo cancellation, noise suppression and gain control for a real microphone.
         audio_processing: args.mic.is_some() && !args.raw_mic,
         video_loop: args.video_loop,
+        simulcast: args.simulcast,
         media_ip: args
             .media_ip
             .unwrap_or_else(|| default_media_ip(&args.server)),

@@ -110,3 +110,76 @@ async fn a_hidden_tile_receives_no_video_and_a_shown_one_resumes() {
     assert!(video.bytes_received() > stopped);
     assert!(peer.set_video_size(Some((100_000, 1))).is_err());
 }
+
+/// Waits for a picture of `width` pixels across; panics after `within`.
+async fn until_width(video: &mut RemoteVideo, width: u32, within: Duration) -> Duration {
+    let start = tokio::time::Instant::now();
+    let deadline = start + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, video.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {width}-wide picture within {within:?}"))
+            .expect("track alive");
+        if frame.frame.width() == width {
+            return start.elapsed();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_tile_gets_a_small_layer_of_a_simulcast_camera() {
+    let server = server().await;
+    let url = server.url();
+    let _a = Participant::with_media(
+        &url,
+        "layers",
+        "A",
+        MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            video: Some(Box::new(PatternVideo::new(1280, 720, 15.0).unwrap())),
+            video_encoder: VideoEncoderSettings {
+                bitrate_bps: 1_000_000,
+                max_fps: 15.0,
+                screen: false,
+            },
+            simulcast: true,
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    let mut b = Participant::with_media(&url, "layers", "B", MediaOptions::default()).await;
+    let mut video = b
+        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+
+    // A thumbnail: the 320x180 layer (the smallest covering it).
+    let tile = video.draw(300, 160);
+    let small = until_width(&mut video, 320, Duration::from_secs(10)).await;
+    // The stage: the full picture, switched at its keyframe.
+    tile.resize(1280, 720);
+    let big = until_width(&mut video, 1280, Duration::from_secs(10)).await;
+    // Half: the middle layer.
+    tile.resize(600, 340);
+    let half = until_width(&mut video, 640, Duration::from_secs(10)).await;
+    // And the small one again: the pictures that follow are all small.
+    tile.resize(320, 180);
+    until_width(&mut video, 320, Duration::from_secs(10)).await;
+    for _ in 0..10 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), video.next())
+            .await
+            .expect("pictures go on")
+            .expect("track alive");
+        assert_eq!(
+            frame.frame.width(),
+            320,
+            "only the small layer once switched"
+        );
+    }
+    eprintln!("small layer after {small:?}, full after {big:?}, half after {half:?}");
+}

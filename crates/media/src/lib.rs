@@ -26,6 +26,7 @@ pub mod pattern;
 pub mod resample;
 pub mod rtp;
 pub mod screen;
+pub mod simulcast;
 pub mod tone;
 pub mod video;
 pub mod wav;

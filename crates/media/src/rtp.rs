@@ -4,7 +4,8 @@
 //! application). H.264 frame reassembly is in `frame_assembly`.
 //! All of it is the sans-IO `rtc` core: nothing here touches a socket.
 
-use bytes::Bytes;
+/// What header extension values are made of.
+pub use bytes::Bytes;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::peer_connection::configuration::interceptor_registry::{
     Registry, register_default_interceptors,
@@ -105,6 +106,19 @@ pub struct KeyframeRequests {
 pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     let any = packet.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// The streams a PLI or FIR asks a keyframe of (empty for any other packet): a simulcast
+/// sender makes one only in the layer that was asked.
+pub fn keyframe_request_ssrcs(packet: &dyn rtc::rtcp::Packet) -> Vec<u32> {
+    let any = packet.as_any();
+    if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+        return vec![pli.media_ssrc];
+    }
+    if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+        return fir.fir.iter().map(|e| e.ssrc).collect();
+    }
+    Vec::new()
 }
 
 /// The fraction lost (of 256) a receiver report gives for the stream `ssrc`, if it has one,

@@ -39,6 +39,10 @@ pub struct AppBench {
     /// encodes 720p30 live, competing with the app for this machine's cores).
     #[arg(long, default_value_t = 60, value_name = "FRAMES")]
     bot_loop: usize,
+    /// The bots send simulcast (720p, 360p, 180p), so the app's tiles receive the layer that
+    /// fits them instead of 720p.
+    #[arg(long)]
+    bot_simulcast: bool,
     /// Extra environment for the app, KEY=VALUE, repeatable (e.g. BETWEEN_VIDEO_RENDERER=webgl,
     /// WEBKIT_DISABLE_COMPOSITING_MODE=0).
     #[arg(long = "app-env", value_name = "KEY=VALUE")]
@@ -244,6 +248,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
                     0 => Vec::new(),
                     frames => vec!["--video-loop".to_string(), frames.to_string()],
                 })
+                .args(args.bot_simulcast.then_some("--simulcast"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -346,6 +351,7 @@ fn measure(args: &AppBench) -> anyhow::Result<()> {
         "callMiB": call_bytes as f64 / 1048576.0,
         "participants": args.bots + 1,
         "botLoopFrames": args.bot_loop,
+        "botSimulcast": args.bot_simulcast,
         "tileSize": tile_size,
         "fpsPerTileMedian": median(&mut fps),
         "fpsPerTileMin": min_fps,

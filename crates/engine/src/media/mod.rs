@@ -20,11 +20,13 @@ pub(crate) mod local;
 mod playout;
 mod publish;
 mod receive;
+mod send_video;
 pub(crate) mod session;
 pub(crate) mod share;
 pub(crate) mod shared;
 pub mod sources;
 mod tasks;
+mod track;
 pub(crate) mod video;
 
 pub use drawn::DrawnTile;

@@ -4,10 +4,12 @@
 //! comes fails the change after [`ANSWER_TIMEOUT`] instead of hanging it.
 
 use super::local::LocalParticipant;
-use super::publish::{LocalTrack, Publisher, start_video};
+use super::publish::Publisher;
+use super::send_video::start_video;
 use super::shared::{Feed, MediaShared};
 use super::sources::VideoSource;
 use super::tasks::Tasks;
+use super::track::LocalTrack;
 use crate::error::BAError;
 use crate::events::{ConferenceEvent, EventHub};
 use crate::link::Link;
