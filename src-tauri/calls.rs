@@ -282,6 +282,9 @@ pub async fn conference_start_call(
         video,
         playback,
         audio_processing: processing,
+        // Others' tiles get the layer that fits them; dynacast keeps layers nobody draws
+        // unencoded.
+        simulcast: true,
         ..MediaOptions::default()
     })?;
     *lock(&call.local_frames) = local_frames;

@@ -398,6 +398,12 @@ fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<En
                 connection,
             });
         }
+        ServerMessage::VideoNeeded { kind, max } => {
+            inner.media_input(MediaInput::VideoNeeded {
+                kind,
+                max: max.map(|[w, h]| (w, h)),
+            });
+        }
         ServerMessage::Joined { .. } => tracing::warn!("unexpected joined message"),
     }
     None

@@ -183,3 +183,100 @@ async fn a_small_tile_gets_a_small_layer_of_a_simulcast_camera() {
     }
     eprintln!("small layer after {small:?}, full after {big:?}, half after {half:?}");
 }
+
+/// RTP packets the server received from publishers so far.
+fn received(server: &between_server::RunningServer) -> u64 {
+    server
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("between_rtp_received_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the received counter")
+}
+
+/// Packets a second the server receives, measured over one-second windows until `ok` holds
+/// for one; panics after `within`.
+async fn until_rate(
+    server: &between_server::RunningServer,
+    what: &str,
+    ok: impl Fn(u64) -> bool,
+    within: Duration,
+) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut window = tokio::time::interval(Duration::from_secs(1));
+    window.tick().await;
+    let mut last = received(server);
+    loop {
+        window.tick().await;
+        let now = received(server);
+        let rate = now - last;
+        last = now;
+        if ok(rate) {
+            return rate;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {rate} packets/s after {within:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_encodes_only_the_layers_someone_draws() {
+    let server = server().await;
+    let url = server.url();
+    let _a = Participant::with_media(
+        &url,
+        "dynacast",
+        "A",
+        MediaOptions {
+            audio: Some(Box::new(ToneAudio::new(440.0))),
+            video: Some(Box::new(PatternVideo::new(1280, 720, 15.0).unwrap())),
+            video_encoder: VideoEncoderSettings {
+                bitrate_bps: 1_000_000,
+                max_fps: 15.0,
+                screen: false,
+            },
+            simulcast: true,
+            ..MediaOptions::default()
+        },
+    )
+    .await;
+    let mut b = Participant::with_media(&url, "dynacast", "B", MediaOptions::default()).await;
+    let mut video = b
+        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+    // Audio alone is 50 packets a second; each layer adds at least one a picture (15/s).
+    let tile = video.draw(1280, 720);
+    until_width(&mut video, 1280, Duration::from_secs(10)).await;
+    let all = until_rate(
+        &server,
+        "every layer",
+        |r| r >= 50 + 3 * 15,
+        Duration::from_secs(10),
+    )
+    .await;
+    // A thumbnail: the publisher stops encoding the two upper layers.
+    tile.resize(300, 160);
+    until_width(&mut video, 320, Duration::from_secs(10)).await;
+    let small = until_rate(
+        &server,
+        "the smallest layer",
+        |r| (50 + 10..=50 + 2 * 15).contains(&r),
+        Duration::from_secs(10),
+    )
+    .await;
+    // Hidden: no video at all from the publisher.
+    drop(tile);
+    let hidden = until_rate(&server, "audio alone", |r| r <= 55, Duration::from_secs(10)).await;
+    // Shown again at full size: every layer comes back, and the picture with it.
+    let _tile = video.draw(1280, 720);
+    until_width(&mut video, 1280, Duration::from_secs(10)).await;
+    eprintln!("packets/s from the publisher: all layers {all}, smallest {small}, hidden {hidden}");
+}

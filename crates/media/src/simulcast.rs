@@ -64,6 +64,29 @@ pub fn plan(width: u32, height: u32, bitrate_bps: u32) -> Vec<LayerSpec> {
     layers
 }
 
+/// Which layers to encode (lowest first; `sizes[i]`: layer i's picture size now, `None` if
+/// the source is too small to make it) when receivers need `max` at most (`None`: someone
+/// may draw it at full size). Every layer up to the smallest covering `max` is encoded, the
+/// lower ones too: they are cheap, and the server falls back to them when a link is thin.
+/// None for `(0, 0)`: nobody draws it.
+pub fn layers_needed(sizes: &[Option<(u32, u32)>], max: Option<(u32, u32)>) -> Vec<bool> {
+    let Some((w, h)) = max else {
+        return sizes.iter().map(Option::is_some).collect();
+    };
+    if w == 0 || h == 0 {
+        return vec![false; sizes.len()];
+    }
+    let cover = sizes
+        .iter()
+        .position(|s| s.is_some_and(|(sw, sh)| sw >= w && sh >= h))
+        .or_else(|| sizes.iter().rposition(Option::is_some));
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.is_some() && cover.is_some_and(|c| i <= c))
+        .collect()
+}
+
 /// Whether a `width`x`height` picture halves into a layer: sides that stay even (I420), and a
 /// picture worth having.
 pub fn can_halve(width: u32, height: u32) -> bool {
@@ -134,6 +157,29 @@ mod tests {
                 .iter()
                 .all(|l| l.bitrate_bps <= 80_000)
         );
+    }
+
+    #[test]
+    fn layers_up_to_the_one_covering_the_largest_tile_are_encoded() {
+        let sizes = [Some((320, 180)), Some((640, 360)), Some((1280, 720))];
+        assert_eq!(layers_needed(&sizes, None), [true, true, true]);
+        assert_eq!(
+            layers_needed(&sizes, Some((300, 160))),
+            [true, false, false]
+        );
+        assert_eq!(layers_needed(&sizes, Some((321, 100))), [true, true, false]);
+        assert_eq!(
+            layers_needed(&sizes, Some((1920, 1080))),
+            [true, true, true]
+        );
+        assert_eq!(layers_needed(&sizes, Some((0, 0))), [false, false, false]);
+        // A camera too small for the lowest layer: the top one covers what it can.
+        let small = [None, Some((320, 180)), Some((640, 360))];
+        assert_eq!(
+            layers_needed(&small, Some((200, 100))),
+            [false, true, false]
+        );
+        assert_eq!(layers_needed(&small, None), [false, true, true]);
     }
 
     #[test]

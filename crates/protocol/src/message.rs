@@ -277,6 +277,15 @@ pub enum ServerMessage {
         audio_muted: bool,
         video_muted: bool,
     },
+    /// Dynacast: the largest size anyone draws this participant's `kind` video at. `max`
+    /// absent: someone draws it without saying a size (so at full size); `[0, 0]`: nobody
+    /// draws it. The publisher encodes only the simulcast layers up to the smallest one that
+    /// covers `max`; none for `[0, 0]`.
+    VideoNeeded {
+        kind: TrackKind,
+        #[serde(default)]
+        max: Option<[u32; 2]>,
+    },
 }
 
 const SERVER_TYPES: &[&str] = &[
@@ -288,6 +297,7 @@ const SERVER_TYPES: &[&str] = &[
     "publishAnswer",
     "subscribeOffer",
     "peerMedia",
+    "videoNeeded",
 ];
 
 impl ServerMessage {

@@ -331,6 +331,27 @@ fn media_messages_round_trip() {
 }
 
 #[test]
+fn video_needed_says_a_size_or_everything() {
+    let some = ServerMessage::VideoNeeded {
+        kind: TrackKind::Video,
+        max: Some([640, 360]),
+    };
+    let text = encode(&some);
+    assert_eq!(
+        text,
+        r#"{"type":"videoNeeded","kind":"video","max":[640,360]}"#
+    );
+    assert_eq!(decode_server(&text).expect("decode"), some);
+    assert_eq!(
+        decode_server(r#"{"type":"videoNeeded","kind":"video"}"#).expect("decode"),
+        ServerMessage::VideoNeeded {
+            kind: TrackKind::Video,
+            max: None
+        }
+    );
+}
+
+#[test]
 fn rejects_an_sdp_that_is_not_one() {
     let text = json!({"type":"publish","sdp":"hello"}).to_string();
     assert_eq!(code_of(&text), ErrorCode::InvalidMessage);

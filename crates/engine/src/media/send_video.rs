@@ -11,7 +11,7 @@ use between_media::rtp::{
     Bytes, H264_PAYLOAD_TYPE, RtpPacket, RtpPacketizer, VIDEO_CLOCK_RATE, keyframe_request_ssrcs,
 };
 use between_media::screen::ChangeGate;
-use between_media::simulcast::{can_halve, halved};
+use between_media::simulcast::{can_halve, halved, layers_needed};
 use between_media::video::I420Frame;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,20 @@ struct Layer {
     packetizer: RtpPacketizer,
     keyframe: Arc<AtomicBool>,
     replay: Option<EncodedLoop>,
+    /// Its size as planned (for a loop, which has no pictures to measure).
+    nominal: (u32, u32),
+    /// Encoded last tick: a layer turned back on starts with a keyframe.
+    on: bool,
+}
+
+impl Layer {
+    /// Turns the layer on or off for this tick; a layer coming back asks for a keyframe.
+    fn enable(&mut self, on: bool) {
+        if on && !self.on {
+            self.keyframe.store(true, Ordering::Relaxed);
+        }
+        self.on = on;
+    }
 }
 
 /// The mid and rid extensions every simulcast packet carries: the SFU learns which layer an
@@ -122,6 +136,12 @@ pub(super) async fn start_video(
                 Feed::Camera => shared.video_loop.map(EncodedLoop::new),
                 Feed::Screen { .. } => None,
             },
+            // A track without simulcast has no planned size: any tile is covered by it.
+            nominal: match (spec.width, spec.height) {
+                (0, _) | (_, 0) => (u32::MAX, u32::MAX),
+                size => size,
+            },
+            on: true,
         });
     }
     let rids: Vec<Option<&'static str>> = track
@@ -157,27 +177,51 @@ enum VideoStep {
     Encoded(Vec<Option<Result<Option<EncodedVideo>, H264Error>>>),
 }
 
-/// Encodes `frame` in every layer (the blocking part of a tick).
+/// Encodes `frame` in every layer someone needs (`need`: what dynacast says receivers draw;
+/// the blocking part of a tick).
 fn encode_layers(
     layers: &mut [Layer],
     frame: I420Frame,
+    need: Option<(u32, u32)>,
 ) -> Vec<Option<Result<Option<EncodedVideo>, H264Error>>> {
-    let mut sizes = vec![frame];
+    let mut dims = vec![(frame.width(), frame.height())];
     let deepest = layers.iter().map(|l| l.halvings).max().unwrap_or(0);
     for _ in 0..deepest {
-        let Some(last) = sizes.last() else { break };
-        if !can_halve(last.width(), last.height()) {
+        let Some(&(w, h)) = dims.last() else { break };
+        if !can_halve(w, h) {
             break;
         }
+        dims.push((w / 2, h / 2));
+    }
+    let sizes: Vec<Option<(u32, u32)>> = layers
+        .iter()
+        .map(|l| dims.get(usize::from(l.halvings)).copied())
+        .collect();
+    let needed = layers_needed(&sizes, need);
+    for (layer, on) in layers.iter_mut().zip(&needed) {
+        layer.enable(*on);
+    }
+    let halvings = layers
+        .iter()
+        .zip(&needed)
+        .filter(|(_, on)| **on)
+        .map(|(l, _)| l.halvings)
+        .max();
+    let mut pictures = vec![frame];
+    for _ in 0..halvings.unwrap_or(0) {
+        let Some(last) = pictures.last() else { break };
         match halved(last) {
-            Ok(h) => sizes.push(h),
+            Ok(h) => pictures.push(h),
             Err(_) => break,
         }
     }
     layers
         .iter_mut()
         .map(|layer| {
-            let picture = sizes.get(usize::from(layer.halvings))?;
+            if !layer.on {
+                return None;
+            }
+            let picture = pictures.get(usize::from(layer.halvings))?;
             if layer.keyframe.swap(false, Ordering::Relaxed) {
                 layer.encoder.request_keyframe();
             }
@@ -235,7 +279,14 @@ async fn send_video(
             .all(|l| l.replay.as_ref().is_some_and(|r| !r.recording()))
         {
             let muted = shared.video_muted.load(Ordering::Relaxed);
-            for (layer, rid) in layers.iter_mut().zip(&rids) {
+            let sizes: Vec<_> = layers.iter().map(|l| Some(l.nominal)).collect();
+            let needed = layers_needed(&sizes, shared.camera_need());
+            for ((layer, rid), on) in layers.iter_mut().zip(&rids).zip(needed) {
+                layer.enable(on);
+                if !on {
+                    layer.packetizer.skip(ticks);
+                    continue;
+                }
                 let force = layer.keyframe.swap(false, Ordering::Relaxed);
                 let picture = layer.replay.as_mut().and_then(|r| r.next(force)).cloned();
                 match picture {
@@ -263,6 +314,10 @@ async fn send_video(
         // at 720p on a slow machine): one hop to a blocking thread per frame, so the audio
         // tasks sharing this runtime never wait behind a picture.
         let source = shared.clone();
+        let need = match feed {
+            Feed::Camera => shared.camera_need(),
+            Feed::Screen { .. } => None,
+        };
         // Spacing counts from the capture, not from the end of its (long) encode.
         let captured_at = Instant::now();
         let now_ms = started.elapsed().as_millis() as u64;
@@ -289,7 +344,7 @@ async fn send_video(
                     {
                         VideoStep::Unchanged
                     } else {
-                        VideoStep::Encoded(encode_layers(&mut layers, frame))
+                        VideoStep::Encoded(encode_layers(&mut layers, frame, need))
                     }
                 }
             };

@@ -9,7 +9,7 @@ use super::shared::MediaShared;
 use super::tasks::Tasks;
 use crate::events::EventHub;
 use crate::link::Link;
-use between_protocol::{ClientMessage, TrackInfo};
+use between_protocol::{ClientMessage, TrackInfo, TrackKind};
 use between_transport::{MediaAddress, PcEvent, build, make_answer};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,11 @@ pub(crate) enum MediaInput {
         connection: u64,
     },
     Share(ShareCommand),
+    /// Dynacast: the largest size anyone draws our `kind` video at (`None`: full size).
+    VideoNeeded {
+        kind: TrackKind,
+        max: Option<(u32, u32)>,
+    },
 }
 
 /// A running media session.
@@ -81,6 +86,8 @@ async fn drive(
     mut input: mpsc::UnboundedReceiver<MediaInput>,
 ) {
     let started = Instant::now();
+    // A new session's publisher starts with every layer, as the server expects of it.
+    shared.set_camera_need(None);
     let playout = Arc::new(playout::Playout::new(started));
     let mut tasks = Tasks::default();
     tasks.push(tokio::spawn(playout::run(
@@ -114,6 +121,11 @@ async fn drive(
                     sending.answered(sdp, &mut tasks).await;
                 }
                 Some(MediaInput::Share(command)) => sending.command(command).await,
+                Some(MediaInput::VideoNeeded { kind, max }) => {
+                    if kind == TrackKind::Video {
+                        shared.set_camera_need(max);
+                    }
+                }
                 Some(MediaInput::SubscribeOffer { sdp, tracks, offer, connection }) => {
                     // An offer for the connection given up on (it was on its way when we
                     // asked for a new one) would set ours up against the old one.

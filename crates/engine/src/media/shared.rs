@@ -29,8 +29,9 @@ pub struct MediaOptions {
     pub video_loop: Option<usize>,
     /// Send the camera in simulcast layers (720p, 360p, 180p with a 720p camera: see
     /// `between_media::simulcast`), so the server forwards each subscriber the layer its tile
-    /// needs. Off by default until the server tells publishers which layers anyone receives
-    /// (dynacast): until then every layer is encoded, ~1.3x the CPU of one.
+    /// needs; the server says which layers anyone draws (dynacast) and only those are
+    /// encoded. On in the app; off by default, because a receiver that never says a size (a
+    /// bot) needs every layer, ~1.3x the CPU of one stream for nothing.
     pub simulcast: bool,
 }
 
@@ -58,6 +59,9 @@ pub(crate) struct MediaShared {
     pub video_encoder: VideoEncoderSettings,
     pub video_loop: Option<usize>,
     pub simulcast: bool,
+    /// Dynacast: the largest size anyone draws the camera at (`None`: full size, as a
+    /// session starts), so the pacer encodes only the layers someone can be sent.
+    camera_need: Mutex<Option<(u32, u32)>>,
     pub playback: Mutex<Option<Box<dyn AudioSink>>>,
     pub peer_audio: Option<Arc<dyn PeerAudioTap>>,
     pub media_ip: IpAddr,
@@ -86,6 +90,7 @@ impl MediaShared {
             video_encoder: options.video_encoder,
             video_loop: options.video_loop,
             simulcast: options.simulcast,
+            camera_need: Mutex::new(None),
             playback: Mutex::new(options.playback),
             peer_audio: options.peer_audio,
             media_ip: options.media_ip,
@@ -107,6 +112,16 @@ impl MediaShared {
     }
 
     /// Where a video pacer reads its pictures.
+    pub(crate) fn set_camera_need(&self, max: Option<(u32, u32)>) {
+        if let Ok(mut need) = self.camera_need.lock() {
+            *need = max;
+        }
+    }
+
+    pub(crate) fn camera_need(&self) -> Option<(u32, u32)> {
+        self.camera_need.lock().ok().and_then(|n| *n)
+    }
+
     pub(crate) fn source(&self, feed: Feed) -> &Mutex<Option<Box<dyn VideoSource>>> {
         match feed {
             Feed::Camera => &self.video,

@@ -28,6 +28,9 @@ pub(super) struct TrackLayer {
     pub ssrc: u32,
     pub halvings: u8,
     pub bitrate_bps: u32,
+    /// As planned (0x0 for a track without simulcast).
+    pub width: u32,
+    pub height: u32,
 }
 
 fn random_ssrc() -> u32 {
@@ -65,6 +68,8 @@ pub(super) async fn add_track(
             ssrc: random_ssrc(),
             halvings: s.halvings,
             bitrate_bps: s.bitrate_bps,
+            width: s.width,
+            height: s.height,
         })
         .collect();
     let encodings = layers

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 pub const RESUBSCRIBE_MIN: Duration = Duration::from_secs(2);
 #[path = "core_layers.rs"]
 mod choice;
+#[path = "core_dynacast.rs"]
+mod dynacast;
 
 #[derive(Debug)]
 struct Published<M> {
@@ -38,6 +40,8 @@ struct Published<M> {
     keyframe: KeyframeGate,
     /// The layers its reader last reported (empty: not measured yet).
     layers: Vec<LayerInfo>,
+    /// What its publisher was last told to cover (`None`: nothing yet, so every layer).
+    needed: Option<dynacast::Need>,
 }
 
 impl<M> Published<M> {
@@ -286,6 +290,8 @@ impl<M: Clone> Core<M> {
         for id in members {
             self.reconcile(&id);
         }
+        // The sizes it drew others' cameras at count no more.
+        self.needs(&gone.room);
     }
 
     fn published(&mut self, now: Instant, peer: &str, kind: TrackKind, id: String, media: M) {
@@ -316,6 +322,7 @@ impl<M: Clone> Core<M> {
                 loss: LossRelay::default(),
                 keyframe: KeyframeGate::default(),
                 layers: Vec::new(),
+                needed: None,
             },
         );
         let room = m.room.clone();
@@ -544,6 +551,9 @@ impl<M: Clone> Core<M> {
         }
         self.renegotiate(peer);
         self.allocate(peer);
+        if let Some(room) = self.members.get(peer).map(|m| m.room.clone()) {
+            self.needs(&room);
+        }
     }
 
     /// `peer`'s receiving connection changed: offer it now, or after the exchange under way.

@@ -57,7 +57,9 @@ impl<M: Clone> Core<M> {
             return;
         }
         m.drawn.insert(track_id.to_string(), size);
+        let room = m.room.clone();
         self.allocate(subscriber);
+        self.needs(&room);
     }
 
     /// Chooses a layer of every video `subscriber` receives and says what changed.

@@ -42,6 +42,8 @@ mod run;
 pub mod switch;
 
 #[cfg(test)]
+mod core_dynacast_tests;
+#[cfg(test)]
 mod core_feedback_tests;
 #[cfg(test)]
 mod core_layers_tests;
