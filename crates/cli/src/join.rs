@@ -63,6 +63,10 @@ pub struct JoinArgs {
     /// Send the moving test pattern (with its frame counter) as the camera.
     #[arg(long, conflicts_with = "y4m")]
     pattern: bool,
+    /// Noise of up to N luma levels on every pattern picture (e.g. 24): content that fills
+    /// the video bitrate as a real camera's does, for anything about bandwidth.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "pattern")]
+    noise: u8,
     /// Send a Y4M file (looped) as the camera.
     #[arg(long, value_name = "FILE")]
     y4m: Option<PathBuf>,
@@ -190,7 +194,9 @@ fn media_options(
         (true, _) => {
             let (w, h) = args.video_size;
             Some(Box::new(
-                PatternVideo::new(w, h, args.fps).map_err(|e| anyhow::anyhow!(e))?,
+                PatternVideo::new(w, h, args.fps)
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .with_noise(args.noise),
             ))
         }
         (false, Some(path)) => Some(open_y4m(path)?),

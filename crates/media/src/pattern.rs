@@ -151,6 +151,29 @@ pub fn read_counter(frame: &I420Frame) -> Option<u16> {
     (band_bits(counter) == bits.as_slice()).then_some(counter)
 }
 
+/// Adds uniform noise of up to `amplitude` levels to every luma sample, from the xorshift
+/// state `seed` (advanced): a picture that fills its bitrate, as a real camera's does, where
+/// the bare pattern compresses to almost nothing. Deterministic for a given seed.
+pub fn add_noise(frame: &mut I420Frame, amplitude: u8, seed: &mut u64) {
+    if amplitude == 0 {
+        return;
+    }
+    let span = u64::from(amplitude) * 2 + 1;
+    let mut state = (*seed).max(1);
+    let (y, _, _) = frame.planes_mut();
+    for chunk in y.chunks_mut(4) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        for (k, p) in chunk.iter_mut().enumerate() {
+            let r = ((state >> (16 * k)) & 0xffff) % span;
+            let v = i32::from(*p) + r as i32 - i32::from(amplitude);
+            *p = v.clamp(0, 255) as u8;
+        }
+    }
+    *seed = state;
+}
+
 #[cfg(test)]
 mod tests {
     /// The row-copy drawing gives exactly the pixels of drawing each one by formula.

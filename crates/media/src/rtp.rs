@@ -4,11 +4,14 @@
 //! application). H.264 frame reassembly is in `frame_assembly`.
 //! All of it is the sans-IO `rtc` core: nothing here touches a socket.
 
+use crate::bwe::{EstimateHandle, Estimator, Reporting};
 /// What header extension values are made of.
 pub use bytes::Bytes;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
+};
 use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, register_default_interceptors,
+    Registry, configure_twcc_sender_only, register_default_interceptors,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
@@ -86,12 +89,36 @@ pub fn media_engine() -> Result<MediaEngine, RtpSetupError> {
     Ok(engine)
 }
 
+/// Where a connection's send-side estimate starts, and its bounds (bits per second): a
+/// camera's worth, so a call starts with video, climbing within seconds to what the path
+/// carries (the estimator's fast start), falling as soon as a queue grows.
+pub const ESTIMATE_START: f64 = 1_000_000.0;
+const ESTIMATE_MIN: f64 = 60_000.0;
+const ESTIMATE_MAX: f64 = 50_000_000.0;
+
 /// The default interceptors (NACK generator and responder, sender and receiver reports,
-/// TWCC) plus [`KeyframeRequests`] last in line.
-pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, RtpSetupError> {
+/// TWCC feedback for what arrives), transport-wide sequence numbers on everything sent and
+/// the send-side estimator reading their feedback ([`crate::bwe`], its target published to
+/// the returned handle), and [`KeyframeRequests`] last in line. No pacer: rtc's paces at
+/// exactly the estimate in one queue, so audio would wait behind every keyframe; what is
+/// sent is kept within the estimate by choosing layers and encoder rates instead.
+pub fn interceptors(engine: &mut MediaEngine) -> Result<(Registry, EstimateHandle), RtpSetupError> {
     let registry = register_default_interceptors(Registry::new(), engine)
         .map_err(|e| RtpSetupError(e.to_string()))?;
-    Ok(registry.with(Slot::from(14_000), KeyframeRequests::default()))
+    let registry =
+        configure_twcc_sender_only(registry, engine).map_err(|e| RtpSetupError(e.to_string()))?;
+    let estimate = EstimateHandle::default();
+    let estimator = Reporting::new(
+        Estimator::new(ESTIMATE_START, ESTIMATE_MIN, ESTIMATE_MAX),
+        estimate.clone(),
+    );
+    let registry = registry
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(estimator).build(),
+        )
+        .with(Slot::from(14_000), KeyframeRequests::default());
+    Ok((registry, estimate))
 }
 
 /// Hands PLI, FIR and receiver reports to the application (they otherwise stop inside the

@@ -5,6 +5,7 @@
 
 mod runtime;
 
+use between_media::bwe::EstimateHandle;
 use between_media::rtp::{RtpSetupError, interceptors, media_engine};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -76,6 +77,8 @@ pub struct Built {
     pub pc: Arc<dyn PeerConnection>,
     pub gathered: watch::Receiver<bool>,
     pub events: mpsc::UnboundedReceiver<PcEvent>,
+    /// The send-side bandwidth estimate of this connection (transport-wide feedback).
+    pub estimate: EstimateHandle,
 }
 
 /// Where a connection's media sockets bind, and what address to advertise besides.
@@ -122,7 +125,7 @@ impl MediaAddress {
 pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, TransportError> {
     let address = address.into();
     let mut engine = media_engine()?;
-    let registry = interceptors(&mut engine)?;
+    let (registry, estimate) = interceptors(&mut engine)?;
     let (gathered_tx, gathered) = watch::channel(false);
     let (events_tx, events) = mpsc::unbounded_channel();
     // No mDNS: candidates carry plain IPs, and nothing binds port 5353 (which fails where
@@ -160,6 +163,7 @@ pub async fn build(address: impl Into<MediaAddress>) -> Result<Built, TransportE
         pc: Arc::new(pc),
         gathered,
         events,
+        estimate,
     })
 }
 

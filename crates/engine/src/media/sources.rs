@@ -89,6 +89,8 @@ pub struct PatternVideo {
     pattern: TestPattern,
     fps: f64,
     next: u32,
+    noise: u8,
+    seed: u64,
 }
 
 impl PatternVideo {
@@ -97,14 +99,24 @@ impl PatternVideo {
             pattern: TestPattern::new(width, height).map_err(|e| e.to_string())?,
             fps,
             next: 0,
+            noise: 0,
+            seed: 0x9e37_79b9_7f4a_7c15,
         })
+    }
+
+    /// With noise of up to `amplitude` luma levels on every picture: content that fills its
+    /// bitrate, for anything about bandwidth (the bare pattern compresses to almost nothing).
+    pub fn with_noise(mut self, amplitude: u8) -> Self {
+        self.noise = amplitude;
+        self
     }
 }
 
 impl VideoSource for PatternVideo {
     fn read_frame(&mut self) -> Option<I420Frame> {
-        let frame = self.pattern.frame(self.next);
+        let mut frame = self.pattern.frame(self.next);
         self.next = self.next.wrapping_add(1);
+        between_media::pattern::add_noise(&mut frame, self.noise, &mut self.seed);
         Some(frame)
     }
 

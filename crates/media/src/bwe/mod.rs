@@ -16,6 +16,8 @@ pub mod trend;
 
 use rtc::interceptor::{BandwidthEstimator, PacketReport};
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use trend::{DelayTrend, Usage};
 
@@ -126,6 +128,12 @@ impl Estimator {
             self.loss_target.is_finite().then_some(self.loss_target),
             self.loss,
         )
+    }
+
+    /// Whether the path has shown congestion (a growing queue or loss) since the start: until
+    /// then the target only follows what is sent and says nothing about the path's capacity.
+    pub fn congested(&self) -> bool {
+        self.last_decrease.is_some()
     }
 
     /// The rate that got through recently, if anything did.
@@ -245,6 +253,53 @@ impl BandwidthEstimator for Estimator {
         self.delay_target
             .min(self.loss_target)
             .clamp(self.min, self.max)
+    }
+}
+
+/// Where a connection's estimate can be read: the congestion-control interceptor owns the
+/// estimator, so [`Reporting`] publishes each new target here.
+#[derive(Debug, Clone, Default)]
+pub struct EstimateHandle(Arc<AtomicU64>);
+
+impl EstimateHandle {
+    /// The latest target, bits per second (`None` before the first feedback).
+    pub fn get(&self) -> Option<f64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+
+    fn set(&self, bps: f64) {
+        self.0.store(bps.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// An [`Estimator`] that publishes its target to an [`EstimateHandle`] once the path has
+/// shown congestion. Before, its target is capped by what is sent (the estimator never
+/// believes more than about twice what got through), so a sender that obeyed it could never
+/// grow: a second camera of 1 Mbit/s would wait forever behind an estimate of 2.
+pub struct Reporting {
+    inner: Estimator,
+    out: EstimateHandle,
+}
+
+impl Reporting {
+    pub fn new(inner: Estimator, out: EstimateHandle) -> Self {
+        Self { inner, out }
+    }
+}
+
+impl BandwidthEstimator for Reporting {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.inner.on_reports(now, reports);
+        if !reports.is_empty() && self.inner.congested() {
+            self.out.set(self.inner.target_bitrate());
+        }
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.inner.target_bitrate()
     }
 }
 

@@ -61,6 +61,8 @@ struct Member<M> {
     subscriptions: BTreeMap<String, TrackInfo>,
     /// The sizes it draws videos at, by track ID (only for what it receives).
     drawn: BTreeMap<String, (u32, u32)>,
+    /// Its downlink's estimate, bits per second (`None`: not estimated yet, no limit).
+    budget: Option<f64>,
     /// The allocator's last choice per video, and the layer last selected for it.
     choices: BTreeMap<String, Choice>,
     selected: BTreeMap<String, Option<u8>>,
@@ -185,6 +187,7 @@ impl<M: Clone> Core<M> {
                 track_id,
                 size,
             } => self.drawn(&subscriber, &track_id, size),
+            Input::Estimate { subscriber, bps } => self.estimated(&subscriber, bps),
         }
         Ok(())
     }
@@ -253,6 +256,7 @@ impl<M: Clone> Core<M> {
                 published: BTreeMap::new(),
                 subscriptions: BTreeMap::new(),
                 drawn: BTreeMap::new(),
+                budget: None,
                 choices: BTreeMap::new(),
                 selected: BTreeMap::new(),
                 negotiation: Negotiation::default(),

@@ -10,9 +10,16 @@ use crate::sfu::io::Output;
 use crate::sfu::layers::LayerInfo;
 use between_protocol::TrackKind;
 
-/// Until subscribers' downlinks are estimated, their budget is unbounded: layers follow the
+/// Until a subscriber's downlink is estimated, its budget is unbounded: layers follow the
 /// drawn sizes alone.
 const UNBOUNDED: f64 = f64::INFINITY;
+/// What of the estimate media may fill: the rest absorbs keyframes and the estimate's own
+/// error, so a queue does not build at the bottleneck.
+const USABLE: f64 = 0.85;
+/// One audio track on the wire: Opus at 32 kbit/s and 50 packets a second of RTP, UDP and IP
+/// headers (layer bitrates are measured as payload, whose headers are a few percent).
+const AUDIO_BPS: f64 = 56_000.0;
+const VIDEO_OVERHEAD: f64 = 1.05;
 
 impl<M: Clone> Core<M> {
     /// `peer` now sends `layers` of `track_id`: its subscribers' choices are made again.
@@ -62,6 +69,18 @@ impl<M: Clone> Core<M> {
         self.needs(&room);
     }
 
+    /// `subscriber`'s downlink estimate moved: its layers are chosen again within it.
+    pub(super) fn estimated(&mut self, subscriber: &str, bps: f64) {
+        let Some(m) = self.members.get_mut(subscriber) else {
+            return;
+        };
+        if !bps.is_finite() || bps <= 0.0 {
+            return;
+        }
+        m.budget = Some(bps);
+        self.allocate(subscriber);
+    }
+
     /// Chooses a layer of every video `subscriber` receives and says what changed.
     pub(super) fn allocate(&mut self, subscriber: &str) {
         let Some(me) = self.members.get(subscriber) else {
@@ -97,7 +116,7 @@ impl<M: Clone> Core<M> {
                     .map(|l| Layer {
                         width: l.width,
                         height: l.height,
-                        bitrate: l.bitrate,
+                        bitrate: (f64::from(l.bitrate) * VIDEO_OVERHEAD) as u32,
                     })
                     .collect(),
                 drawn: me.drawn.get(track_id).copied(),
@@ -110,7 +129,14 @@ impl<M: Clone> Core<M> {
             );
             ids.push((track_id.clone(), layers.iter().map(|l| l.id).collect()));
         }
-        let choices = allocate::allocate(UNBOUNDED, 0.0, &videos, &previous);
+        let audio = me
+            .subscriptions
+            .values()
+            .filter(|t| t.kind == TrackKind::Audio)
+            .count() as f64
+            * AUDIO_BPS;
+        let budget = me.budget.map_or(UNBOUNDED, |b| b * USABLE);
+        let choices = allocate::allocate(budget, audio, &videos, &previous);
         let Some(me) = self.members.get_mut(subscriber) else {
             return;
         };

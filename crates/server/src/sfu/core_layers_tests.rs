@@ -101,3 +101,36 @@ fn a_new_subscription_is_chosen_for_at_once_and_audio_never() {
         .collect();
     assert_eq!(selected(&out), [("c".into(), Some(0))], "{out:?}");
 }
+
+#[test]
+fn the_downlink_estimate_bounds_the_layers_audio_first() {
+    let mut sim = Sim::room(&["a", "b"]);
+    sim.publish("a", TrackKind::Audio, "a/a", 1);
+    sim.publish("a", TrackKind::Video, "a/v", 2);
+    sim.input(layers("a", "a/v", &SIMULCAST));
+    let estimate = |bps: f64| Input::Estimate {
+        subscriber: "b".into(),
+        bps,
+    };
+    // 85 % of 1 Mbit/s, less b's audio, leaves room for 640x360 but not 1280x720.
+    assert_eq!(
+        selected(&sim.input(estimate(1_000_000.0))),
+        [("b".into(), Some(2))]
+    );
+    assert_eq!(
+        selected(&sim.input(estimate(200_000.0))),
+        [("b".into(), Some(1))]
+    );
+    // Not even the smallest layer beside the audio: the video pauses, the audio goes on.
+    assert_eq!(
+        selected(&sim.input(estimate(50_000.0))),
+        [("b".into(), None)]
+    );
+    assert_eq!(
+        selected(&sim.input(estimate(5_000_000.0))),
+        [("b".into(), Some(0))]
+    );
+    // Nonsense from a broken estimator changes nothing.
+    assert!(selected(&sim.input(estimate(f64::NAN))).is_empty());
+    assert!(selected(&sim.input(estimate(-1.0))).is_empty());
+}

@@ -181,7 +181,7 @@ impl Driver {
         match output {
             Output::Subscribe { track, media, .. } => {
                 if self.receiving.is_none() {
-                    match Receiving::open(&self.env).await {
+                    match Receiving::open(&self.env, &self.inputs, &self.peer).await {
                         Ok((receiving, events)) => {
                             self.receiving = Some(receiving);
                             self.receiving_events = Some(events);

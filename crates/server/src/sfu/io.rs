@@ -75,6 +75,8 @@ pub enum Input<M> {
         track_id: String,
         size: (u32, u32),
     },
+    /// The send-side estimate of `subscriber`'s receiving connection, bits per second.
+    Estimate { subscriber: String, bps: f64 },
 }
 
 /// Something for the drivers (or the signaling layer) to do.

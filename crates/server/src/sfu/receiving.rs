@@ -9,6 +9,7 @@ use super::inputs::Inputs;
 use super::io::Input;
 use super::media::Media;
 use super::switch::SWITCH_KEYFRAME_RETRY;
+use between_media::bwe::EstimateHandle;
 use between_media::rtp::{is_keyframe_request, reported_loss};
 use between_protocol::{TrackInfo, TrackKind};
 use between_transport::{PcEvent, TransportError, apply_answer, make_offer};
@@ -44,6 +45,31 @@ pub(crate) struct Receiving {
     subscriptions: HashMap<String, Subscription>,
     /// Whether the connection is up (media written before arrives nowhere).
     connected: watch::Sender<bool>,
+    /// Reports the connection's bandwidth estimate to the core.
+    estimate: JoinHandle<()>,
+}
+
+/// How often the subscriber's downlink estimate is looked at, and how far it must move to
+/// be told (each report makes the core choose layers again).
+const ESTIMATE_EVERY: Duration = Duration::from_millis(200);
+const ESTIMATE_MOVE: f64 = 0.05;
+
+/// Tells the core `subscriber`'s downlink estimate when it moved.
+async fn report_estimate(estimate: EstimateHandle, inputs: Inputs, subscriber: String) {
+    let mut ticks = tokio::time::interval(ESTIMATE_EVERY);
+    let mut told: Option<f64> = None;
+    loop {
+        ticks.tick().await;
+        let Some(bps) = estimate.get() else { continue };
+        if told.is_some_and(|t| (bps - t).abs() <= ESTIMATE_MOVE * t) {
+            continue;
+        }
+        told = Some(bps);
+        inputs.send(Input::Estimate {
+            subscriber: subscriber.clone(),
+            bps,
+        });
+    }
 }
 
 fn random_ssrc() -> u32 {
@@ -56,14 +82,22 @@ fn random_ssrc() -> u32 {
 impl Receiving {
     pub async fn open(
         env: &Env,
+        inputs: &Inputs,
+        subscriber: &str,
     ) -> Result<(Self, mpsc::UnboundedReceiver<PcEvent>), TransportError> {
         let built = env.connect().await?;
+        let estimate = tokio::spawn(report_estimate(
+            built.estimate,
+            inputs.clone(),
+            subscriber.to_string(),
+        ));
         Ok((
             Self {
                 pc: built.pc,
                 gathered: built.gathered,
                 subscriptions: HashMap::new(),
                 connected: watch::channel(false).0,
+                estimate,
             },
             built.events,
         ))
@@ -211,6 +245,7 @@ impl Receiving {
     }
 
     pub async fn close(self, env: &Env) {
+        self.estimate.abort();
         for sub in self.subscriptions.into_values() {
             sub.task.abort();
         }
