@@ -100,6 +100,13 @@ pub struct JoinArgs {
     /// as PEER-screen.y4m).
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// With --record: the WAV files only, no Y4M.
+    #[arg(long, requires = "record")]
+    no_record_video: bool,
+    /// Print {"event":"videoStats",...} for each remote camera every second: pictures,
+    /// size, bytes, longest time without a new picture.
+    #[arg(long)]
+    video_stats: bool,
     /// Receive and decode everyone's media even without --record (as the app would).
     #[arg(long)]
     receive: bool,
@@ -211,6 +218,7 @@ fn media_options(
         && playback.is_none()
         && recorder.is_none()
         && !args.receive
+        && !args.video_stats
         && !shares
     {
         return Ok(None);
@@ -338,7 +346,14 @@ pub async fn run(args: JoinArgs) -> anyhow::Result<()> {
                         break;
                     }
                     ConferenceEvent::Peer { peer_id, event: PeerEvent::VideoCreated(video) } => {
-                        if let Some(dir) = &args.record {
+                        if args.video_stats {
+                            recordings.push(tokio::spawn(crate::stats::video_stats(
+                                peer_id.clone(),
+                                video.clone(),
+                                stop_rx.clone(),
+                            )));
+                        }
+                        if let Some(dir) = args.record.as_ref().filter(|_| !args.no_record_video) {
                             recordings.push(tokio::spawn(record_video(
                                 dir.join(format!("{peer_id}.y4m")),
                                 video,

@@ -6,6 +6,7 @@ mod bench;
 mod duration;
 mod join;
 mod record;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

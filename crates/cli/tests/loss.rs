@@ -8,34 +8,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/netns.rs"]
+mod netns;
 
 use between_media::analysis::{frame_psnr, longest_gap_ms};
 use between_media::pattern::{TestPattern, read_counter};
 use between_server::DEV_API_KEY;
 use common::{BIN, Server};
-use std::net::Ipv4Addr;
+use netns::Namespace;
 use std::process::Command;
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {args:?}: {e} (the loss test needs iproute2 and nftables, as root)")
-        });
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {} (the loss test needs root for network namespaces)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace joined to this one by a veth pair, removed on drop.
-struct LossyHost {
-    name: String,
-    host_ip: Ipv4Addr,
-    ns_ip: Ipv4Addr,
-}
 
 /// These tests are real-time and CPU-bound: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -46,70 +27,11 @@ const LOSE_10_PERCENT: &[&str] = &[
 ];
 const BLOCK_UDP: &[&str] = &["meta", "l4proto", "udp", "drop"];
 
-impl LossyHost {
-    fn create(drop_rule: &[&str]) -> Self {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = std::process::id();
-        let name = format!("btwloss{id}n{n}");
-        let net = (id % 250) as u8;
-        let host_ip = Ipv4Addr::new(10, 231 + n as u8, net, 1);
-        let ns_ip = Ipv4Addr::new(10, 231 + n as u8, net, 2);
-        let (veth_host, veth_ns) = (format!("bl{id}n{n}a"), format!("bl{id}n{n}b"));
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let host = Self {
-            name: name.clone(),
-            host_ip,
-            ns_ip,
-        };
-        sh(&[
-            "ip", "link", "add", &veth_host, "type", "veth", "peer", "name", &veth_ns,
-        ]);
-        sh(&["ip", "link", "set", &veth_ns, "netns", &name]);
-        sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{host_ip}/30"),
-            "dev",
-            &veth_host,
-        ]);
-        sh(&["ip", "link", "set", &veth_host, "up"]);
-        let ns = |args: &[&str]| {
-            let mut full = vec!["ip", "netns", "exec", &name];
-            full.extend_from_slice(args);
-            sh(&full);
-        };
-        ns(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &veth_ns]);
-        ns(&["ip", "link", "set", &veth_ns, "up"]);
-        ns(&["ip", "link", "set", "lo", "up"]);
-        ns(&["nft", "add", "table", "inet", "loss"]);
-        for (chain, hook) in [("in", "input"), ("out", "output")] {
-            ns(&[
-                "nft",
-                "add",
-                "chain",
-                "inet",
-                "loss",
-                chain,
-                &format!("{{ type filter hook {hook} priority 0; }}"),
-            ]);
-            let mut rule = vec!["nft", "add", "rule", "inet", "loss", chain];
-            rule.extend_from_slice(drop_rule);
-            ns(&rule);
-        }
-        host
-    }
-}
-
-impl Drop for LossyHost {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its veth end, which deletes the pair.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
+/// A namespace whose firewall drops what `rule` says.
+fn lossy_host(rule: &[&str]) -> Namespace {
+    let ns = Namespace::create();
+    ns.nft_rule(rule);
+    ns
 }
 
 /// The in-process server's logs on stderr (shown when a test fails): the SFU's view of the
@@ -157,7 +79,7 @@ fn recorded_wav(
 fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     server_logs();
-    let host = LossyHost::create(LOSE_10_PERCENT);
+    let host = lossy_host(LOSE_10_PERCENT);
     let server = Server::start_on(host.host_ip.into(), None);
     let url = server.url.clone();
     let host_ip = host.host_ip.to_string();
@@ -277,7 +199,7 @@ fn audio_stays_continuous_and_video_recovers_at_ten_percent_loss() {
 #[test]
 fn with_udp_blocked_the_call_connects_over_ice_tcp() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let host = LossyHost::create(BLOCK_UDP);
+    let host = lossy_host(BLOCK_UDP);
     let server = Server::start_on(host.host_ip.into(), Some(0));
     let url = server.url.clone();
     let host_ip = host.host_ip.to_string();

@@ -8,10 +8,12 @@ use crate::bwe::{EstimateHandle, Estimator, Reporting};
 /// What header extension values are made of.
 pub use bytes::Bytes;
 use rtc::interceptor::{
-    Attribute, CongestionControlBuilder, Interceptor, Packet, Slot, StreamInfo, TaggedPacket,
+    Attribute, CongestionControlBuilder, Interceptor, NackGeneratorBuilder, NackResponderBuilder,
+    Packet, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::peer_connection::configuration::interceptor_registry::{
-    Registry, configure_twcc_sender_only, register_default_interceptors,
+    Registry, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only, configure_twcc_sender_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
@@ -89,6 +91,9 @@ pub fn media_engine() -> Result<MediaEngine, RtpSetupError> {
     Ok(engine)
 }
 
+/// How often a lost packet is asked for again.
+const NACKS_PER_PACKET: u16 = 3;
+
 /// Where a connection's send-side estimate starts, and its bounds (bits per second): a
 /// camera's worth, so a call starts with video, climbing within seconds to what the path
 /// carries (the estimator's fast start), falling as soon as a queue grows.
@@ -103,10 +108,24 @@ const ESTIMATE_MAX: f64 = 50_000_000.0;
 /// exactly the estimate in one queue, so audio would wait behind every keyframe; what is
 /// sent is kept within the estimate by choosing layers and encoder rates instead.
 pub fn interceptors(engine: &mut MediaEngine) -> Result<(Registry, EstimateHandle), RtpSetupError> {
-    let registry = register_default_interceptors(Registry::new(), engine)
-        .map_err(|e| RtpSetupError(e.to_string()))?;
-    let registry =
-        configure_twcc_sender_only(registry, engine).map_err(|e| RtpSetupError(e.to_string()))?;
+    let setup = |e: rtc::shared::error::Error| RtpSetupError(e.to_string());
+    // rtc's defaults, but a lost packet is asked for at most three times (100 ms apart; the
+    // default asks for it until it leaves the window): on a link narrower than what comes,
+    // every retransmission lost and asked for again became a storm that kept the link full
+    // of retransmissions long after the SFU sent less. (H.264's NACK feedback is in
+    // `h264_codec`.)
+    configure_simulcast_extension_headers(engine).map_err(setup)?;
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(NACKS_PER_PACKET)
+                .build(),
+        );
+    let registry = configure_twcc_receiver_only(registry, engine).map_err(setup)?;
+    let registry = configure_rtcp_reports(registry);
+    let registry = configure_twcc_sender_only(registry, engine).map_err(setup)?;
     let estimate = EstimateHandle::default();
     let estimator = Reporting::new(
         Estimator::new(ESTIMATE_START, ESTIMATE_MIN, ESTIMATE_MAX),

@@ -30,6 +30,8 @@ const DECREASE: f64 = 0.85;
 /// Time for a change to show in the feedback (a round trip and the feedback interval, on
 /// the paths a call crosses); one decrease per this.
 const RESPONSE: Duration = Duration::from_millis(300);
+/// A queue still growing this long after a decrease calls for another.
+const DRAIN: Duration = Duration::from_secs(1);
 /// Growth while far from the last congestion point, per second.
 const MULTIPLICATIVE: f64 = 1.08;
 /// Growth in the fast climb, per second (about ×2 every half second).
@@ -53,20 +55,38 @@ enum Phase {
     Hold,
 }
 
-/// The rate that got through, by arrival time, over [`ACKED_WINDOW`].
-#[derive(Debug, Default)]
+/// How far back the rate that bounds growth looks: long enough that a burst a token bucket
+/// let through at once (tens of kilobytes on an access link) does not read as capacity.
+const GROWTH_WINDOW: Duration = Duration::from_secs(1);
+
+/// The rate that got through, by arrival time, over a window ([`ACKED_WINDOW`] unless said).
+#[derive(Debug)]
 struct AckedRate {
     arrivals: VecDeque<(Duration, usize)>,
+    window: Duration,
+}
+
+impl Default for AckedRate {
+    fn default() -> Self {
+        Self::over(ACKED_WINDOW)
+    }
 }
 
 impl AckedRate {
+    fn over(window: Duration) -> Self {
+        Self {
+            arrivals: VecDeque::new(),
+            window,
+        }
+    }
+
     fn add(&mut self, arrival: Duration, size: usize) {
         self.arrivals.push_back((arrival, size));
         let newest = self.arrivals.back().map_or(arrival, |(a, _)| *a);
         while self
             .arrivals
             .front()
-            .is_some_and(|(a, _)| newest.saturating_sub(*a) > ACKED_WINDOW)
+            .is_some_and(|(a, _)| newest.saturating_sub(*a) > self.window)
         {
             self.arrivals.pop_front();
         }
@@ -86,6 +106,8 @@ impl AckedRate {
 pub struct Estimator {
     trend: DelayTrend,
     acked: AckedRate,
+    /// The same over [`GROWTH_WINDOW`]: what growth is bounded by.
+    sustained: AckedRate,
     phase: Phase,
     /// The delay half's target.
     delay_target: f64,
@@ -98,6 +120,8 @@ pub struct Estimator {
     ceiling: Option<f64>,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// The queue that caused the last decrease has drained since (the trend left overuse).
+    drained: bool,
     stable_since: Option<Instant>,
 }
 
@@ -107,6 +131,7 @@ impl Estimator {
         Self {
             trend: DelayTrend::default(),
             acked: AckedRate::default(),
+            sustained: AckedRate::over(GROWTH_WINDOW),
             phase: Phase::Fast,
             delay_target: initial.clamp(min, max),
             loss_target: f64::INFINITY,
@@ -116,6 +141,7 @@ impl Estimator {
             ceiling: None,
             last_update: None,
             last_decrease: None,
+            drained: true,
             stable_since: None,
         }
     }
@@ -142,14 +168,26 @@ impl Estimator {
     }
 
     fn decrease(&mut self, now: Instant, acked: f64) {
-        if self
-            .last_decrease
-            .is_some_and(|t| now.duration_since(t) < RESPONSE)
-        {
+        // One decrease per queue: while the queue that caused the last one drains, the
+        // trend still reads overuse, and what got through falls with the sender's cut; a
+        // decrease on each reading took a 1 Mbit/s link's estimate to 140 kbit/s. A queue
+        // that has not drained in a second is a new one.
+        let since = self.last_decrease.map(|t| now.duration_since(t));
+        if since.is_some_and(|s| s < RESPONSE || (!self.drained && s < DRAIN)) {
             return;
         }
-        self.delay_target = (acked * DECREASE).min(self.delay_target);
-        self.ceiling = Some(acked);
+        self.drained = false;
+        // A sender sending far below the target (it just cut what it sends: the queue that
+        // made this overuse was filled before) says little about the path with what got
+        // through: back off from the target instead, or every cut would read as capacity
+        // and the estimate would follow the sender down to its floor.
+        let basis = if acked < 0.5 * self.delay_target {
+            self.delay_target
+        } else {
+            acked
+        };
+        self.delay_target = (basis * DECREASE).min(self.delay_target);
+        self.ceiling = Some(basis);
         self.last_decrease = Some(now);
         self.phase = Phase::Hold;
         self.stable_since = None;
@@ -172,7 +210,9 @@ impl Estimator {
             Phase::Fast => 2.0 * acked + 20_000.0,
             _ => 1.5 * acked + 10_000.0,
         };
-        self.delay_target = grown.min(limit).max(target.min(limit));
+        // The limit stops growth; it does not lower the target: a sender that cut what it
+        // sends (layers dropped) would otherwise pull the target down after it.
+        self.delay_target = grown.min(limit).max(target);
         // A stable stretch with the target in use: look for more capacity quickly.
         let stable = *self.stable_since.get_or_insert(now);
         if self.phase == Phase::Increase
@@ -190,13 +230,21 @@ impl Estimator {
         }
         let batch = lost as f64 / total as f64;
         self.loss = 0.7 * self.loss + 0.3 * batch;
-        if self.loss > LOSS_HIGH {
+        // Cut on loss in this batch too, not on the smoothed figure alone: after a cut the
+        // smoothed loss stays high for a while, and cutting again on it (from what got
+        // through, which the sender's own cut lowered) took the estimate to its floor.
+        if self.loss > LOSS_HIGH && batch > LOSS_HIGH {
             if self
                 .last_decrease
                 .is_none_or(|t| now.duration_since(t) >= RESPONSE)
             {
-                let from = self.loss_target.min(acked.max(self.min));
+                let target = self.delay_target.min(self.loss_target);
+                let basis = if acked < 0.5 * target { target } else { acked };
+                let from = self.loss_target.min(basis.max(self.min));
                 self.loss_target = from * (1.0 - 0.5 * self.loss);
+                // The delay half climbs back from here, not from where it stood: once the
+                // loss clears, a stale delay target would send the old overload again.
+                self.delay_target = self.delay_target.min(self.loss_target.max(self.min));
                 self.last_decrease = Some(now);
                 self.phase = Phase::Hold;
                 self.stable_since = None;
@@ -217,6 +265,7 @@ impl BandwidthEstimator for Estimator {
             match r.arrival.filter(|_| r.arrived) {
                 Some(arrival) => {
                     self.acked.add(arrival, r.size);
+                    self.sustained.add(arrival, r.size);
                     self.trend.add(r.departure, arrival);
                 }
                 None => lost += 1,
@@ -227,7 +276,11 @@ impl BandwidthEstimator for Estimator {
             .map_or(0.0, |t| now.duration_since(t).as_secs_f64().min(1.0));
         self.last_update = Some(now);
         let acked = self.acked.bits_per_second().unwrap_or(self.min);
-        match self.trend.usage() {
+        let usage = self.trend.usage();
+        if usage != Usage::Overusing {
+            self.drained = true;
+        }
+        match usage {
             Usage::Overusing => self.decrease(now, acked),
             Usage::Underusing => {
                 self.phase = Phase::Hold;
@@ -242,7 +295,8 @@ impl BandwidthEstimator for Estimator {
                     self.phase = Phase::Increase;
                 }
                 if self.phase != Phase::Hold {
-                    self.increase(now, dt, acked);
+                    let sustained = self.sustained.bits_per_second().unwrap_or(acked);
+                    self.increase(now, dt, acked.min(sustained));
                 }
             }
         }

@@ -81,3 +81,63 @@ fn a_shallow_queue_is_held_by_loss() {
         "the target stays near the capacity"
     );
 }
+
+/// Reports of packets sent every `gap` from `from`, each `size` bytes, each arriving
+/// `delay(i)` after it was sent.
+fn reports(
+    epoch: Instant,
+    from: Duration,
+    n: usize,
+    gap: Duration,
+    size: usize,
+    delay: impl Fn(usize) -> Duration,
+) -> Vec<PacketReport> {
+    (0..n)
+        .map(|i| {
+            let sent = from + gap * i as u32;
+            PacketReport {
+                ssrc: 1,
+                id: i as u64,
+                rtp_sequence_number: i as u16,
+                is_twcc: true,
+                twcc_sequence_number: i as u16,
+                size,
+                arrived: true,
+                departure: epoch + sent,
+                arrival: Some(sent + delay(i)),
+                ecn: rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn::NotEct,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_sender_that_cut_its_rate_is_not_followed_down_while_the_queue_drains() {
+    let epoch = Instant::now();
+    let mut e = Estimator::new(1_000_000.0, 60_000.0, 5_000_000.0);
+    // 1 Mbit/s (1000-byte packets every 8 ms) into a queue that grows 4 ms a packet.
+    let mut t = Duration::ZERO;
+    for _ in 0..5 {
+        let batch = reports(epoch, t, 12, Duration::from_millis(8), 1000, |i| {
+            Duration::from_millis(20 + 4 * i as u64) + t / 2
+        });
+        t += Duration::from_millis(100);
+        e.on_reports(epoch + t, &batch);
+    }
+    assert!(e.congested(), "the growing queue was seen");
+    let first = e.target_bitrate();
+    assert!(first < 1_000_000.0, "{first}");
+    // The sender cuts to a tenth; the queue still reads as growing for 600 ms.
+    for _ in 0..6 {
+        let batch = reports(epoch, t, 2, Duration::from_millis(40), 1000, |i| {
+            Duration::from_millis(300 + 30 * i as u64) + t / 2
+        });
+        t += Duration::from_millis(100);
+        e.on_reports(epoch + t, &batch);
+    }
+    let after = e.target_bitrate();
+    assert!(
+        after >= 0.8 * first,
+        "followed the sender's cut down: {first:.0} then {after:.0}"
+    );
+}

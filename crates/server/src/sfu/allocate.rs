@@ -53,6 +53,8 @@ pub struct Video {
 /// An upgrade is taken only with this much of its cost to spare, so a budget hovering at a
 /// layer's cost does not switch layers (and ask for keyframes) back and forth.
 const HEADROOM: f64 = 1.1;
+/// What of its lowest layer's cost a video already on it needs to keep it.
+const KEEP: f64 = 0.75;
 
 impl Video {
     /// The layer it should get with bandwidth to spare.
@@ -98,7 +100,10 @@ pub fn allocate(budget: f64, audio: f64, videos: &[Video], previous: &[Choice]) 
         if wanted[i].is_none() {
             continue;
         }
-        let need = cost(i, 0) * if had(i, 0) { 1.0 } else { HEADROOM };
+        // A video kept on its lowest layer is paused only when the budget is well short of
+        // it: estimates swing by a fifth, and each pause and resume is a freeze and a
+        // keyframe.
+        let need = cost(i, 0) * if had(i, 0) { KEEP } else { HEADROOM };
         if need <= left {
             left -= cost(i, 0);
             choices[i] = Choice::Layer(0);

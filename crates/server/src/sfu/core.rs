@@ -13,11 +13,12 @@
 //! `M` is the data plane's handle of a published track (its fan-out, in the server): the core
 //! only hands it from the publish input to the subscribe outputs.
 
-use super::allocate::Choice;
+use super::allocate::{Choice, Paused};
 use super::feedback::{KeyframeGate, LossRelay};
 use super::io::{Input, Output};
 use super::layers::LayerInfo;
 use super::negotiation::Negotiation;
+use super::probe::{Probe, Reallocate};
 use super::route::{self, Party};
 use between_protocol::{ErrorCode, ProtocolError, ServerMessage, TrackInfo, TrackKind};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -38,6 +39,8 @@ struct Published<M> {
     media: M,
     loss: LossRelay,
     keyframe: KeyframeGate,
+    /// The layer the held keyframe requests are for (`Some(None)`: several, so every one).
+    held_layer: Option<Option<u8>>,
     /// The layers its reader last reported (empty: not measured yet).
     layers: Vec<LayerInfo>,
     /// What its publisher was last told to cover (`None`: nothing yet, so every layer).
@@ -63,6 +66,10 @@ struct Member<M> {
     drawn: BTreeMap<String, (u32, u32)>,
     /// Its downlink's estimate, bits per second (`None`: not estimated yet, no limit).
     budget: Option<f64>,
+    /// Whether the last allocation held a video back for the budget, and the probing that
+    /// looks for more.
+    held_back: bool,
+    probe: Probe,
     /// The allocator's last choice per video, and the layer last selected for it.
     choices: BTreeMap<String, Choice>,
     selected: BTreeMap<String, Option<u8>>,
@@ -80,6 +87,8 @@ pub struct Core<M> {
     /// Members of each room, in join order.
     rooms: HashMap<String, Vec<String>>,
     out: VecDeque<Output<M>>,
+    /// The latest time an input or timeout brought.
+    now: Option<Instant>,
 }
 
 impl<M> Default for Core<M> {
@@ -88,6 +97,7 @@ impl<M> Default for Core<M> {
             members: HashMap::new(),
             rooms: HashMap::new(),
             out: VecDeque::new(),
+            now: None,
         }
     }
 }
@@ -117,6 +127,7 @@ impl<M: Clone> Core<M> {
     /// Takes one input. An error is the client's mistake (an answer nobody asked for), for
     /// the signaling layer to report; nothing changed.
     pub fn handle_input(&mut self, now: Instant, input: Input<M>) -> Result<(), ProtocolError> {
+        self.now = Some(now);
         match input {
             Input::Joined { peer, room } => self.joined(peer, room),
             Input::Resumed { peer } => {
@@ -163,18 +174,32 @@ impl<M: Clone> Core<M> {
                 track_id,
                 subscriber,
                 fresh,
+                layer,
             } => {
                 if let Some(p) = self
                     .members
                     .get_mut(&publisher)
                     .and_then(|m| m.published.get_mut(&track_id))
                     && p.kind != TrackKind::Audio
-                    && p.keyframe.ask(now, Some((&subscriber, fresh)))
                 {
-                    self.out.push_back(Output::RequestKeyframe {
-                        publisher,
-                        track_id,
-                    });
+                    if p.keyframe.ask(now, Some((&subscriber, fresh))) {
+                        // Only the layer asked for: a keyframe of every layer is a burst on
+                        // every subscriber's link for one subscriber's switch.
+                        let layer = match p.held_layer.take() {
+                            Some(held) if held != layer => None,
+                            _ => layer,
+                        };
+                        self.out.push_back(Output::RequestKeyframe {
+                            publisher,
+                            track_id,
+                            layer,
+                        });
+                    } else {
+                        p.held_layer = Some(match p.held_layer {
+                            Some(held) if held != layer => None,
+                            _ => layer,
+                        });
+                    }
                 }
             }
             Input::Layers {
@@ -187,7 +212,7 @@ impl<M: Clone> Core<M> {
                 track_id,
                 size,
             } => self.drawn(&subscriber, &track_id, size),
-            Input::Estimate { subscriber, bps } => self.estimated(&subscriber, bps),
+            Input::Estimate { subscriber, bps } => self.estimated(now, &subscriber, bps),
         }
         Ok(())
     }
@@ -202,6 +227,7 @@ impl<M: Clone> Core<M> {
                     .into_iter()
                     .chain(m.resync_at)
                     .chain(m.published.values().filter_map(|p| p.keyframe.due()))
+                    .chain(m.probe.deadline())
             })
             .min()
     }
@@ -209,9 +235,19 @@ impl<M: Clone> Core<M> {
     /// Does what is due at `now`: offers nobody answered are made again, failed offers
     /// retried, held keyframe requests sent.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         let mut due = Vec::new();
         let mut resync = Vec::new();
+        let mut probe = Vec::new();
         for (id, m) in &mut self.members {
+            let usable = m.budget.map(|b| b * choice::USABLE);
+            let paused = m
+                .choices
+                .values()
+                .any(|c| *c == Choice::Paused(Paused::Bandwidth));
+            if m.probe.tick(now, m.held_back, paused, usable) == Reallocate::Yes {
+                probe.push(id.clone());
+            }
             if m.resync_at.is_some_and(|t| t <= now) {
                 m.resync_at = None;
                 resync.push(id.clone());
@@ -227,6 +263,7 @@ impl<M: Clone> Core<M> {
                     self.out.push_back(Output::RequestKeyframe {
                         publisher: id.clone(),
                         track_id: track_id.clone(),
+                        layer: p.held_layer.take().flatten(),
                     });
                 }
             }
@@ -238,6 +275,10 @@ impl<M: Clone> Core<M> {
         resync.sort();
         for id in resync {
             self.reconcile(&id);
+        }
+        probe.sort();
+        for id in probe {
+            self.allocate(&id);
         }
     }
 
@@ -257,6 +298,8 @@ impl<M: Clone> Core<M> {
                 subscriptions: BTreeMap::new(),
                 drawn: BTreeMap::new(),
                 budget: None,
+                held_back: false,
+                probe: Probe::default(),
                 choices: BTreeMap::new(),
                 selected: BTreeMap::new(),
                 negotiation: Negotiation::default(),
@@ -306,9 +349,11 @@ impl<M: Clone> Core<M> {
             // A restarted track under the same ID: its subscribers keep it and need a
             // picture to start from.
             if kind != TrackKind::Audio && p.keyframe.ask(now, None) {
+                p.held_layer = None;
                 self.out.push_back(Output::RequestKeyframe {
                     publisher: peer.to_string(),
                     track_id: id,
+                    layer: None,
                 });
             }
             return;
@@ -325,6 +370,7 @@ impl<M: Clone> Core<M> {
                 media,
                 loss: LossRelay::default(),
                 keyframe: KeyframeGate::default(),
+                held_layer: None,
                 layers: Vec::new(),
                 needed: None,
             },

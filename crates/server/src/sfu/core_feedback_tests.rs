@@ -19,7 +19,8 @@ fn a_restarted_track_keeps_its_subscribers_and_asks_for_a_picture() {
         out,
         vec![Output::RequestKeyframe {
             publisher: "a".into(),
-            track_id: "a-video".into()
+            track_id: "a-video".into(),
+            layer: None,
         }]
     );
     assert!(sim.publish("a", TrackKind::Audio, "a-audio", 2).is_empty());
@@ -36,10 +37,12 @@ fn keyframe_requests_are_held_to_one_per_interval_and_none_is_lost() {
         track_id: track.into(),
         subscriber: "b".into(),
         fresh: false,
+        layer: None,
     };
     let request = Output::RequestKeyframe {
         publisher: "a".into(),
         track_id: "a-video".into(),
+        layer: None,
     };
     assert_eq!(sim.input(want("a-video")), vec![request.clone()]);
     assert!(sim.advance(Duration::from_millis(100)).is_empty());
@@ -101,10 +104,12 @@ fn a_subscriber_ready_after_the_last_keyframe_request_is_not_kept_waiting() {
         track_id: "a-video".into(),
         subscriber: from.into(),
         fresh,
+        layer: None,
     };
     let request = vec![Output::RequestKeyframe {
         publisher: "a".into(),
         track_id: "a-video".into(),
+        layer: None,
     }];
     // b becomes ready: its keyframe is asked for.
     assert_eq!(sim.input(want("b", true)), request);
@@ -145,4 +150,31 @@ fn a_departed_subscribers_loss_no_longer_counts() {
         }],
         "c's 200 went with c"
     );
+}
+
+#[test]
+fn a_keyframe_is_asked_of_the_layer_wanted_and_of_every_layer_when_several_were() {
+    let mut sim = Sim::room(&["a"]);
+    sim.publish("a", TrackKind::Video, "a-video", 1);
+    let want = |subscriber: &str, layer: Option<u8>| Input::KeyframeWanted {
+        publisher: "a".into(),
+        track_id: "a-video".into(),
+        subscriber: subscriber.into(),
+        fresh: false,
+        layer,
+    };
+    let request = |layer: Option<u8>| Output::RequestKeyframe {
+        publisher: "a".into(),
+        track_id: "a-video".into(),
+        layer,
+    };
+    assert_eq!(sim.input(want("b", Some(1))), vec![request(Some(1))]);
+    // Held, all for layer 2: layer 2 when the interval ends.
+    assert!(sim.input(want("c", Some(2))).is_empty());
+    assert!(sim.input(want("d", Some(2))).is_empty());
+    assert_eq!(sim.advance(KEYFRAME_INTERVAL), vec![request(Some(2))]);
+    // Held for two layers: every layer.
+    assert!(sim.input(want("c", Some(0))).is_empty());
+    assert!(sim.input(want("d", Some(2))).is_empty());
+    assert_eq!(sim.advance(KEYFRAME_INTERVAL), vec![request(None)]);
 }

@@ -44,7 +44,11 @@ struct Track {
     media: Media,
     source: watch::Sender<Arc<LegParams>>,
     reader: AbortHandle,
+    /// Each simulcast layer's SSRC as its reader saw them (a keyframe request names one).
+    ssrcs: LayerSsrcs,
 }
+
+type LayerSsrcs = Arc<std::sync::Mutex<HashMap<u8, u32>>>;
 
 struct Publishing {
     pc: Arc<dyn PeerConnection>,
@@ -241,11 +245,16 @@ impl Driver {
                     r.close(&self.env).await;
                 }
             }
-            Output::RequestKeyframe { track_id, .. } => {
+            Output::RequestKeyframe {
+                track_id, layer, ..
+            } => {
                 if let Some(t) = self.track(&track_id) {
-                    // Every simulcast layer: subscribers switching layers need the one they
-                    // switch to, and a layer's keyframe is cheap next to a frozen picture.
-                    let mut ssrcs = t.remote.ssrcs().await;
+                    // The layer asked for, if its stream is known; every layer otherwise.
+                    let named = layer.and_then(|l| t.ssrcs.lock().ok()?.get(&l).copied());
+                    let mut ssrcs = match named {
+                        Some(ssrc) => vec![ssrc],
+                        None => t.remote.ssrcs().await,
+                    };
                     if ssrcs.is_empty() {
                         ssrcs.push(t.ssrc);
                     }
@@ -256,10 +265,13 @@ impl Driver {
                 }
             }
             Output::SelectLayer {
-                track_id, layer, ..
+                track_id,
+                layer,
+                urgent,
+                ..
             } => {
                 if let Some(r) = &self.receiving {
-                    r.select(&track_id, layer);
+                    r.select(&track_id, layer, urgent);
                 }
             }
             Output::RelayLoss {
@@ -368,7 +380,13 @@ impl Driver {
             Some(mut old) if old.id == id => {
                 old.reader.abort();
                 let _ = old.source.send(params);
-                old.reader = self.read(&remote, kind, (ssrc, &id), old.media.fanout.clone());
+                old.reader = self.read(
+                    &remote,
+                    kind,
+                    (ssrc, &id),
+                    old.media.fanout.clone(),
+                    old.ssrcs.clone(),
+                );
                 old.remote = remote;
                 old.ssrc = ssrc;
                 old
@@ -384,9 +402,11 @@ impl Driver {
                     fanout: fanout.clone(),
                     source: source_rx,
                 });
+                let ssrcs = LayerSsrcs::default();
                 Track {
                     id: id.clone(),
-                    reader: self.read(&remote, kind, (ssrc, &id), fanout),
+                    reader: self.read(&remote, kind, (ssrc, &id), fanout, ssrcs.clone()),
+                    ssrcs,
                     remote,
                     ssrc,
                     media,
@@ -412,6 +432,7 @@ impl Driver {
         kind: TrackKind,
         (ssrc, track_id): (u32, &str),
         fanout: broadcast::Sender<LayerPacket>,
+        ssrcs: LayerSsrcs,
     ) -> AbortHandle {
         let remote = remote.clone();
         let env = self.env.clone();
@@ -422,12 +443,23 @@ impl Driver {
         tokio::spawn(async move {
             let mut meter = LayerMeter::new();
             let video = kind != TrackKind::Audio;
+            let mut seen: Option<u32> = None;
             while let Some(event) = remote.poll().await {
                 match event {
                     TrackRemoteEvent::OnOpen(init) => meter.open(init.ssrc, init.rid.as_deref()),
                     TrackRemoteEvent::OnRtpPacket(packet) => {
                         RtpCounters::inc(&env.counters.received);
                         let layer = meter.layer_of(packet.header.ssrc);
+                        // A new stream (the last one seen is the common case): its layer's
+                        // SSRC is the one to ask for keyframes.
+                        if seen != Some(packet.header.ssrc) {
+                            seen = Some(packet.header.ssrc);
+                            if let Ok(mut map) = ssrcs.lock()
+                                && map.get(&layer) != Some(&packet.header.ssrc)
+                            {
+                                map.insert(layer, packet.header.ssrc);
+                            }
+                        }
                         if video
                             && let Some(layers) =
                                 meter.observe(std::time::Instant::now(), layer, &packet.payload)

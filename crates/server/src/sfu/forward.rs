@@ -238,10 +238,15 @@ impl Forwarder {
         }
     }
 
-    /// The layer chosen for the subscriber (`None`: paused). True when the switch needs a
-    /// keyframe of that layer.
-    pub fn select(&mut self, layer: Option<u8>) -> bool {
-        self.switch.set_target(layer)
+    /// The layer this subscriber needs a keyframe of.
+    pub fn keyframe_layer(&self) -> Option<u8> {
+        self.switch.keyframe_layer()
+    }
+
+    /// The layer chosen for the subscriber (`None`: paused; `urgent`: the old layer stops
+    /// now). True when the switch needs a keyframe of that layer.
+    pub fn select(&mut self, layer: Option<u8>, urgent: bool) -> bool {
+        self.switch.set_target(layer, urgent)
     }
 
     /// Whether a chosen layer waits for its keyframe.

@@ -272,7 +272,7 @@ fn a_layer_switch_happens_at_a_keyframe_and_the_numbering_runs_on() {
         out(&mut f, 0, layer_packet(10, 100, 9000, DELTA)),
         Ok((100, 9000))
     );
-    assert!(f.select(Some(2)));
+    assert!(f.select(Some(2), false));
     assert!(f.waiting_for_keyframe());
     assert_eq!(
         out(&mut f, 2, layer_packet(30, 5000, 1, DELTA)),
@@ -297,7 +297,7 @@ fn a_layer_switch_happens_at_a_keyframe_and_the_numbering_runs_on() {
         Err(Refusal::NotSelected)
     );
     // Paused: nothing, at once.
-    assert!(!f.select(None));
+    assert!(!f.select(None, false));
     assert_eq!(
         out(&mut f, 2, layer_packet(30, 5003, 9001, KEY)),
         Err(Refusal::NotSelected)

@@ -62,6 +62,8 @@ pub enum Input<M> {
         track_id: String,
         subscriber: String,
         fresh: bool,
+        /// The simulcast layer it needs a keyframe of (`None`: any, every one).
+        layer: Option<u8>,
     },
     /// The layers `peer` now sends of its video `track_id` (by the reader's measure).
     Layers {
@@ -108,8 +110,13 @@ pub enum Output<M> {
     ResetSubscriber { subscriber: String },
     /// A message for a participant's signaling connection.
     Signal { peer: String, msg: ServerMessage },
-    /// Ask `publisher` for a keyframe of `track_id`.
-    RequestKeyframe { publisher: String, track_id: String },
+    /// Ask `publisher` for a keyframe of `track_id`, of simulcast layer `layer` (`None`:
+    /// every layer).
+    RequestKeyframe {
+        publisher: String,
+        track_id: String,
+        layer: Option<u8>,
+    },
     /// Tell `publisher` the worst loss its subscribers report for `track_id`.
     RelayLoss {
         publisher: String,
@@ -121,6 +128,9 @@ pub enum Output<M> {
         subscriber: String,
         track_id: String,
         layer: Option<u8>,
+        /// Stop the old layer now instead of at the new one's keyframe (down for the
+        /// budget).
+        urgent: bool,
     },
     /// `peer` is gone: close all its connections.
     Close { peer: String },

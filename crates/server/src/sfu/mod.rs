@@ -35,6 +35,7 @@ pub mod io;
 pub mod layers;
 mod media;
 pub mod negotiation;
+pub mod probe;
 mod receiving;
 pub mod rewrite;
 pub mod route;

@@ -32,7 +32,7 @@ struct Subscription {
     /// This leg's numbering for the track, once an answer made it.
     sink: watch::Sender<Option<Arc<LegParams>>>,
     /// The simulcast layer chosen for the subscriber (`None`: paused).
-    layer: watch::Sender<Option<u8>>,
+    layer: watch::Sender<(Option<u8>, bool)>,
     task: JoinHandle<()>,
     /// Described in the latest offer: only such a track is bound by its answer (one added
     /// since waits for the next, even on a transceiver an earlier track freed).
@@ -150,7 +150,7 @@ impl Receiving {
             }
         };
         let (sink, sink_rx) = watch::channel(None);
-        let (layer, layer_rx) = watch::channel(Some(0));
+        let (layer, layer_rx) = watch::channel((Some(0), false));
         let task = tokio::spawn(forward(Forwarding {
             inputs: inputs.clone(),
             env: env.clone(),
@@ -181,10 +181,15 @@ impl Receiving {
     }
 
     /// The core chose `layer` of `track_id` for this participant.
-    pub fn select(&self, track_id: &str, layer: Option<u8>) {
+    /// The core chose `layer` of `track_id` for this participant (`urgent`: the old one
+    /// stops at once).
+    pub fn select(&self, track_id: &str, layer: Option<u8>, urgent: bool) {
         if let Some(sub) = self.subscriptions.get(track_id) {
-            sub.layer
-                .send_if_modified(|l| std::mem::replace(l, layer) != layer);
+            sub.layer.send_if_modified(|l| {
+                let changed = l.0 != layer;
+                *l = (layer, urgent);
+                changed
+            });
         }
     }
 
@@ -264,7 +269,7 @@ struct Forwarding {
     packets: broadcast::Receiver<LayerPacket>,
     source: watch::Receiver<Arc<LegParams>>,
     sink: watch::Receiver<Option<Arc<LegParams>>>,
-    layer: watch::Receiver<Option<u8>>,
+    layer: watch::Receiver<(Option<u8>, bool)>,
     connected: watch::Receiver<bool>,
     /// This subscriber's feedback, held to what the core would take: a keyframe request per
     /// interval, a loss report per relay interval (the worst since the last).
@@ -278,7 +283,7 @@ impl Forwarding {
         self.inputs.send(input);
     }
 
-    fn want_keyframe(&mut self, fresh: bool) {
+    fn want_keyframe(&mut self, fresh: bool, layer: Option<u8>) {
         let now = Instant::now();
         if !fresh
             && self
@@ -293,12 +298,13 @@ impl Forwarding {
             track_id: self.track.track_id.clone(),
             subscriber: self.subscriber.clone(),
             fresh,
+            layer,
         });
     }
 
-    fn on_feedback(&mut self, rtcp: &[Box<dyn rtc::rtcp::Packet>]) {
+    fn on_feedback(&mut self, rtcp: &[Box<dyn rtc::rtcp::Packet>], layer: Option<u8>) {
         if rtcp.iter().any(|p| is_keyframe_request(p.as_ref())) {
-            self.want_keyframe(false);
+            self.want_keyframe(false, layer);
         }
         // Only audio's loss goes back to the publisher (its FEC follows it).
         if self.track.kind != TrackKind::Audio {
@@ -375,7 +381,7 @@ async fn forward(mut f: Forwarding) {
                             asked_keyframe = false;
                         } else if !asked_keyframe && f.track.kind != TrackKind::Audio {
                             asked_keyframe = true;
-                            f.want_keyframe(true);
+                            f.want_keyframe(true, forwarder.keyframe_layer());
                         }
                     }
                     Err(Refusal::Unbound) => RtpCounters::inc(&counters.dropped),
@@ -403,15 +409,15 @@ async fn forward(mut f: Forwarding) {
                 if changed.is_err() {
                     return;
                 }
-                let layer = *f.layer.borrow_and_update();
-                if forwarder.select(layer) {
+                let (layer, urgent) = *f.layer.borrow_and_update();
+                if forwarder.select(layer, urgent) {
                     switch_retry = tokio::time::Instant::now() + SWITCH_KEYFRAME_RETRY;
-                    f.want_keyframe(true);
+                    f.want_keyframe(true, forwarder.keyframe_layer());
                 }
             }
             _ = tokio::time::sleep_until(switch_retry), if waiting => {
                 switch_retry = tokio::time::Instant::now() + SWITCH_KEYFRAME_RETRY;
-                f.want_keyframe(false);
+                f.want_keyframe(false, forwarder.keyframe_layer());
             }
             changed = f.sink.changed() => {
                 if changed.is_err() {
@@ -429,7 +435,7 @@ async fn forward(mut f: Forwarding) {
                 }
             }
             event = f.local.poll(), if feedback => match event {
-                Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => f.on_feedback(&rtcp),
+                Some(TrackLocalEvent::OnRtcpPacket(rtcp)) => f.on_feedback(&rtcp, forwarder.keyframe_layer()),
                 Some(_) => {}
                 None => feedback_ready = tokio::time::Instant::now() + Duration::from_millis(100),
             },

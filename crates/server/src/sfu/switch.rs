@@ -29,10 +29,11 @@ impl Default for LayerSwitch {
 
 impl LayerSwitch {
     /// The layer the allocator chose (`None`: pause). True when a keyframe of it is needed
-    /// to switch.
-    pub fn set_target(&mut self, target: Option<u8>) -> bool {
+    /// to switch. `urgent` (a step down for a link that cannot carry the old layer): the old
+    /// layer stops now and the picture holds until the new one's keyframe.
+    pub fn set_target(&mut self, target: Option<u8>, urgent: bool) -> bool {
         self.target = target;
-        if target.is_none() {
+        if target.is_none() || (urgent && target != self.current) {
             // Pausing needs no picture: stop now, so the bandwidth is free at once.
             self.current = None;
         }
@@ -46,6 +47,11 @@ impl LayerSwitch {
 
     pub fn current(&self) -> Option<u8> {
         self.current
+    }
+
+    /// The layer a keyframe is wanted of: the one switched to, else the one going out.
+    pub fn keyframe_layer(&self) -> Option<u8> {
+        self.target.or(self.current)
     }
 
     /// Whether a packet of `layer` goes to the subscriber (`video`: it may start a switch only
@@ -79,7 +85,7 @@ mod tests {
     #[test]
     fn a_switch_waits_for_the_new_layer_s_keyframe_and_keeps_the_old_until_then() {
         let mut s = LayerSwitch::default();
-        assert!(s.set_target(Some(2)), "needs a keyframe");
+        assert!(s.set_target(Some(2), false), "needs a keyframe");
         assert!(s.admit(0, DELTA, true), "the old layer goes on");
         assert!(!s.admit(2, DELTA, true), "not at a delta picture");
         assert!(s.admit(2, KEY, true), "switched");
@@ -93,23 +99,38 @@ mod tests {
     #[test]
     fn a_pause_stops_at_once_and_a_resume_waits_for_a_keyframe() {
         let mut s = LayerSwitch::default();
-        assert!(!s.set_target(None));
+        assert!(!s.set_target(None, false));
         assert!(!s.admit(0, KEY, true));
-        assert!(s.set_target(Some(0)));
+        assert!(s.set_target(Some(0), false));
         assert!(!s.admit(0, DELTA, true));
         assert!(s.admit(0, KEY, true));
         assert!(s.admit(0, DELTA, true));
     }
 
     #[test]
+    fn an_urgent_step_down_stops_the_old_layer_at_once() {
+        let mut s = LayerSwitch::default();
+        assert!(s.set_target(Some(1), true));
+        assert!(!s.admit(0, DELTA, true), "the old layer stops now");
+        assert!(!s.admit(0, KEY, true), "even its keyframe");
+        assert!(!s.admit(1, DELTA, true));
+        assert!(s.admit(1, KEY, true));
+        assert!(
+            !s.set_target(Some(1), true),
+            "the layer it has: nothing stops"
+        );
+        assert!(s.admit(1, DELTA, true));
+    }
+
+    #[test]
     fn choosing_the_layer_it_has_needs_nothing() {
         let mut s = LayerSwitch::default();
-        s.set_target(Some(1));
+        s.set_target(Some(1), false);
         s.admit(1, KEY, true);
-        assert!(!s.set_target(Some(1)));
+        assert!(!s.set_target(Some(1), false));
         // Going back to a layer left before a keyframe came: the old one holds.
-        assert!(s.set_target(Some(0)));
-        assert!(!s.set_target(Some(1)), "back to the one it has");
+        assert!(s.set_target(Some(0), false));
+        assert!(!s.set_target(Some(1), false), "back to the one it has");
         assert!(s.admit(1, DELTA, true));
     }
 }
