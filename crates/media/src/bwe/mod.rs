@@ -17,7 +17,7 @@ pub mod trend;
 use rtc::interceptor::{BandwidthEstimator, PacketReport};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use trend::{DelayTrend, Usage};
 
@@ -207,7 +207,10 @@ impl Estimator {
         // Never far above what actually gets through: a target the sender does not fill
         // says nothing about the path.
         let limit = match self.phase {
-            Phase::Fast => 2.0 * acked + 20_000.0,
+            // The fast start may double what gets through; once the path showed congestion,
+            // no growth runs that far ahead of it (a link at its capacity queues slowly, and
+            // the estimate had doubled past it before the queue showed).
+            Phase::Fast if self.ceiling.is_none() => 2.0 * acked + 20_000.0,
             _ => 1.5 * acked + 10_000.0,
         };
         // The limit stops growth; it does not lower the target: a sender that cut what it
@@ -313,26 +316,38 @@ impl BandwidthEstimator for Estimator {
 /// Where a connection's estimate can be read: the congestion-control interceptor owns the
 /// estimator, so [`Reporting`] publishes each new target here.
 #[derive(Debug, Clone, Default)]
-pub struct EstimateHandle(Arc<AtomicU64>);
+pub struct EstimateHandle(Arc<(AtomicU64, AtomicBool)>);
+
+/// A connection's estimate as last published.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub bps: f64,
+    /// The path has shown congestion. Before, the target is capped by what is sent (the
+    /// estimator never believes much more than what got through), so a sender that obeyed
+    /// it strictly could never grow: a second camera of 1 Mbit/s would wait forever behind
+    /// an estimate of 2.
+    pub congested: bool,
+}
 
 impl EstimateHandle {
-    /// The latest target, bits per second (`None` before the first feedback).
-    pub fn get(&self) -> Option<f64> {
-        match self.0.load(Ordering::Relaxed) {
+    /// The latest estimate (`None` before the first feedback).
+    pub fn get(&self) -> Option<Estimate> {
+        match self.0.0.load(Ordering::Relaxed) {
             0 => None,
-            bits => Some(f64::from_bits(bits)),
+            bits => Some(Estimate {
+                bps: f64::from_bits(bits),
+                congested: self.0.1.load(Ordering::Relaxed),
+            }),
         }
     }
 
-    fn set(&self, bps: f64) {
-        self.0.store(bps.to_bits(), Ordering::Relaxed);
+    fn set(&self, bps: f64, congested: bool) {
+        self.0.1.store(congested, Ordering::Relaxed);
+        self.0.0.store(bps.to_bits(), Ordering::Relaxed);
     }
 }
 
-/// An [`Estimator`] that publishes its target to an [`EstimateHandle`] once the path has
-/// shown congestion. Before, its target is capped by what is sent (the estimator never
-/// believes more than about twice what got through), so a sender that obeyed it could never
-/// grow: a second camera of 1 Mbit/s would wait forever behind an estimate of 2.
+/// An [`Estimator`] that publishes its target to an [`EstimateHandle`] after each feedback.
 pub struct Reporting {
     inner: Estimator,
     out: EstimateHandle,
@@ -347,8 +362,9 @@ impl Reporting {
 impl BandwidthEstimator for Reporting {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         self.inner.on_reports(now, reports);
-        if !reports.is_empty() && self.inner.congested() {
-            self.out.set(self.inner.target_bitrate());
+        if !reports.is_empty() {
+            self.out
+                .set(self.inner.target_bitrate(), self.inner.congested());
         }
     }
 

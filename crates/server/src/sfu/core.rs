@@ -47,6 +47,15 @@ struct Published<M> {
     needed: Option<dynacast::Need>,
 }
 
+impl<M> Member<M> {
+    /// When the start of its call, held to the estimate before any congestion, ends.
+    fn startup_end(&self) -> Option<Instant> {
+        self.estimated_since
+            .filter(|_| !self.congested)
+            .map(|t| t + choice::STARTUP)
+    }
+}
+
 impl<M> Published<M> {
     /// `subscriber` no longer receives this track.
     fn forget(&mut self, subscriber: &str) {
@@ -66,6 +75,10 @@ struct Member<M> {
     drawn: BTreeMap<String, (u32, u32)>,
     /// Its downlink's estimate, bits per second (`None`: not estimated yet, no limit).
     budget: Option<f64>,
+    /// Whether its path has shown congestion, and when its first estimate came (the start
+    /// of a call is held to the estimate for a while even before congestion).
+    congested: bool,
+    estimated_since: Option<Instant>,
     /// Whether the last allocation held a video back for the budget, and the probing that
     /// looks for more.
     held_back: bool,
@@ -212,7 +225,11 @@ impl<M: Clone> Core<M> {
                 track_id,
                 size,
             } => self.drawn(&subscriber, &track_id, size),
-            Input::Estimate { subscriber, bps } => self.estimated(now, &subscriber, bps),
+            Input::Estimate {
+                subscriber,
+                bps,
+                congested,
+            } => self.estimated(now, &subscriber, bps, congested),
         }
         Ok(())
     }
@@ -228,6 +245,7 @@ impl<M: Clone> Core<M> {
                     .chain(m.resync_at)
                     .chain(m.published.values().filter_map(|p| p.keyframe.due()))
                     .chain(m.probe.deadline())
+                    .chain(m.startup_end().filter(|t| self.now.is_none_or(|n| n < *t)))
             })
             .min()
     }
@@ -235,11 +253,17 @@ impl<M: Clone> Core<M> {
     /// Does what is due at `now`: offers nobody answered are made again, failed offers
     /// retried, held keyframe requests sent.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
+        let prev = self.now.replace(now);
         let mut due = Vec::new();
         let mut resync = Vec::new();
         let mut probe = Vec::new();
         for (id, m) in &mut self.members {
+            // The start of a call held to the estimate ends now: choose again, unbounded.
+            if m.startup_end()
+                .is_some_and(|t| t <= now && prev.is_some_and(|p| p < t))
+            {
+                probe.push(id.clone());
+            }
             let usable = m.budget.map(|b| b * choice::USABLE);
             let paused = m
                 .choices
@@ -277,6 +301,7 @@ impl<M: Clone> Core<M> {
             self.reconcile(&id);
         }
         probe.sort();
+        probe.dedup();
         for id in probe {
             self.allocate(&id);
         }
@@ -298,6 +323,8 @@ impl<M: Clone> Core<M> {
                 subscriptions: BTreeMap::new(),
                 drawn: BTreeMap::new(),
                 budget: None,
+                congested: false,
+                estimated_since: None,
                 held_back: false,
                 probe: Probe::default(),
                 choices: BTreeMap::new(),

@@ -17,6 +17,8 @@ const UNBOUNDED: f64 = f64::INFINITY;
 /// What of the estimate media may fill: the rest absorbs keyframes and the estimate's own
 /// error, so a queue does not build at the bottleneck.
 pub(super) const USABLE: f64 = 0.85;
+/// How long the start of a call is held to the estimate before any congestion.
+pub(super) const STARTUP: std::time::Duration = std::time::Duration::from_secs(4);
 /// One audio track as the estimate counts it: Opus at 32 kbit/s and 50 packets a second of
 /// RTP headers (measured: 87 kbit/s acknowledged for two; layer bitrates are measured as
 /// payload, whose headers are a few percent).
@@ -72,7 +74,7 @@ impl<M: Clone> Core<M> {
     }
 
     /// `subscriber`'s downlink estimate moved: its layers are chosen again within it.
-    pub(super) fn estimated(&mut self, now: Instant, subscriber: &str, bps: f64) {
+    pub(super) fn estimated(&mut self, now: Instant, subscriber: &str, bps: f64, congested: bool) {
         let Some(m) = self.members.get_mut(subscriber) else {
             return;
         };
@@ -80,6 +82,8 @@ impl<M: Clone> Core<M> {
             return;
         }
         m.budget = Some(bps);
+        m.congested |= congested;
+        m.estimated_since.get_or_insert(now);
         m.probe.estimate(now, bps);
         tracing::debug!(subscriber = %subscriber, kbps = (bps / 1000.0) as u64, "downlink estimate");
         self.allocate(subscriber);
@@ -139,7 +143,26 @@ impl<M: Clone> Core<M> {
             .filter(|t| t.kind == TrackKind::Audio)
             .count() as f64
             * AUDIO_BPS;
-        let budget = me.budget.map_or(UNBOUNDED, |b| me.probe.budget(b * USABLE));
+        // Held to the estimate once the path showed congestion, and at the start of a call
+        // (so a thin link is not flooded with every top layer first); otherwise unbounded,
+        // as the estimate only follows what is sent. Before congestion a video without
+        // layers is never held back: it has nothing smaller to give.
+        let startup = me
+            .startup_end()
+            .zip(self.now)
+            .is_some_and(|(end, now)| now < end);
+        let budget = match me.budget {
+            Some(b) if me.congested => me.probe.budget(b * USABLE),
+            Some(b) if startup => {
+                let single: f64 = videos
+                    .iter()
+                    .filter(|v| v.layers.len() == 1)
+                    .map(|v| f64::from(v.layers[0].bitrate))
+                    .sum();
+                me.probe.budget(b * USABLE) + single
+            }
+            _ => UNBOUNDED,
+        };
         let choices = allocate::allocate(budget, audio, &videos, &previous);
         // Held back: with room to spare it would get more (the probe looks for that room).
         let held_back = budget.is_finite()

@@ -111,6 +111,7 @@ fn the_downlink_estimate_bounds_the_layers_audio_first() {
     let estimate = |bps: f64| Input::Estimate {
         subscriber: "b".into(),
         bps,
+        congested: true,
     };
     // 85 % of 1 Mbit/s, less b's audio, leaves room for 640x360 but not 1280x720.
     assert_eq!(
@@ -133,4 +134,42 @@ fn the_downlink_estimate_bounds_the_layers_audio_first() {
     // Nonsense from a broken estimator changes nothing.
     assert!(selected(&sim.input(estimate(f64::NAN))).is_empty());
     assert!(selected(&sim.input(estimate(-1.0))).is_empty());
+}
+
+#[test]
+fn the_start_of_a_call_is_held_to_the_estimate_before_any_congestion() {
+    let mut sim = Sim::room(&["a", "b", "c"]);
+    sim.publish("a", TrackKind::Video, "a/v", 1);
+    sim.publish("c", TrackKind::Video, "c/v", 2);
+    sim.input(layers("a", "a/v", &SIMULCAST));
+    // c sends one layer only: before congestion it is never held back.
+    sim.input(layers("c", "c/v", &[(0, 1280, 720)]));
+    let estimate = |bps: f64, congested: bool| Input::Estimate {
+        subscriber: "b".into(),
+        bps,
+        congested,
+    };
+    let mut got = selected(&sim.input(estimate(1_000_000.0, false)));
+    got.sort();
+    assert_eq!(
+        got,
+        [("b".into(), Some(2))],
+        "a's 640x360 fits 85 % of 1 Mbit/s"
+    );
+    // Four seconds on with no congestion: the estimate only follows what is sent, so the
+    // choice is unbounded again.
+    let out = sim.advance(std::time::Duration::from_secs(4));
+    assert_eq!(selected(&out), [("b".into(), Some(0))], "{out:?}");
+    // Congestion from then on: held to the estimate for good (c's single layer, already
+    // sent, is kept; a's comes down).
+    let out = sim.input(estimate(1_000_000.0, true));
+    assert!(
+        matches!(selected(&out)[..], [(_, Some(l))] if l != 0),
+        "{out:?}"
+    );
+    assert!(
+        sim.advance(std::time::Duration::from_secs(5))
+            .iter()
+            .all(|o| !matches!(o, Output::SelectLayer { layer: Some(0), .. }))
+    );
 }

@@ -444,6 +444,10 @@ impl Driver {
             let mut meter = LayerMeter::new();
             let video = kind != TrackKind::Audio;
             let mut seen: Option<u32> = None;
+            // A layer whose size is unknown (its first keyframe came before the stream was
+            // read, or was lost) is asked for one, once a second: nobody else asks for it,
+            // as nobody receives it, and the allocator cannot choose it without its size.
+            let mut asked: HashMap<u8, std::time::Instant> = HashMap::new();
             while let Some(event) = remote.poll().await {
                 match event {
                     TrackRemoteEvent::OnOpen(init) => meter.open(init.ssrc, init.rid.as_deref()),
@@ -460,10 +464,20 @@ impl Driver {
                                 map.insert(layer, packet.header.ssrc);
                             }
                         }
+                        let now = std::time::Instant::now();
                         if video
-                            && let Some(layers) =
-                                meter.observe(std::time::Instant::now(), layer, &packet.payload)
+                            && !meter.knows_size(layer)
+                            && asked.get(&layer).is_none_or(|t| {
+                                now.duration_since(*t) >= std::time::Duration::from_secs(1)
+                            })
                         {
+                            asked.insert(layer, now);
+                            let pli = vec![picture_loss_indication(packet.header.ssrc)];
+                            if let Err(e) = remote.write_rtcp(pli).await {
+                                tracing::debug!(error = %e, "cannot ask for a layer's keyframe");
+                            }
+                        }
+                        if video && let Some(layers) = meter.observe(now, layer, &packet.payload) {
                             inputs.send(Input::Layers {
                                 peer: peer.clone(),
                                 track_id: track_id.clone(),

@@ -77,8 +77,14 @@ pub enum Input<M> {
         track_id: String,
         size: (u32, u32),
     },
-    /// The send-side estimate of `subscriber`'s receiving connection, bits per second.
-    Estimate { subscriber: String, bps: f64 },
+    /// The send-side estimate of `subscriber`'s receiving connection, bits per second;
+    /// `congested`: its path has shown congestion (before, the estimate only follows what is
+    /// sent).
+    Estimate {
+        subscriber: String,
+        bps: f64,
+        congested: bool,
+    },
 }
 
 /// Something for the drivers (or the signaling layer) to do.

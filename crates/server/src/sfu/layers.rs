@@ -103,6 +103,14 @@ impl LayerMeter {
         self.by_ssrc.get(&ssrc).copied().unwrap_or(MAX_LAYERS - 1)
     }
 
+    /// Whether `layer`'s picture size is known (from a keyframe it sent): until then the
+    /// allocator cannot choose it, and its reader asks for a keyframe of it.
+    pub fn knows_size(&self, layer: u8) -> bool {
+        self.layers
+            .get(usize::from(layer))
+            .is_some_and(|s| s.size.is_some())
+    }
+
     /// Counts one packet of `layer`; returns the layers when the allocator should hear of
     /// them again.
     pub fn observe(&mut self, now: Instant, layer: u8, payload: &[u8]) -> Option<Vec<LayerInfo>> {

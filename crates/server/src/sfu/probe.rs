@@ -14,7 +14,10 @@ const MAX_GAP: Duration = Duration::from_secs(30);
 /// failed probe.
 const MAX_GAP_PAUSED: Duration = Duration::from_secs(5);
 /// A probe that the estimate did not refute within this long holds.
-const PROBE_LEN: Duration = Duration::from_secs(2);
+const PROBE_LEN: Duration = Duration::from_millis(1500);
+/// After a probe held, the next may come this soon: a link that recovered is climbed in a
+/// few steps, not one per [`FIRST_GAP`].
+const AFTER_HELD: Duration = Duration::from_secs(1);
 /// How much more than the usable estimate a probe may spend.
 const FACTOR: f64 = 1.5;
 /// A probe adds at least this (a small layer of noisy 180p).
@@ -110,7 +113,7 @@ impl Probe {
             // Not refuted: the room stays, and a further probe may come soon.
             self.until = None;
             self.gap = FIRST_GAP;
-            self.next = held_back.then_some(now + self.gap);
+            self.next = held_back.then_some(now + AFTER_HELD);
             return Reallocate::No;
         }
         let Some(usable) = usable.filter(|_| held_back && self.until.is_none()) else {
@@ -191,15 +194,15 @@ mod tests {
         let t2 = t1 + PROBE_LEN;
         assert_eq!(p.tick(t2, true, false, Some(246_500.0)), Reallocate::No);
         assert_eq!(p.budget(246_500.0), 455_000.0, "the probed room stays");
-        assert_eq!(p.deadline(), Some(t2 + FIRST_GAP));
+        assert_eq!(p.deadline(), Some(t2 + AFTER_HELD));
         // Still held back: another probe, from the held room.
         assert_eq!(
-            p.tick(t2 + FIRST_GAP, true, false, Some(246_500.0)),
+            p.tick(t2 + AFTER_HELD, true, false, Some(246_500.0)),
             Reallocate::Yes
         );
         assert_eq!(p.budget(246_500.0), 682_500.0);
         // A fall after it held takes the room away too.
-        assert_eq!(p.estimate(t2 + FIRST_GAP, 200_000.0), Reallocate::Yes);
+        assert_eq!(p.estimate(t2 + AFTER_HELD, 200_000.0), Reallocate::Yes);
         assert_eq!(p.budget(170_000.0), 170_000.0);
     }
 }

@@ -9,7 +9,7 @@ use super::inputs::Inputs;
 use super::io::Input;
 use super::media::Media;
 use super::switch::SWITCH_KEYFRAME_RETRY;
-use between_media::bwe::EstimateHandle;
+use between_media::bwe::{Estimate, EstimateHandle};
 use between_media::rtp::{is_keyframe_request, reported_loss};
 use between_protocol::{TrackInfo, TrackKind};
 use between_transport::{PcEvent, TransportError, apply_answer, make_offer};
@@ -57,17 +57,20 @@ const ESTIMATE_MOVE: f64 = 0.05;
 /// Tells the core `subscriber`'s downlink estimate when it moved.
 async fn report_estimate(estimate: EstimateHandle, inputs: Inputs, subscriber: String) {
     let mut ticks = tokio::time::interval(ESTIMATE_EVERY);
-    let mut told: Option<f64> = None;
+    let mut told: Option<Estimate> = None;
     loop {
         ticks.tick().await;
-        let Some(bps) = estimate.get() else { continue };
-        if told.is_some_and(|t| (bps - t).abs() <= ESTIMATE_MOVE * t) {
+        let Some(now) = estimate.get() else { continue };
+        if told.is_some_and(|t| {
+            t.congested == now.congested && (now.bps - t.bps).abs() <= ESTIMATE_MOVE * t.bps
+        }) {
             continue;
         }
-        told = Some(bps);
+        told = Some(now);
         inputs.send(Input::Estimate {
             subscriber: subscriber.clone(),
-            bps,
+            bps: now.bps,
+            congested: now.congested,
         });
     }
 }
