@@ -87,6 +87,48 @@ pub fn layers_needed(sizes: &[Option<(u32, u32)>], max: Option<(u32, u32)>) -> V
         .collect()
 }
 
+/// Of the layers `needed` (lowest first, costing `bitrates`), those an uplink of `budget` bits
+/// per second carries (`None`: not known to be short): from the lowest up while their sum
+/// fits; the lowest needed one always (receivers keep a picture; the server pauses it for
+/// those whose own link cannot carry it).
+pub fn layers_within(needed: &[bool], bitrates: &[u32], budget: Option<f64>) -> Vec<bool> {
+    let Some(budget) = budget else {
+        return needed.to_vec();
+    };
+    let mut used = 0.0;
+    let mut first = true;
+    needed
+        .iter()
+        .zip(bitrates)
+        .map(|(&on, &rate)| {
+            if !on {
+                return false;
+            }
+            used += f64::from(rate);
+            let keep = first || used <= budget;
+            first = false;
+            keep
+        })
+        .collect()
+}
+
+/// The rate for a single-stream encoder now at `current` (at most `max`) when the uplink
+/// carries `budget`: lower at once when short by a fifth, higher when there is a quarter to
+/// spare; `None` to keep it (each change restarts the encoder at a keyframe).
+pub fn rate_within(current: u32, max: u32, budget: Option<f64>) -> Option<u32> {
+    let budget = budget?;
+    let now = f64::from(current);
+    let wanted = if budget < 0.8 * now {
+        budget.max(f64::from(MIN_BITRATE))
+    } else if budget > 1.25 * now && current < max {
+        budget.min(f64::from(max))
+    } else {
+        return None;
+    };
+    let wanted = wanted as u32;
+    (wanted != current).then_some(wanted)
+}
+
 /// Whether a `width`x`height` picture halves into a layer: sides that stay even (I420), and a
 /// picture worth having.
 pub fn can_halve(width: u32, height: u32) -> bool {
@@ -180,6 +222,52 @@ mod tests {
             [false, true, false]
         );
         assert_eq!(layers_needed(&small, None), [false, true, true]);
+    }
+
+    #[test]
+    fn a_short_uplink_sheds_layers_from_the_top_and_slows_a_single_stream() {
+        let rates = [150_000, 450_000, 1_500_000];
+        assert_eq!(layers_within(&[true; 3], &rates, None), [true; 3]);
+        assert_eq!(
+            layers_within(&[true; 3], &rates, Some(700_000.0)),
+            [true, true, false]
+        );
+        assert_eq!(
+            layers_within(&[true; 3], &rates, Some(400_000.0)),
+            [true, false, false]
+        );
+        assert_eq!(
+            layers_within(&[true; 3], &rates, Some(50_000.0)),
+            [true, false, false],
+            "the lowest always"
+        );
+        assert_eq!(
+            layers_within(&[false, true, true], &rates, Some(500_000.0)),
+            [false, true, false]
+        );
+        assert_eq!(rate_within(1_000_000, 1_000_000, None), None);
+        assert_eq!(
+            rate_within(1_000_000, 1_000_000, Some(900_000.0)),
+            None,
+            "within a fifth"
+        );
+        assert_eq!(
+            rate_within(1_000_000, 1_000_000, Some(500_000.0)),
+            Some(500_000)
+        );
+        assert_eq!(
+            rate_within(500_000, 1_000_000, Some(700_000.0)),
+            Some(700_000)
+        );
+        assert_eq!(
+            rate_within(500_000, 1_000_000, Some(5_000_000.0)),
+            Some(1_000_000)
+        );
+        assert_eq!(rate_within(1_000_000, 1_000_000, Some(5_000_000.0)), None);
+        assert_eq!(
+            rate_within(200_000, 1_000_000, Some(10_000.0)),
+            Some(MIN_BITRATE)
+        );
     }
 
     #[test]

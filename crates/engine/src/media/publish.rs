@@ -66,17 +66,18 @@ impl Publisher {
             } else {
                 one_layer(settings.bitrate_bps)
             };
-            Some(
-                add_track(
-                    &pc,
-                    "video",
-                    RtpCodecKind::Video,
-                    h264_codec(),
-                    false,
-                    layers,
-                )
-                .await?,
+            let mut track = add_track(
+                &pc,
+                "video",
+                RtpCodecKind::Video,
+                h264_codec(),
+                false,
+                layers,
             )
+            .await?;
+            // The camera follows the uplink: layers shed from the top, a single stream slowed.
+            track.uplink = Some(built.estimate.clone());
+            Some(track)
         } else {
             None
         };

@@ -5,13 +5,14 @@
 use super::shared::{Feed, MediaShared};
 use super::tasks::Tasks;
 use super::track::{LocalTrack, payload_type};
+use between_media::bwe::EstimateHandle;
 use between_media::encoded_loop::EncodedLoop;
 use between_media::h264::{EncodedVideo, H264Encoder, H264Error, VideoEncoderSettings};
 use between_media::rtp::{
     Bytes, H264_PAYLOAD_TYPE, RtpPacket, RtpPacketizer, VIDEO_CLOCK_RATE, keyframe_request_ssrcs,
 };
 use between_media::screen::ChangeGate;
-use between_media::simulcast::{can_halve, halved, layers_needed};
+use between_media::simulcast::{can_halve, halved, layers_needed, layers_within, rate_within};
 use between_media::video::I420Frame;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,40 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// What of the uplink estimate video may use: the rest is audio (one Opus stream with its
+/// headers) and room for keyframes.
+fn video_budget(uplink: Option<&EstimateHandle>) -> Option<f64> {
+    let e = uplink?.get().filter(|e| e.congested)?;
+    Some((e.bps * 0.85 - 50_000.0).max(0.0))
+}
+
+/// Restarts a single stream's encoder at the rate the uplink carries, at most every 2 s
+/// (OpenH264's rate cannot change in place without `unsafe`; a restart begins with a
+/// keyframe, so it is not done for small moves).
+fn follow_uplink(layer: &mut Layer, budget: Option<f64>, now: Instant) {
+    if layer
+        .changed_at
+        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(2))
+    {
+        return;
+    }
+    let Some(rate) = rate_within(layer.rate, layer.max_rate, budget) else {
+        return;
+    };
+    match H264Encoder::new(VideoEncoderSettings {
+        bitrate_bps: rate,
+        ..layer.settings
+    }) {
+        Ok(e) => {
+            tracing::debug!(kbps = rate / 1000, "video encoder follows the uplink");
+            layer.encoder = e;
+            layer.rate = rate;
+            layer.changed_at = Some(now);
+        }
+        Err(e) => tracing::debug!(error = %e, "video encoder at a new rate"),
+    }
+}
 
 /// How often a share asks its source whether the screen changed.
 const SCREEN_SAMPLE_HZ: f64 = 60.0;
@@ -38,6 +73,11 @@ struct Layer {
     nominal: (u32, u32),
     /// Encoded last tick: a layer turned back on starts with a keyframe.
     on: bool,
+    /// The encoder's rate now, and the most it may have (a single stream follows the uplink).
+    rate: u32,
+    max_rate: u32,
+    settings: VideoEncoderSettings,
+    changed_at: Option<Instant>,
 }
 
 impl Layer {
@@ -142,6 +182,10 @@ pub(super) async fn start_video(
                 size => size,
             },
             on: true,
+            rate: spec.bitrate_bps,
+            max_rate: spec.bitrate_bps,
+            settings,
+            changed_at: None,
         });
     }
     let rids: Vec<Option<&'static str>> = track
@@ -158,8 +202,8 @@ pub(super) async fn start_video(
     tasks.push(tokio::spawn(send_video(
         track.track.clone(),
         layers,
-        rids,
-        tags,
+        (rids, tags),
+        track.uplink.clone(),
         feed,
         shared.clone(),
     )));
@@ -183,6 +227,7 @@ fn encode_layers(
     layers: &mut [Layer],
     frame: I420Frame,
     need: Option<(u32, u32)>,
+    uplink: Option<f64>,
 ) -> Vec<Option<Result<Option<EncodedVideo>, H264Error>>> {
     let mut dims = vec![(frame.width(), frame.height())];
     let deepest = layers.iter().map(|l| l.halvings).max().unwrap_or(0);
@@ -198,8 +243,13 @@ fn encode_layers(
         .map(|l| dims.get(usize::from(l.halvings)).copied())
         .collect();
     let needed = layers_needed(&sizes, need);
+    let rates: Vec<u32> = layers.iter().map(|l| l.rate).collect();
+    let needed = layers_within(&needed, &rates, uplink);
     for (layer, on) in layers.iter_mut().zip(&needed) {
         layer.enable(*on);
+    }
+    if let [single] = layers {
+        follow_uplink(single, uplink, Instant::now());
     }
     let halvings = layers
         .iter()
@@ -247,8 +297,8 @@ async fn write(
 async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     mut layers: Vec<Layer>,
-    rids: Vec<Option<&'static str>>,
-    tags: Tags,
+    (rids, tags): (Vec<Option<&'static str>>, Tags),
+    uplink: Option<EstimateHandle>,
     feed: Feed,
     shared: Arc<MediaShared>,
 ) {
@@ -281,6 +331,8 @@ async fn send_video(
             let muted = shared.video_muted.load(Ordering::Relaxed);
             let sizes: Vec<_> = layers.iter().map(|l| Some(l.nominal)).collect();
             let needed = layers_needed(&sizes, shared.camera_need());
+            let rates: Vec<u32> = layers.iter().map(|l| l.rate).collect();
+            let needed = layers_within(&needed, &rates, video_budget(uplink.as_ref()));
             for ((layer, rid), on) in layers.iter_mut().zip(&rids).zip(needed) {
                 layer.enable(on);
                 if !on {
@@ -318,6 +370,7 @@ async fn send_video(
             Feed::Camera => shared.camera_need(),
             Feed::Screen { .. } => None,
         };
+        let budget = video_budget(uplink.as_ref());
         // Spacing counts from the capture, not from the end of its (long) encode.
         let captured_at = Instant::now();
         let now_ms = started.elapsed().as_millis() as u64;
@@ -344,7 +397,7 @@ async fn send_video(
                     {
                         VideoStep::Unchanged
                     } else {
-                        VideoStep::Encoded(encode_layers(&mut layers, frame, need))
+                        VideoStep::Encoded(encode_layers(&mut layers, frame, need, budget))
                     }
                 }
             };

@@ -1,6 +1,7 @@
 //! A published track: its encodings (one per simulcast layer, each with its RID and SSRC),
 //! as the publishing connection's stack and the pacers see it.
 
+use between_media::bwe::EstimateHandle;
 use between_media::simulcast::LayerSpec;
 use between_transport::TransportError;
 use rtc::media_stream::MediaStreamTrack;
@@ -21,6 +22,8 @@ pub(super) struct LocalTrack {
     pub transceiver: Option<Arc<dyn RtpTransceiver>>,
     /// One per simulcast layer, lowest first (a track without simulcast has one, no rid).
     pub layers: Vec<TrackLayer>,
+    /// The publishing connection's uplink estimate, for a camera whose encoders follow it.
+    pub uplink: Option<EstimateHandle>,
 }
 
 pub(super) struct TrackLayer {
@@ -130,6 +133,7 @@ pub(super) async fn add_track(
         sender,
         transceiver: kept,
         layers,
+        uplink: None,
     })
 }
 
