@@ -13,7 +13,7 @@ mod netns;
 use between_media::analysis::longest_gap_ms;
 use between_server::DEV_API_KEY;
 use common::{BIN, Server};
-use netns::Namespace;
+use netns::{Namespace, server_logs};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -75,22 +75,6 @@ fn audio_gaps(dir: &std::path::Path, skip_s: usize) -> Vec<(String, f64)> {
         gaps.push((name, longest_gap_ms(tail, 48_000, level * 0.1)));
     }
     gaps
-}
-
-/// The in-process server's logs on stderr (shown when a test fails): estimates and layers.
-fn server_logs() {
-    use tracing_subscriber::prelude::*;
-    let targets: tracing_subscriber::filter::Targets =
-        "between_server::sfu=debug,webrtc=warn,rtc=warn"
-            .parse()
-            .unwrap();
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(targets),
-        )
-        .try_init();
 }
 
 /// Holds the receiver's output to [`MIN_PICTURES`], [`MAX_FREEZE_MS`] and

@@ -15,7 +15,7 @@ use between_media::analysis::{frame_psnr, longest_gap_ms};
 use between_media::pattern::{TestPattern, read_counter};
 use between_server::DEV_API_KEY;
 use common::{BIN, Server};
-use netns::Namespace;
+use netns::{Namespace, server_logs};
 use std::process::Command;
 
 /// These tests are real-time and CPU-bound: one at a time.
@@ -32,23 +32,6 @@ fn lossy_host(rule: &[&str]) -> Namespace {
     let ns = Namespace::create();
     ns.nft_rule(rule);
     ns
-}
-
-/// The in-process server's logs on stderr (shown when a test fails): the SFU's view of the
-/// connections.
-fn server_logs() {
-    use tracing_subscriber::prelude::*;
-    let targets: tracing_subscriber::filter::Targets =
-        "between_server=debug,webrtc=warn,rtc=warn,rtc_ice=warn"
-            .parse()
-            .unwrap();
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(targets),
-        )
-        .try_init();
 }
 
 /// The WAV the receiver recorded in `dir`, or a failure that shows what it printed.

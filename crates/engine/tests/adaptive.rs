@@ -6,7 +6,7 @@
 mod common;
 
 use between_engine::media::sources::{PatternVideo, ToneAudio};
-use between_engine::{ConferenceEvent, MediaOptions, PeerEvent, RemoteVideo};
+use between_engine::{MediaOptions, RemoteVideo};
 use between_media::h264::VideoEncoderSettings;
 use common::*;
 use std::time::Duration;
@@ -38,32 +38,7 @@ async fn until_quiet(video: &RemoteVideo, quiet: Duration, within: Duration) -> 
 async fn a_hidden_tile_receives_no_video_and_a_shown_one_resumes() {
     let server = server().await;
     let url = server.url();
-    let _a = Participant::with_media(
-        &url,
-        "adaptive",
-        "A",
-        MediaOptions {
-            audio: Some(Box::new(ToneAudio::new(440.0))),
-            video: Some(Box::new(PatternVideo::new(320, 240, 15.0).unwrap())),
-            video_encoder: VideoEncoderSettings {
-                bitrate_bps: 400_000,
-                max_fps: 15.0,
-                screen: false,
-            },
-            ..MediaOptions::default()
-        },
-    )
-    .await;
-    let mut b = Participant::with_media(&url, "adaptive", "B", MediaOptions::default()).await;
-    let mut video = b
-        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
-            ConferenceEvent::Peer {
-                event: PeerEvent::VideoCreated(v),
-                ..
-            } => Some(v.clone()),
-            _ => None,
-        })
-        .await;
+    let (_a, b, mut video) = call_with(&url, "adaptive", (320, 240), 400_000, false).await;
 
     let tile = video.draw(320, 240);
     for _ in 0..5 {
@@ -126,37 +101,42 @@ async fn until_width(video: &mut RemoteVideo, width: u32, within: Duration) -> D
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_tile_gets_a_small_layer_of_a_simulcast_camera() {
-    let server = server().await;
-    let url = server.url();
-    let _a = Participant::with_media(
-        &url,
-        "layers",
+/// A call where A sends a `width`x`height` test pattern (15 fps, `bps`, in simulcast if
+/// asked) and a tone, and B receives it: both participants and B's handle on A's video.
+async fn call_with(
+    url: &str,
+    call: &str,
+    (width, height): (u32, u32),
+    bps: u32,
+    simulcast: bool,
+) -> (Participant, Participant, RemoteVideo) {
+    let a = Participant::with_media(
+        url,
+        call,
         "A",
         MediaOptions {
             audio: Some(Box::new(ToneAudio::new(440.0))),
-            video: Some(Box::new(PatternVideo::new(1280, 720, 15.0).unwrap())),
+            video: Some(Box::new(PatternVideo::new(width, height, 15.0).unwrap())),
             video_encoder: VideoEncoderSettings {
-                bitrate_bps: 1_000_000,
+                bitrate_bps: bps,
                 max_fps: 15.0,
                 screen: false,
             },
-            simulcast: true,
+            simulcast,
             ..MediaOptions::default()
         },
     )
     .await;
-    let mut b = Participant::with_media(&url, "layers", "B", MediaOptions::default()).await;
-    let mut video = b
-        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
-            ConferenceEvent::Peer {
-                event: PeerEvent::VideoCreated(v),
-                ..
-            } => Some(v.clone()),
-            _ => None,
-        })
-        .await;
+    let mut b = Participant::with_media(url, call, "B", MediaOptions::default()).await;
+    let video = b.video_created(Duration::from_secs(10)).await;
+    (a, b, video)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_tile_gets_a_small_layer_of_a_simulcast_camera() {
+    let server = server().await;
+    let url = server.url();
+    let (_a, _b, mut video) = call_with(&url, "layers", (1280, 720), 1_000_000, true).await;
 
     // A thumbnail: the 320x180 layer (the smallest covering it).
     let tile = video.draw(300, 160);
@@ -225,33 +205,7 @@ async fn until_rate(
 async fn the_publisher_encodes_only_the_layers_someone_draws() {
     let server = server().await;
     let url = server.url();
-    let _a = Participant::with_media(
-        &url,
-        "dynacast",
-        "A",
-        MediaOptions {
-            audio: Some(Box::new(ToneAudio::new(440.0))),
-            video: Some(Box::new(PatternVideo::new(1280, 720, 15.0).unwrap())),
-            video_encoder: VideoEncoderSettings {
-                bitrate_bps: 1_000_000,
-                max_fps: 15.0,
-                screen: false,
-            },
-            simulcast: true,
-            ..MediaOptions::default()
-        },
-    )
-    .await;
-    let mut b = Participant::with_media(&url, "dynacast", "B", MediaOptions::default()).await;
-    let mut video = b
-        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
-            ConferenceEvent::Peer {
-                event: PeerEvent::VideoCreated(v),
-                ..
-            } => Some(v.clone()),
-            _ => None,
-        })
-        .await;
+    let (_a, _b, mut video) = call_with(&url, "dynacast", (1280, 720), 1_000_000, true).await;
     // Audio alone is 50 packets a second; each layer adds at least one a picture (15/s).
     let tile = video.draw(1280, 720);
     until_width(&mut video, 1280, Duration::from_secs(10)).await;

@@ -326,15 +326,7 @@ async fn turning_the_camera_off_stops_the_video_and_on_brings_it_back() {
         },
     )
     .await;
-    let mut video = b
-        .wait_for(Duration::from_secs(10), "videoCreated", |e| match e {
-            ConferenceEvent::Peer {
-                event: PeerEvent::VideoCreated(v),
-                ..
-            } => Some(v.clone()),
-            _ => None,
-        })
-        .await;
+    let mut video = b.video_created(Duration::from_secs(10)).await;
     let next_counter = async |video: &mut RemoteVideo| {
         let f = tokio::time::timeout(Duration::from_secs(3), video.next())
             .await

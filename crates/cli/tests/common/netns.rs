@@ -6,6 +6,23 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
+/// The in-process server's logs on stderr (shown when a test fails): the SFU's view of the
+/// connections, estimates and layers.
+pub fn server_logs() {
+    use tracing_subscriber::prelude::*;
+    let targets: tracing_subscriber::filter::Targets =
+        "between_server=debug,webrtc=warn,rtc=warn,rtc_ice=warn"
+            .parse()
+            .unwrap_or_default();
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(targets),
+        )
+        .try_init();
+}
+
 pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])

@@ -141,6 +141,18 @@ impl Participant {
         .await
     }
 
+    /// The next remote camera this participant receives.
+    pub async fn video_created(&mut self, within: Duration) -> between_engine::RemoteVideo {
+        self.wait_for(within, "videoCreated", |e| match e {
+            ConferenceEvent::Peer {
+                event: between_engine::PeerEvent::VideoCreated(v),
+                ..
+            } => Some(v.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     pub async fn peer_left(&mut self, within: Duration) -> String {
         self.wait_for(within, "peerLeft", |e| match e {
             ConferenceEvent::PeerLeft(id) => Some(id.clone()),
