@@ -12,11 +12,12 @@ mod netns;
 
 use between_media::analysis::longest_gap_ms;
 use between_server::DEV_API_KEY;
-use common::{BIN, Server};
+use common::{BIN, Bot, Server};
 use netns::{Namespace, server_logs};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// What the test holds the call to, after its first 10 s. The targets are stricter
 /// (every second >= 15 pictures, no audio gap over 100 ms); measured here (4 runs of
@@ -211,4 +212,45 @@ fn a_publisher_behind_600_kilobits_reaches_its_receiver_whole() {
     drop(server);
     check_receiver(&out, &dir, 1, 600_000);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_top_layer_is_back_within_ten_seconds_of_the_cap_lifting() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    server_logs();
+    let ns = Namespace::create();
+    ns.cap_downlink("1mbit");
+    let server = Server::start_on(ns.host_ip.into(), None);
+    let host_ip = ns.host_ip.to_string();
+    let mut a = publisher(&server.url, "lifted", &host_ip, "440");
+    let ns_ip = ns.ns_ip.to_string();
+    let receiver = Bot::spawn_with(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, BIN, "join", "lifted"])
+            .args(["--server", &server.url, "--api-key", DEV_API_KEY])
+            .args(["--media-ip", &ns_ip, "--video-stats"]),
+    );
+    // Ten seconds of the capped call: the 1.5 Mbit/s top layer does not fit.
+    let mut widths = Vec::new();
+    for _ in 0..10 {
+        let line = receiver.expect_within("videoStats", Duration::from_secs(5), |_| true);
+        widths.push(line["width"].as_u64().unwrap_or(0));
+    }
+    eprintln!("capped: widths {widths:?}");
+    assert!(
+        widths[5..].iter().all(|&w| w < 1280),
+        "the top layer through a 1 Mbit/s cap: {widths:?}"
+    );
+    ns.uncap_downlink();
+    let lifted = Instant::now();
+    let line = receiver.expect_within("videoStats", Duration::from_secs(10), |v| {
+        v["width"] == 1280 && v["frames"].as_u64().unwrap_or(0) >= 10
+    });
+    eprintln!(
+        "the top layer back {:?} after the cap lifted: {line}",
+        lifted.elapsed()
+    );
+    drop(receiver);
+    let _ = a.kill();
+    let _ = a.wait();
 }

@@ -22,6 +22,8 @@ const AFTER_HELD: Duration = Duration::from_secs(1);
 const FACTOR: f64 = 1.5;
 /// A probe adds at least this (a small layer of noisy 180p).
 const MIN_STEP: f64 = 200_000.0;
+/// An estimate this far above the last counts as a rise (the path has more room).
+const RISE: f64 = 1.1;
 /// An estimate this far below the last counts as a fall (the estimator backed off).
 const FALL: f64 = 0.92;
 
@@ -81,7 +83,16 @@ impl Probe {
     /// longer.
     pub fn estimate(&mut self, now: Instant, bps: f64) -> Reallocate {
         let fell = self.last_estimate.is_some_and(|last| bps < last * FALL);
+        let rose = self.last_estimate.is_some_and(|last| bps > last * RISE);
         self.last_estimate = Some(bps);
+        if rose {
+            // The path has more room than before (a link that recovered): probe again soon,
+            // whatever earlier probes cost.
+            self.gap = FIRST_GAP;
+            if let Some(next) = self.next {
+                self.next = Some(next.min(now + AFTER_HELD));
+            }
+        }
         if !fell || self.budget.is_none() {
             return Reallocate::No;
         }
@@ -164,12 +175,12 @@ mod tests {
         let mut p = Probe::default();
         p.estimate(t0, 400_000.0);
         let mut t = t0;
-        for _ in 0..4 {
+        // Four probes, each refuted by a falling estimate.
+        for bps in [300_000.0, 250_000.0, 200_000.0, 150_000.0] {
             p.arm(t, true);
             t = p.deadline().expect("a probe is due");
             assert_eq!(p.tick(t, true, false, Some(340_000.0)), Reallocate::Yes);
-            p.estimate(t, 300_000.0);
-            p.estimate(t, 400_000.0);
+            p.estimate(t, bps);
         }
         let late = p.deadline().expect("due");
         assert!(
@@ -179,6 +190,23 @@ mod tests {
         );
         p.tick(t, true, true, Some(340_000.0));
         assert!(p.deadline().expect("due") <= t + MAX_GAP_PAUSED);
+    }
+
+    #[test]
+    fn a_rising_estimate_brings_the_next_probe_close_whatever_the_back_off() {
+        let t0 = Instant::now();
+        let mut p = Probe::default();
+        p.estimate(t0, 400_000.0);
+        let mut t = t0;
+        for bps in [300_000.0, 250_000.0, 200_000.0, 150_000.0] {
+            p.arm(t, true);
+            t = p.deadline().expect("a probe is due");
+            p.tick(t, true, false, Some(340_000.0));
+            p.estimate(t, bps);
+        }
+        assert!(p.deadline().expect("due") - t >= Duration::from_secs(24));
+        p.estimate(t, 400_000.0);
+        assert_eq!(p.deadline(), Some(t + AFTER_HELD));
     }
 
     #[test]
