@@ -331,6 +331,7 @@ function listen(conf) {
     peer.on("audioPaused", () => tile.setMuted(true));
     peer.on("audioResumed", () => tile.setMuted(false));
     peer.on("speaking", (speaking) => tile.setSpeaking(speaking));
+    peer.on("poorConnection", (poor) => tile.setPoorConnection(poor));
   });
 
   on(conf, "peerLeft", (peerId) => grid.remove(peerId));

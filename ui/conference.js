@@ -27,6 +27,7 @@ const canonical = (name) => ALIASES[name] ?? name;
 
 const PEER_EVENTS = new Set([
   "videoCreated", "videoPaused", "videoResumed", "audioPaused", "audioResumed", "audioLevel", "speaking",
+  "poorConnection",
 ]);
 
 const ignore = () => {};
@@ -555,6 +556,9 @@ export class Conference {
         return;
       case "speaking":
         target[EMIT](name, rest.speaking === true);
+        return;
+      case "poorConnection":
+        target[EMIT](name, rest.poor === true);
         return;
       default:
         target[EMIT](name);

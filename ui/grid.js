@@ -63,7 +63,13 @@ class Tile {
       },
       h("div", { class: "tile-avatar" }, h("span", { text: initials(name) })),
       h("div", { class: "tile-media" }),
-      h("div", { class: "tile-label" }, h("span", { class: "tile-muted", title: "Muted" }, icon("mic-off")), this.label),
+      h(
+        "div",
+        { class: "tile-label" },
+        h("span", { class: "tile-muted", title: "Muted" }, icon("mic-off")),
+        this.label,
+        h("span", { class: "tile-poor", text: "Poor connection" }),
+      ),
     );
     if (local) this.el.dataset.local = "";
     // Through the CSSOM, not a style attribute: a strict CSP allows the former only.
@@ -104,6 +110,11 @@ class Tile {
 
   setVideoOff(off) {
     this.el.classList.toggle("video-off", off);
+  }
+
+  /** The server stopped sending this video: this link cannot carry it (audio goes on). */
+  setPoorConnection(poor) {
+    this.el.classList.toggle("poor-connection", poor);
   }
 
   setSpeaking(speaking) {

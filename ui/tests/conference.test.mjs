@@ -198,7 +198,7 @@ test("per-peer events reach that Peer's listeners with the API's payloads", asyn
 
   const got = { p1: [], p2: [] };
   for (const id of ["p1", "p2"]) {
-    for (const name of ["videoPaused", "videoResumed", "audioPaused", "audioResumed", "audioLevel", "speaking", "videoCreated"]) {
+    for (const name of ["videoPaused", "videoResumed", "audioPaused", "audioResumed", "audioLevel", "speaking", "poorConnection", "videoCreated"]) {
       peers[id].on(name, (...args) => got[id].push([name, ...args]));
     }
   }
@@ -214,10 +214,13 @@ test("per-peer events reach that Peer's listeners with the API's payloads", asyn
   push({ event: "audioLevel", peerId: "p1", level: 0.42 });
   push({ event: "speaking", peerId: "p1", speaking: true });
   push({ event: "speaking", peerId: "p1", speaking: false });
+  push({ event: "poorConnection", peerId: "p1", poor: true });
+  push({ event: "poorConnection", peerId: "p1", poor: false });
 
   assert.deepEqual(got.p1, [
     ["audioPaused"], ["videoPaused"], ["audioResumed"], ["videoResumed"],
     ["audioLevel", { level: 0.42 }], ["speaking", true], ["speaking", false],
+    ["poorConnection", true], ["poorConnection", false],
   ]);
   assert.deepEqual(got.p2, [], "events for p1 do not reach p2");
 

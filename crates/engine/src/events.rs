@@ -114,6 +114,10 @@ impl ConferenceEvent {
                 peer_id,
                 event: PeerEvent::Speaking(speaking),
             } => json!({"event": name, "peerId": peer_id, "speaking": speaking}),
+            Self::Peer {
+                peer_id,
+                event: PeerEvent::PoorConnection(poor),
+            } => json!({"event": name, "peerId": peer_id, "poor": poor}),
             Self::Peer { peer_id, .. } => json!({"event": name, "peerId": peer_id}),
             Self::LocalAudioLevel(level) => json!({"event": name, "level": level}),
             Self::LocalParticipant(local) => json!({"event": name, "peerId": local.id()}),

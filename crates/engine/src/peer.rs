@@ -26,6 +26,9 @@ pub enum PeerEvent {
     AudioLevel(f32),
     /// *Ours*: the peer started or stopped speaking.
     Speaking(bool),
+    /// *Ours*: the server stopped (`true`) or resumed (`false`) sending this peer's camera
+    /// because this participant's link cannot carry it beside the audio.
+    PoorConnection(bool),
 }
 
 impl PeerEvent {
@@ -38,6 +41,7 @@ impl PeerEvent {
             Self::VideoResumed => "videoResumed",
             Self::AudioLevel(_) => "audioLevel",
             Self::Speaking(_) => "speaking",
+            Self::PoorConnection(_) => "poorConnection",
         }
     }
 }

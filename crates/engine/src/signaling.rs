@@ -8,9 +8,11 @@ use crate::config::EngineConfig;
 use crate::error::BAError;
 use crate::events::ConferenceEvent;
 use crate::media::session::MediaInput;
+use crate::peer::PeerEvent;
 use crate::reconnect::Backoff;
 use between_protocol::{
-    ClientMessage, ErrorCode, PeerInfo, Resume, ServerMessage, decode_server, encode,
+    ClientMessage, ErrorCode, PeerInfo, Resume, ServerMessage, TrackInfo, TrackKind, decode_server,
+    encode,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -397,6 +399,14 @@ fn on_server_text(inner: &Inner, text: &str, seqs: &mut Sequencing) -> Option<En
                 offer,
                 connection,
             });
+        }
+        ServerMessage::BandwidthPause { track_id, paused } => {
+            if let Some((peer, TrackKind::Video)) = TrackInfo::parse_subscription_id(&track_id) {
+                inner.events.emit(ConferenceEvent::Peer {
+                    peer_id: peer.to_string(),
+                    event: PeerEvent::PoorConnection(paused),
+                });
+            }
         }
         ServerMessage::VideoNeeded { kind, max } => {
             inner.media_input(MediaInput::VideoNeeded {

@@ -286,6 +286,13 @@ pub enum ServerMessage {
         #[serde(default)]
         max: Option<[u32; 2]>,
     },
+    /// The server stopped (`paused`) or resumed forwarding the video `trackId` to this
+    /// participant because its link cannot carry even the smallest layer beside the audio:
+    /// the page shows a poor connection rather than a frozen picture.
+    BandwidthPause {
+        track_id: String,
+        paused: bool,
+    },
 }
 
 const SERVER_TYPES: &[&str] = &[
@@ -298,6 +305,7 @@ const SERVER_TYPES: &[&str] = &[
     "subscribeOffer",
     "peerMedia",
     "videoNeeded",
+    "bandwidthPause",
 ];
 
 impl ServerMessage {

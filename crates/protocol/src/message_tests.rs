@@ -352,6 +352,20 @@ fn video_needed_says_a_size_or_everything() {
 }
 
 #[test]
+fn a_bandwidth_pause_names_the_track() {
+    let msg = ServerMessage::BandwidthPause {
+        track_id: "p-video".into(),
+        paused: true,
+    };
+    let text = encode(&msg);
+    assert_eq!(
+        text,
+        r#"{"type":"bandwidthPause","trackId":"p-video","paused":true}"#
+    );
+    assert_eq!(decode_server(&text).expect("decode"), msg);
+}
+
+#[test]
 fn rejects_an_sdp_that_is_not_one() {
     let text = json!({"type":"publish","sdp":"hello"}).to_string();
     assert_eq!(code_of(&text), ErrorCode::InvalidMessage);

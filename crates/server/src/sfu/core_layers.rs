@@ -5,10 +5,10 @@
 //! waits for the first measurement.
 
 use super::Core;
-use crate::sfu::allocate::{self, Choice, Layer, Priority, Video};
+use crate::sfu::allocate::{self, Choice, Layer, Paused, Priority, Video};
 use crate::sfu::io::Output;
 use crate::sfu::layers::LayerInfo;
-use between_protocol::TrackKind;
+use between_protocol::{ServerMessage, TrackKind};
 use std::time::Instant;
 
 /// Until a subscriber's downlink is estimated, its budget is unbounded: layers follow the
@@ -181,6 +181,16 @@ impl<M: Clone> Core<M> {
                 Choice::Paused(_) => None,
             };
             let before = me.choices.insert(track_id.clone(), choice);
+            let starved = |c: Option<Choice>| c == Some(Choice::Paused(Paused::Bandwidth));
+            if starved(before) != starved(Some(choice)) {
+                self.out.push_back(Output::Signal {
+                    peer: subscriber.to_string(),
+                    msg: ServerMessage::BandwidthPause {
+                        track_id: track_id.clone(),
+                        paused: starved(Some(choice)),
+                    },
+                });
+            }
             if me.selected.get(&track_id) == Some(&layer) {
                 continue;
             }

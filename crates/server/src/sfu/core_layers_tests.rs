@@ -42,6 +42,18 @@ fn selected(out: &[Output<u32>]) -> Vec<(String, Option<u8>)> {
         .collect()
 }
 
+fn bandwidth_pauses(out: &[Output<u32>]) -> Vec<(String, String, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Signal {
+                peer,
+                msg: between_protocol::ServerMessage::BandwidthPause { track_id, paused },
+            } => Some((peer.clone(), track_id.clone(), *paused)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The reader numbers layers as they open, not by size: "f" came first here.
 const SIMULCAST: [(u8, u32, u32); 3] = [(0, 1280, 720), (1, 320, 180), (2, 640, 360)];
 
@@ -122,15 +134,14 @@ fn the_downlink_estimate_bounds_the_layers_audio_first() {
         selected(&sim.input(estimate(200_000.0))),
         [("b".into(), Some(1))]
     );
-    // Not even the smallest layer beside the audio: the video pauses, the audio goes on.
-    assert_eq!(
-        selected(&sim.input(estimate(50_000.0))),
-        [("b".into(), None)]
-    );
-    assert_eq!(
-        selected(&sim.input(estimate(5_000_000.0))),
-        [("b".into(), Some(0))]
-    );
+    // Not even the smallest layer beside the audio: the video pauses, the audio goes on,
+    // and the subscriber hears why (its page shows a poor connection).
+    let out = sim.input(estimate(50_000.0));
+    assert_eq!(selected(&out), [("b".into(), None)]);
+    assert_eq!(bandwidth_pauses(&out), [("b".into(), "a/v".into(), true)]);
+    let out = sim.input(estimate(5_000_000.0));
+    assert_eq!(selected(&out), [("b".into(), Some(0))]);
+    assert_eq!(bandwidth_pauses(&out), [("b".into(), "a/v".into(), false)]);
     // Nonsense from a broken estimator changes nothing.
     assert!(selected(&sim.input(estimate(f64::NAN))).is_empty());
     assert!(selected(&sim.input(estimate(-1.0))).is_empty());
