@@ -7,7 +7,7 @@
 
 import { Conference } from "./conference.js";
 import { invoke } from "./ipc.js";
-import { $, debounce } from "./dom.js";
+import { $, copyText, debounce } from "./dom.js";
 import { createStatus } from "./status.js";
 import { loadSettings, saveSettings, applyTheme, initSettingsDialog, fetchServer, describeServer } from "./settings.js";
 import { DeviceMenu, createMicTest, playTestSound, createPreview } from "./devices.js";
@@ -16,13 +16,9 @@ import { Chat } from "./chat.js";
 import { ShareArea } from "./share.js";
 import { pickShareTarget } from "./share_picker.js";
 import { setWebGL } from "./video.js";
+import { SpeakingDetector } from "./speaking.js";
 
 const SETTING_OF = { mic: "audioInput", speaker: "audioOutput", camera: "videoInput" };
-// The engine's speaking detector (crates/media level.rs), mirrored for our own tile: the
-// engine reports `speaking` for remote peers only.
-const SPEAKING_START = 0.5;
-const SPEAKING_STOP = 0.35;
-const QUIET_REPORTS = 6;
 const LEAVE_TIMEOUT_MS = 5000;
 
 const status = createStatus($("#status"));
@@ -37,8 +33,7 @@ const state = {
   joining: false,
   sharing: false,
   busy: new Set(), // controls with a request in flight
-  quiet: 0,
-  speaking: false,
+  speaking: new SpeakingDetector(), // our own tile's
 };
 
 const grid = new Grid($("#grid"), {
@@ -283,7 +278,7 @@ function teardown() {
   state.conf = null;
   state.me = null;
   state.localTile = null;
-  state.speaking = false;
+  state.speaking.reset();
   conf?.close().catch(() => {});
   grid.clear();
   share.clear();
@@ -386,17 +381,8 @@ function ensureLocalTile() {
 }
 
 function updateLocalSpeaking(level) {
-  if (state.me?.isAudioMuted()) {
-    state.quiet = QUIET_REPORTS;
-  } else if (level >= SPEAKING_START) {
-    state.quiet = 0;
-  } else if (level < SPEAKING_STOP) {
-    state.quiet++;
-  }
-  const speaking = state.quiet < QUIET_REPORTS && (state.speaking || level >= SPEAKING_START);
-  if (speaking !== state.speaking) {
-    state.speaking = speaking;
-    state.localTile?.setSpeaking(speaking);
+  if (state.speaking.push(level, state.me?.isAudioMuted() ?? false)) {
+    state.localTile?.setSpeaking(state.speaking.speaking);
   }
 }
 
@@ -505,20 +491,7 @@ function toggleShare() {
 
 async function copyCallId() {
   const text = state.conf?.callId ?? $("#call-id-display").textContent;
-  let copied = false;
-  try {
-    await navigator.clipboard.writeText(text);
-    copied = true;
-  } catch {
-    // The webview may refuse the async clipboard; the old way still works there.
-    const area = Object.assign(document.createElement("textarea"), { value: text });
-    area.style.cssText = "position:fixed;opacity:0";
-    document.body.append(area);
-    area.select();
-    copied = document.execCommand("copy");
-    area.remove();
-  }
-  if (!copied) {
+  if (!(await copyText(text))) {
     status.flash("Could not copy. Select the call ID and copy it by hand.", "error");
     return;
   }

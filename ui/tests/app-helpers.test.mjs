@@ -91,3 +91,18 @@ test("share targets read as a person would say them; one target needs no questio
   assert.equal(await pickShareTarget([{ id: "screen", kind: "screen" }]), "screen");
   assert.equal(await pickShareTarget([]), undefined);
 });
+
+test("our own tile speaks from a loud report and stops after six quiet ones, or at once when muted", async () => {
+  const { SpeakingDetector } = await import("../speaking.js");
+  const d = new SpeakingDetector();
+  assert.equal(d.push(0.4, false), false, "not loud enough to start");
+  assert.equal(d.push(0.6, false), true);
+  assert.equal(d.speaking, true);
+  for (let i = 0; i < 5; i++) assert.equal(d.push(0.1, false), false, "still speaking");
+  assert.equal(d.push(0.1, false), true, "the sixth quiet report stops it");
+  assert.equal(d.speaking, false);
+  d.push(0.9, false);
+  assert.equal(d.push(0.9, true), true, "muted: not speaking");
+  d.reset();
+  assert.equal(d.speaking, false);
+});

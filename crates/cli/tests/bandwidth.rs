@@ -31,16 +31,58 @@ const MAX_AUDIO_GAP_MS: f64 = 300.0;
 /// Real-time and CPU-bound (two 720p publishers in layers on two cores): one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A publisher of a noisy 720p camera in simulcast and a tone, outside the namespace.
-fn publisher(url: &str, call: &str, media_ip: &str, tone: &str) -> std::process::Child {
-    Command::new(BIN)
+/// `between join CALL` against `url` from media address `media_ip`, inside `ns` if given.
+fn join(ns: Option<&Namespace>, url: &str, call: &str, media_ip: &str) -> Command {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.name, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    command
         .args(["join", call, "--server", url, "--api-key", DEV_API_KEY])
-        .args(["--media-ip", media_ip, "--tone", tone])
+        .args(["--media-ip", media_ip]);
+    command
+}
+
+/// A publisher of a noisy 720p camera in simulcast and a tone.
+fn publisher(
+    ns: Option<&Namespace>,
+    url: &str,
+    call: &str,
+    media_ip: &str,
+    tone: &str,
+) -> std::process::Child {
+    join(ns, url, call, media_ip)
+        .args(["--tone", tone])
         .args(["--pattern", "--video-size", "1280x720", "--fps", "20"])
         .args(["--noise", "24", "--video-bitrate", "1500000", "--simulcast"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .unwrap()
+}
+
+/// A receiver for 30 s that records everyone's audio into `dir` and prints video stats.
+fn receive(
+    ns: Option<&Namespace>,
+    url: &str,
+    call: &str,
+    media_ip: &str,
+    dir: &std::path::Path,
+) -> std::process::Output {
+    join(ns, url, call, media_ip)
+        .args([
+            "--duration",
+            "30s",
+            "--video-stats",
+            "--no-record-video",
+            "--record",
+        ])
+        .arg(dir)
+        .output()
         .unwrap()
 }
 
@@ -152,19 +194,12 @@ fn a_receiver_behind_one_megabit_keeps_every_audio_and_moving_video() {
     ns.cap_downlink("1mbit");
     let server = Server::start_on(ns.host_ip.into(), None);
     let host_ip = ns.host_ip.to_string();
-    let mut a = publisher(&server.url, "thin", &host_ip, "440");
-    let mut b = publisher(&server.url, "thin", &host_ip, "660");
+    let mut a = publisher(None, &server.url, "thin", &host_ip, "440");
+    let mut b = publisher(None, &server.url, "thin", &host_ip, "660");
     let dir = std::env::temp_dir().join(format!("between-thin-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ns_ip = ns.ns_ip.to_string();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, BIN, "join", "thin"])
-        .args(["--server", &server.url, "--api-key", DEV_API_KEY])
-        .args(["--media-ip", &ns_ip, "--duration", "30s"])
-        .args(["--record", dir.to_str().unwrap(), "--no-record-video"])
-        .arg("--video-stats")
-        .output()
-        .unwrap();
+    let out = receive(Some(&ns), &server.url, "thin", &ns_ip, &dir);
     let _ = (a.kill(), b.kill());
     let _ = (a.wait(), b.wait());
     drop(server);
@@ -180,33 +215,11 @@ fn a_publisher_behind_600_kilobits_reaches_its_receiver_whole() {
     ns.cap_uplink("600kbit");
     let server = Server::start_on(ns.host_ip.into(), None);
     let ns_ip = ns.ns_ip.to_string();
-    let mut a = Command::new("ip")
-        .args(["netns", "exec", &ns.name, BIN, "join", "thin-up"])
-        .args(["--server", &server.url, "--api-key", DEV_API_KEY])
-        .args(["--media-ip", &ns_ip, "--tone", "440"])
-        .args(["--pattern", "--video-size", "1280x720", "--fps", "20"])
-        .args(["--noise", "24", "--video-bitrate", "1500000", "--simulcast"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = publisher(Some(&ns), &server.url, "thin-up", &ns_ip, "440");
     let dir = std::env::temp_dir().join(format!("between-thin-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let host_ip = ns.host_ip.to_string();
-    let out = Command::new(BIN)
-        .args([
-            "join",
-            "thin-up",
-            "--server",
-            &server.url,
-            "--api-key",
-            DEV_API_KEY,
-        ])
-        .args(["--media-ip", &host_ip, "--duration", "30s"])
-        .args(["--record", dir.to_str().unwrap(), "--no-record-video"])
-        .arg("--video-stats")
-        .output()
-        .unwrap();
+    let out = receive(None, &server.url, "thin-up", &host_ip, &dir);
     let _ = a.kill();
     let _ = a.wait();
     drop(server);
@@ -222,14 +235,10 @@ fn the_top_layer_is_back_within_ten_seconds_of_the_cap_lifting() {
     ns.cap_downlink("1mbit");
     let server = Server::start_on(ns.host_ip.into(), None);
     let host_ip = ns.host_ip.to_string();
-    let mut a = publisher(&server.url, "lifted", &host_ip, "440");
+    let mut a = publisher(None, &server.url, "lifted", &host_ip, "440");
     let ns_ip = ns.ns_ip.to_string();
-    let receiver = Bot::spawn_with(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, BIN, "join", "lifted"])
-            .args(["--server", &server.url, "--api-key", DEV_API_KEY])
-            .args(["--media-ip", &ns_ip, "--video-stats"]),
-    );
+    let receiver =
+        Bot::spawn_with(join(Some(&ns), &server.url, "lifted", &ns_ip).arg("--video-stats"));
     // Ten seconds of the capped call: the 1.5 Mbit/s top layer does not fit.
     let mut widths = Vec::new();
     for _ in 0..10 {

@@ -141,10 +141,6 @@ impl Namespace {
     pub fn uncap_downlink(&self) {
         sh(&["tc", "qdisc", "del", "dev", &self.veth_host, "root"]);
     }
-
-    pub fn uncap_uplink(&self) {
-        self.exec(&["tc", "qdisc", "del", "dev", &self.veth_ns, "root"]);
-    }
 }
 
 fn tbf<'a>(verb: &'a str, dev: &'a str, rate: &'a str) -> Vec<&'a str> {
